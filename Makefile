@@ -1,0 +1,45 @@
+# The two commands for a fresh machine:
+#   make book   -- builds the book on the embedded synthetic dataset (offline, CPU)
+#   make test   -- installs everything it needs, then runs the tests
+# Both create (or reuse) a local virtual environment in .venv, idempotently.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.soundclr-installed
+DATASET ?= synthetic
+PRESET  ?= quick
+
+# glibc returns freed memory to the OS too eagerly for large conv batches on CPU;
+# keeping it halves a ResNet-50 training step here.
+export MALLOC_MMAP_THRESHOLD_ ?= 8589934592
+export MALLOC_TRIM_THRESHOLD_ ?= 8589934592
+export MALLOC_TOP_PAD_ ?= 1073741824
+
+.PHONY: install book test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/soundclr reproduce --dataset $(DATASET) --preset $(PRESET)
+
+test: $(STAMP)
+	$(PY) tests/setup_browser.py
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not book"
+
+bench: $(STAMP)
+	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/train_step.py
+
+clean:
+	rm -rf _build book/generated

@@ -1,0 +1,295 @@
+"""One configuration object for the whole pipeline.
+
+A frozen dataclass tree (data, features, augment, model, optim, run) with
+named presets:
+
+- ``paper``: every value the paper or its released code used (see
+  ``shared/paper/reference-implementation.md``): 44.1 kHz, 1024/512 Hamming
+  STFT, 128 mels, ResNet-50 with ImageNet weights, AdamW, 800 epochs, ...
+- ``quick``: small enough for a 2-core CPU (16 kHz, 64 mels, a tiny
+  backbone, a few epochs); used by ``make book`` on the synthetic dataset.
+
+Every field name is unique across sections, so a flat override such as
+``cfg.override(lr=1e-3, freq_masks=0)`` or a CLI flag ``--freq-masks 0`` maps
+to exactly one field; an unknown name is an error that lists the valid ones.
+Fields left as ``None`` take a per-dataset default when the configuration is
+resolved (``Config.resolved()``), e.g. the learning rate (5e-4 for ESC,
+1e-4 for US8K) and the clip length (5 s for ESC, 4 s for US8K).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DATASETS = ("esc50", "esc10", "us8k", "synthetic")
+SCHEMES = ("ce", "supcon", "hybrid")
+
+# Per-dataset defaults used when a field is None.
+CLIP_SECONDS = {"esc50": 5.0, "esc10": 5.0, "us8k": 4.0, "synthetic": 2.5}
+LEARNING_RATE = {"esc50": 5e-4, "esc10": 5e-4, "us8k": 1e-4, "synthetic": 5e-4}
+N_FOLDS = {"esc50": 5, "esc10": 5, "us8k": 10, "synthetic": 5}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"
+    data_root: str = "data"            # each dataset lives in data_root/<name>/
+    sample_rate: int = 44100           # every clip is resampled to this rate
+    clip_seconds: float | None = None  # None: 5 s (ESC), 4 s (US8K), 2.5 s (synthetic)
+    on_bad_file: str = "error"         # "error" or "skip" (skipped files are listed in a warning)
+
+    @property
+    def clip_samples(self) -> int:
+        seconds = self.clip_seconds if self.clip_seconds is not None else CLIP_SECONDS[self.dataset]
+        return int(round(seconds * self.sample_rate))
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    n_fft: int = 1024
+    hop_length: int = 512
+    window: str = "hamming"            # paper: "hamming"; released code: "hann"
+    n_mels: int = 128
+    top_db: float = 80.0               # dB floor below each clip's maximum
+    channels: int = 3                  # 1, or the log-mel copied to 3 (ImageNet backbones)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    trim: str = "zeros"                # "zeros" (released code), "threshold", "none"
+    trim_db: float = 60.0              # threshold rule: dB below the clip's peak
+    scale: bool = True                 # random scaling 1.25^U(-1, 1)
+    scale_max: float = 1.25
+    random_crop: bool = True           # random pad/crop offset in training (eval is centred)
+    freq_masks: int = 2                # f
+    freq_mask_width: int = 32          # F
+    time_masks: int = 1                # t
+    time_mask_width: int = 32          # T
+    mask_fill: str = "zero"            # "zero" (paper: the loudest value!), "min", "mean"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet50"         # resnet18, resnet34, resnet50, tiny
+    weights: str = "imagenet"          # "imagenet", "none", or a path to a state dict
+    projection_dim: int = 64
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"           # "adam" (paper text) or "adamw" (released code)
+    lr: float | None = None            # None: 5e-4 (ESC), 1e-4 (US8K)
+    weight_decay: float = 1e-3
+    warmup_epochs: int = 10
+    gamma: float = 0.98                # exponential decay per epoch after warm-up
+    epochs: int = 800
+    batch_size: int = 128
+    temperature: float = 0.05          # SupCon temperature
+    alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
+    stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
+    stage2_gamma: float = 0.995
+    stage2_lr: float | None = None     # None: same as lr
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scheme: str = "hybrid"             # "ce", "supcon", "hybrid"
+    test_fold: int = 1
+    val_fold: int | None = None        # a validation fold held out of training (3/1/1 protocol)
+    seed: int = 0
+    device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"            # "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"
+    checkpoint_every: int = 1          # epochs between resumable checkpoints
+
+
+SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentConfig,
+            "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+
+# Fields that change how a run executes but not what it computes: left out of the run's identity.
+EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "on_bad_file"}
+
+
+def _field_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            assert f.name not in index, f"duplicate field name {f.name}"
+            index[f.name] = section
+    return index
+
+
+FIELD_SECTION = _field_index()
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # -- overrides ---------------------------------------------------------
+    def override(self, **settings: Any) -> "Config":
+        """Return a copy with flat settings changed: ``cfg.override(lr=1e-3, scheme="ce")``.
+
+        Dotted names (``"optim.lr"``) are accepted too. Unknown names raise a
+        ConfigError listing the valid ones; values are converted to the
+        field's type (so strings from a command line work).
+        """
+        by_section: dict[str, dict[str, Any]] = {}
+        for name, value in settings.items():
+            key = name.replace("-", "_")
+            if "." in key:
+                section, key = key.split(".", 1)
+                if section not in SECTIONS or FIELD_SECTION.get(key) != section:
+                    raise ConfigError(_unknown(name))
+            if key not in FIELD_SECTION:
+                raise ConfigError(_unknown(name))
+            section = FIELD_SECTION[key]
+            by_section.setdefault(section, {})[key] = _coerce(section, key, value)
+        cfg = self
+        for section, values in by_section.items():
+            cfg = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
+        cfg.validate()
+        return cfg
+
+    def get(self, name: str) -> Any:
+        key = name.replace("-", "_").split(".")[-1]
+        if key not in FIELD_SECTION:
+            raise ConfigError(_unknown(name))
+        return getattr(getattr(self, FIELD_SECTION[key]), key)
+
+    # -- dataset defaults ----------------------------------------------------
+    def resolved(self) -> "Config":
+        """Fill the fields left as None with the dataset's defaults."""
+        d = self.data.dataset
+        cfg = self
+        if cfg.data.clip_seconds is None:
+            cfg = replace(cfg, data=replace(cfg.data, clip_seconds=CLIP_SECONDS[d]))
+        if cfg.optim.lr is None:
+            cfg = replace(cfg, optim=replace(cfg.optim, lr=LEARNING_RATE[d]))
+        if cfg.optim.stage2_lr is None:
+            cfg = replace(cfg, optim=replace(cfg.optim, stage2_lr=cfg.optim.lr))
+        return cfg
+
+    @property
+    def n_folds(self) -> int:
+        return N_FOLDS[self.data.dataset]
+
+    # -- checks ----------------------------------------------------------------
+    def validate(self) -> None:
+        def choice(name: str, value: Any, allowed: tuple) -> None:
+            if value not in allowed:
+                raise ConfigError(f"setting {name}={value!r} is not valid: choose one of {', '.join(map(str, allowed))}")
+
+        choice("dataset", self.data.dataset, DATASETS)
+        choice("scheme", self.run.scheme, SCHEMES)
+        choice("on_bad_file", self.data.on_bad_file, ("error", "skip"))
+        choice("window", self.features.window, ("hamming", "hann"))
+        choice("channels", self.features.channels, (1, 3))
+        choice("trim", self.augment.trim, ("zeros", "threshold", "none"))
+        choice("mask_fill", self.augment.mask_fill, ("zero", "min", "mean"))
+        choice("backbone", self.model.backbone, ("resnet18", "resnet34", "resnet50", "tiny"))
+        choice("optimizer", self.optim.optimizer, ("adam", "adamw"))
+        choice("precision", self.run.precision, ("auto", "bf16", "fp32"))
+        folds = N_FOLDS[self.data.dataset]
+        if not 1 <= self.run.test_fold <= folds:
+            raise ConfigError(f"setting test_fold={self.run.test_fold} is not valid: {self.data.dataset} has folds 1..{folds}")
+        if self.run.val_fold is not None and (not 1 <= self.run.val_fold <= folds or self.run.val_fold == self.run.test_fold):
+            raise ConfigError(f"setting val_fold={self.run.val_fold} is not valid: choose a fold in 1..{folds} other than test_fold={self.run.test_fold}")
+        if not 0.0 <= self.optim.alpha <= 1.0:
+            raise ConfigError(f"setting alpha={self.optim.alpha} is not valid: it must lie in [0, 1]")
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "batch_size", "projection_dim"):
+            if self.get(name) <= 0:
+                raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be positive")
+        for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "epochs", "stage2_epochs", "warmup_epochs"):
+            if self.get(name) < 0:
+                raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be >= 0")
+
+    # -- serialisation -------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, dict[str, Any]]) -> "Config":
+        unknown = set(d) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown configuration sections {sorted(unknown)}: expected {sorted(SECTIONS)}")
+        kwargs = {}
+        for section, sub in SECTIONS.items():
+            values = d.get(section, {})
+            names = {f.name for f in fields(sub)}
+            bad = set(values) - names
+            if bad:
+                raise ConfigError(f"unknown settings {sorted(bad)} in section {section!r}: valid ones are {sorted(names)}")
+            kwargs[section] = sub(**values)
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def identity(self) -> str:
+        """A short hash of everything that changes what a run computes."""
+        d = self.resolved().to_dict()
+        flat = {k: v for sec in d.values() for k, v in sec.items() if k not in EXECUTION_FIELDS}
+        blob = json.dumps(flat, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _unknown(name: str) -> str:
+    return f"unknown setting {name!r}: valid settings are {', '.join(sorted(FIELD_SECTION))}"
+
+
+def _coerce(section: str, key: str, value: Any) -> Any:
+    """Convert strings (from a CLI or papermill) to the field's declared type."""
+    ftype = {f.name: f.type for f in fields(SECTIONS[section])}[key]
+    if not isinstance(value, str) or ftype == "str":
+        if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    text = value.strip()
+    if "None" in ftype and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if ftype.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if ftype.startswith("int"):
+            return int(text)
+        if ftype.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"setting {key}={value!r} is not valid: expected {ftype}") from None
+    return text
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Every value of the paper / its released code (reference-implementation.md).
+    "paper": {},
+    # A 2-core CPU: 16 kHz, 512/256 STFT, 64 mels, tiny backbone, few epochs.
+    "quick": dict(
+        sample_rate=16000, n_fft=512, hop_length=256, n_mels=64, channels=1,
+        freq_mask_width=16, time_mask_width=16,
+        backbone="tiny", weights="none",
+        epochs=12, warmup_epochs=2, batch_size=64, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
+        temperature=0.1,
+    ),
+}
+
+
+def preset(name: str = "paper", **settings: Any) -> Config:
+    """A named preset with flat settings on top: ``preset("quick", dataset="synthetic")``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return Config().override(**PRESETS[name]).override(**settings)

@@ -1,0 +1,237 @@
+"""Grids of runs and their aggregation into the paper's tables (Sec. IV-D/E).
+
+A grid is dataset x scheme x test folds x seeds, plus named variants (sets of
+overridden settings such as ``{"alpha": 0.25}`` or ``{"freq_masks": 0}``).
+Each run lands in the results store (``soundclr.store``); finished runs are
+skipped when a grid is run again, and a grid can be sharded across processes
+or machines by run index (``shard=(i, n)`` runs the runs whose index is i mod n).
+
+Aggregation reads the summaries into a pandas DataFrame and builds:
+Table III (fold-averaged accuracy per scheme, mean +- std over seeds and the
+best seed), Fig. 4 (per fold), Table IV ensembles (mean softmax of K seeds),
+Fig. 5 (accuracy under white Gaussian noise), and the embeddings for UMAPs.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+import torch
+
+from .config import Config
+from .store import atomic_write_json, is_finished, load_config, read_json, read_metrics, run_dir
+
+
+@dataclass(frozen=True)
+class Run:
+    config: Config
+    directory: Path
+    variant: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return is_finished(self.directory)
+
+
+def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None = None,
+         folds: Sequence[int] | None = None, seeds: Sequence[int] = (0,),
+         variants: dict[str, dict] | None = None, results: Path | str = "results") -> list[Run]:
+    """The runs of a grid, in a fixed order (the order used for sharding).
+
+    ``folds=None`` means every official fold of the dataset; ``schemes=None``
+    the configuration's own scheme; ``variants`` maps a name to overrides.
+    """
+    schemes = list(schemes) if schemes else [cfg.run.scheme]
+    folds = list(folds) if folds else list(range(1, cfg.n_folds + 1))
+    variants = variants or {None: {}}
+    runs = []
+    for (vname, overrides), scheme, fold, seed in itertools.product(variants.items(), schemes, folds, seeds):
+        c = cfg.override(**overrides).override(scheme=scheme, test_fold=fold, seed=seed)
+        if c.run.val_fold == c.run.test_fold:
+            c = c.override(val_fold=fold % c.n_folds + 1)  # the next fold validates
+        runs.append(Run(c, run_dir(Path(results), experiment, c, vname), vname))
+    return runs
+
+
+def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, bank=None) -> list[dict]:
+    """Train every unfinished run of this shard; return all of this shard's summaries."""
+    from .data import load_bank
+    from .train import train_run
+
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard={shard} is not valid: expected (index, count) with 0 <= index < count")
+    mine = [r for i, r in enumerate(runs) if i % count == index]
+    todo = [r for r in mine if not r.finished]
+    if progress:
+        print(f"{len(mine)} runs in this shard: {len(mine) - len(todo)} finished, {len(todo)} to train", flush=True)
+    banks: dict[tuple, object] = {}
+    summaries = []
+    for run in mine:
+        if run.finished:
+            summaries.append(read_json(run.directory / "summary.json"))
+            continue
+        key = (run.config.data.dataset, run.config.data.data_root, run.config.data.sample_rate)
+        if bank is not None and bank.dataset == key[0] and bank.sample_rate == key[2]:
+            banks[key] = bank
+        if key not in banks:
+            banks[key] = load_bank(run.config, progress=progress)
+        summaries.append(train_run(run.config, run.directory, bank=banks[key], progress=progress))
+    return summaries
+
+
+# -- reading the store ------------------------------------------------------------------------
+def load_summaries(results: Path | str = "results", dataset: str | None = None,
+                   experiment: str | None = None) -> pd.DataFrame:
+    """One row per finished run: dataset, experiment, variant, scheme, fold, seed,
+    ``final_acc`` (headline), ``best_test_acc`` / ``best_test_epoch`` (the paper's
+    protocol), ``best_val_test_acc`` (validation protocol), the run folder and
+    every setting of its configuration."""
+    rows = []
+    root = Path(results)
+    pattern = f"{dataset or '*'}/{experiment or '*'}/*/summary.json"
+    for path in sorted(root.glob(pattern)):
+        s = read_json(path)
+        run = path.parent
+        cfg = load_config(run)
+        flat = {k: v for sec in cfg.to_dict().values() for k, v in sec.items()}
+        parts = run.name.split("-")  # <scheme>-fold<k>-seed<s>[-<variant>]-<identity>
+        variant = "-".join(parts[3:-1]) or None
+        bov = s.get("best_on_validation") or {}
+        rows.append({**flat, "dataset": s["dataset"], "experiment": run.parent.name, "variant": variant,
+                     "scheme": s["scheme"], "fold": s["test_fold"], "seed": s["seed"],
+                     "final_acc": s["final"]["test_acc"], "best_test_acc": s["best_on_test"]["test_acc"],
+                     "best_test_epoch": s["best_on_test"]["epoch"], "best_val_test_acc": bov.get("test_acc"),
+                     "epochs_run": s["epochs"], "seconds": s["seconds"], "run_dir": str(run)})
+    return pd.DataFrame(rows)
+
+
+def load_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch metrics of every run in ``df`` (learning curves)."""
+    frames = []
+    for _, row in df.iterrows():
+        m = pd.DataFrame(read_metrics(Path(row["run_dir"])))
+        for key in ("scheme", "fold", "seed", "variant", "run_dir"):
+            m[key] = row[key]
+        frames.append(m)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+SCHEME_ORDER = ["ce", "supcon", "hybrid"]
+SCHEME_LABEL = {"ce": "Cross-entropy", "supcon": "Supervised contrastive (2 stages)", "hybrid": "Hybrid (SoundCLR)"}
+
+
+def _ordered(df: pd.DataFrame, column: str = "scheme") -> pd.DataFrame:
+    order = {s: i for i, s in enumerate(SCHEME_ORDER)}
+    return df.sort_values(column, key=lambda c: c.map(order)) if column in df else df
+
+
+# -- Table III and Fig. 4 ---------------------------------------------------------------------
+def scheme_table(df: pd.DataFrame, metric: str = "final_acc", by: str = "scheme") -> pd.DataFrame:
+    """Table III: per scheme, the fold-averaged accuracy of each seed, then mean, std
+    over seeds and the best seed (in %)."""
+    per_seed = df.groupby([by, "seed"])[metric].mean().mul(100).reset_index()
+    table = per_seed.groupby(by)[metric].agg(mean="mean", std="std", best="max", seeds="count").reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    folds = df.groupby(by)["fold"].nunique().rename("folds")
+    return _ordered(table.merge(folds, on=by), by).reset_index(drop=True)
+
+
+def fold_table(df: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
+    """Fig. 4: accuracy per scheme and fold, averaged over seeds (in %)."""
+    t = df.groupby(["scheme", "fold"])[metric].mean().mul(100).unstack("fold")
+    return t.loc[[s for s in SCHEME_ORDER if s in t.index]]
+
+
+def confusion(df: pd.DataFrame) -> tuple[torch.Tensor, list[str]]:
+    """The summed final-epoch confusion matrix of the runs in ``df`` (rows: true class)."""
+    total, names = None, None
+    for run in df["run_dir"]:
+        s = read_json(Path(run) / "summary.json")
+        m = torch.tensor(s["confusion"])
+        total = m if total is None else total + m
+        names = s["class_names"]
+    return total, names
+
+
+# -- Table IV: ensembles --------------------------------------------------------------------------
+def ensemble_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """Per scheme: the fold-averaged accuracy of an ensemble of ``k`` seeds (mean of their
+    final softmax outputs on the test fold), next to the mean single-model accuracy (in %)."""
+    rows = []
+    for scheme, sdf in df.groupby("scheme"):
+        accs, singles, members = [], [], []
+        for fold, fdf in sdf.groupby("fold"):
+            fdf = fdf.sort_values("seed").head(k) if k else fdf
+            outs = [torch.load(Path(r) / "outputs.pt", weights_only=False) for r in fdf["run_dir"]]
+            probs = torch.stack([o["probs"] for o in outs]).mean(0)
+            labels = outs[0]["labels"]
+            accs.append((probs.argmax(-1) == labels).float().mean().item())
+            singles.append(fdf["final_acc"].mean())
+            members.append(len(outs))
+        rows.append({"scheme": scheme, "single": 100 * sum(singles) / len(singles),
+                     "ensemble": 100 * sum(accs) / len(accs), "members": min(members), "folds": len(accs)})
+    return _ordered(pd.DataFrame(rows)).reset_index(drop=True)
+
+
+# -- Fig. 5: robustness to white noise ----------------------------------------------------------
+def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None,
+                   device: str = "auto", seed: int = 0) -> dict[float, float]:
+    """Accuracy of a finished run's final model on its test fold with white Gaussian
+    noise of each standard deviation added to the test waves. Cached in ``noise.json``."""
+    from .augment import Pipeline
+    from .data import load_bank
+    from .train import evaluate, resolve_device
+
+    run = Path(run)
+    cache_path = run / "noise.json"
+    cache = read_json(cache_path) if cache_path.exists() else {}
+    missing = [s for s in stds if f"{s:g}:{seed}" not in cache]
+    if missing:
+        cfg = load_config(run).override(device=device).resolved()
+        dev = resolve_device(device)
+        model = load_model(run, dev)
+        bank = bank if bank is not None else load_bank(cfg, progress=False)
+        pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=cfg.run.seed).to(dev)
+        test = bank.split(cfg.run.test_fold).test
+        for s in missing:
+            res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed)
+            cache[f"{s:g}:{seed}"] = res["accuracy"]
+        atomic_write_json(cache_path, cache)
+    return {s: cache[f"{s:g}:{seed}"] for s in stds}
+
+
+def noise_table(df: pd.DataFrame, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None) -> pd.DataFrame:
+    """Fig. 5: accuracy (in %) per scheme and noise level, averaged over folds and seeds."""
+    rows = []
+    for _, row in df.iterrows():
+        for s, acc in noise_accuracy(row["run_dir"], stds, bank=bank).items():
+            rows.append({"scheme": row["scheme"], "noise_std": s, "accuracy": 100 * acc})
+    t = pd.DataFrame(rows).groupby(["scheme", "noise_std"])["accuracy"].mean().unstack("noise_std")
+    return t.loc[[s for s in SCHEME_ORDER if s in t.index]]
+
+
+# -- models and embeddings ------------------------------------------------------------------------
+def load_model(run: Path | str, device: str | torch.device = "cpu"):
+    """The final model of a finished run, in eval mode."""
+    from .model import build_model
+
+    run = Path(run)
+    path = run / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the run in {run} has not finished (train it with `soundclr train`) "
+                                "or the folder is not a soundclr run")
+    cfg = load_config(run).override(weights="none")  # the saved state dict holds every weight
+    blob = torch.load(path, map_location=device, weights_only=False)
+    model = build_model(cfg, blob["n_classes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval()
+
+
+def embeddings(run: Path | str) -> dict[str, torch.Tensor]:
+    """The final model's test-fold ``representation`` (h), ``projection`` (z), ``labels``
+    and ``probs``, saved at the end of training."""
+    return torch.load(Path(run) / "outputs.pt", weights_only=False)

@@ -1,0 +1,357 @@
+"""The representation network, the classifier and the projection head (paper Sec. III-B/C).
+
+::
+
+    x (batch, channels, mels, frames)
+      └─ encoder f(·): ResNet, fc removed, global average pool ─► (batch, D)
+           └─ L2-normalise per clip ─────────────────────────────► h  representation (batch, D)
+                ├─ classifier  Linear(D, n_classes) ─────────────► logits (batch, n_classes)
+                └─ projection  Linear(D, projection_dim), L2 ────► z  projection (batch, projection_dim)
+
+The paper uses ResNet-50 (D = 2048) with ImageNet weights and a 64-d linear
+projection with no non-linearity; both heads read the *normalised*
+representation. ``tiny`` is a small ResNet-style CNN (D = 128) for CPU work
+and tests.
+
+ImageNet weights come from torchvision's weights API, version ``IMAGENET1K_V1``
+for every ResNet: the released code used ``pretrained=True``, which is V1.
+They are read from the torch hub cache (``torch.hub.get_dir()/checkpoints/``);
+when the file is not there it is downloaded with a short timeout, and a
+machine with no internet gets a :class:`WeightsError` at once that names the
+file, the URL and the folder to drop it in.
+
+Example::
+
+    cfg = soundclr.preset("quick")
+    model = build_model(cfg, n_classes=50)
+    out = model(torch.randn(8, 1, 64, 157))
+    out.representation.shape, out.projection.shape, out.logits.shape
+    # (8, 128), (8, 64), (8, 50)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
+NORMALIZE = ("sample", "batch")
+# A small floor under the norm: pooled post-ReLU features are never this small
+# unless they are all zero, where it keeps the gradient bounded.
+NORM_EPS = 1e-6
+# The key of the first convolution, shared by torchvision's ResNets and TinyResNet.
+FIRST_CONV = "conv1.weight"
+
+
+class WeightsError(Exception):
+    """Backbone weights that cannot be found, downloaded or loaded."""
+
+
+class ModelOutput(NamedTuple):
+    representation: torch.Tensor  # h: (batch, D), L2-normalised per clip, float32
+    projection: torch.Tensor      # z: (batch, projection_dim), L2-normalised, float32
+    logits: torch.Tensor          # (batch, n_classes)
+
+
+# -- the tiny backbone ---------------------------------------------------------------
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with a skip connection (He et al.'s basic block).
+
+    Args:
+        in_width, out_width: channels in and out.
+        stride: 2 halves the mels and frames; the skip then goes through a 1x1 convolution.
+
+    Shapes: ``(batch, in_width, H, W) -> (batch, out_width, ceil(H/stride), ceil(W/stride))``.
+    """
+
+    def __init__(self, in_width: int, out_width: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_width, out_width, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_width)
+        self.conv2 = nn.Conv2d(out_width, out_width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_width)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_width != out_width:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_width, out_width, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x))
+
+
+class TinyResNet(nn.Module):
+    """A narrow four-stage ResNet for CPU runs and tests.
+
+    A stride-2 3x3 stem, then one stride-2 residual block per stage with
+    widths ``widths``, then a global average pool: the same 32x downsampling
+    as ResNet-18 (a 64x157 log-mel ends as 2x5 before pooling) at about 1/30
+    of its FLOPs (21 vs 708 MFLOPs for one 1x64x157 clip) and
+    1/35 of its parameters. No ImageNet weights exist for it.
+
+    Args:
+        in_channels: input channels (1: the log-mel itself, 3: copied to 3).
+        widths: channels of the four stages; the last one is the representation size D.
+
+    Shapes: ``(batch, in_channels, mels, frames) -> (batch, widths[-1])``.
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128)):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        stages, width = [], widths[0]
+        for out in widths:
+            stages.append(ResidualBlock(width, out, stride=2))
+            width = out
+        self.stages = nn.Sequential(*stages)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = width
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.stages(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+
+# -- the model -------------------------------------------------------------------------
+
+class SoundCLRModel(nn.Module):
+    """Encoder f(·), normalised representation h, classifier and projection head g(·).
+
+    Args:
+        encoder: maps ``(batch, channels, mels, frames)`` to pooled, un-normalised
+            features ``(batch, representation_dim)``.
+        representation_dim: D, the encoder's output width (2048 for ResNet-50).
+        n_classes: outputs of the classifier.
+        projection_dim: D_g, outputs of the projection head (64 in the paper).
+        normalize: ``"sample"`` normalises h and z per clip (the paper's text and
+            the released code after its 2023 fix); ``"batch"`` normalises each
+            feature across the batch, as the released code did when the
+            paper's numbers were made (``F.normalize(h, dim=0)``), so a clip's
+            h then depends on the rest of its batch.
+
+    ``forward`` returns a :class:`ModelOutput`; ``represent`` returns h only.
+    h and z are computed in float32 even under autocast, so their norms are exact.
+    """
+
+    def __init__(self, encoder: nn.Module, representation_dim: int, n_classes: int,
+                 projection_dim: int = 64, normalize: str = "sample"):
+        super().__init__()
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize={normalize!r} is not valid: choose one of {', '.join(NORMALIZE)}")
+        self.encoder = encoder
+        self.representation_dim = representation_dim
+        self.normalize = normalize
+        self.classifier = nn.Linear(representation_dim, n_classes)
+        self.projection = nn.Linear(representation_dim, projection_dim)
+
+    def _unit(self, v: torch.Tensor) -> torch.Tensor:
+        dim = 1 if self.normalize == "sample" else 0
+        # float32: a bf16 norm of a 2048-d vector is off by up to ~1 %.
+        return F.normalize(v.float(), p=2.0, dim=dim, eps=NORM_EPS)
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """h: ``(batch, channels, mels, frames) -> (batch, representation_dim)``, unit norm."""
+        return self._unit(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """``x`` ``(batch, channels, mels, frames)`` -> ModelOutput(h, z, logits)."""
+        h = self.represent(x)
+        z = self._unit(self.projection(h))
+        return ModelOutput(representation=h, projection=z, logits=self.classifier(h))
+
+
+# -- building --------------------------------------------------------------------------
+
+def _torchvision_backbone(name: str, in_channels: int) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, name)(weights=None)
+    dim = net.fc.in_features
+    net.fc = nn.Identity()  # keep avgpool + flatten: the encoder returns (batch, D)
+    if in_channels != 3:
+        old = net.conv1
+        net.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+    return net, dim
+
+
+def _imagenet_weights(name: str):
+    # V1 everywhere: the released code's `pretrained=True` meant IMAGENET1K_V1.
+    enum = {"resnet18": torchvision.models.ResNet18_Weights,
+            "resnet34": torchvision.models.ResNet34_Weights,
+            "resnet50": torchvision.models.ResNet50_Weights}[name]
+    return enum.IMAGENET1K_V1
+
+
+def imagenet_cache_path(backbone: str) -> Path:
+    """Where the ImageNet weights of ``backbone`` are looked for: ``torch.hub.get_dir()/checkpoints/<file>``."""
+    url = _imagenet_weights(backbone).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _download(url: str, dst: Path, timeout: float) -> None:
+    """Download ``url`` to ``dst`` through a temporary file; check torchvision's sha256 prefix."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".partial")
+        try:
+            sha = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    sha.update(chunk)
+                    out.write(chunk)
+            # torchvision names its files <name>-<first hex digits of the sha256>.pth
+            prefix = dst.stem.rsplit("-", 1)[-1]
+            if not sha.hexdigest().startswith(prefix):
+                raise WeightsError(f"downloaded {url} but its sha256 {sha.hexdigest()[:12]}... does not start with "
+                                   f"{prefix}: the download is corrupt; try again or put the file in {dst.parent} by hand.")
+            os.replace(tmp, dst)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _load_imagenet(backbone: str, timeout: float) -> dict[str, torch.Tensor]:
+    weights = _imagenet_weights(backbone)
+    path = imagenet_cache_path(backbone)
+    if not path.exists():
+        try:
+            _download(weights.url, path, timeout)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            raise WeightsError(
+                f"ImageNet weights for {backbone} ({weights}) are not in the torch hub cache and could not be "
+                f"downloaded ({e}). Download {weights.url} on a machine with internet and put the file "
+                f"{path.name} in {path.parent} (that is torch.hub.get_dir()/checkpoints; set TORCH_HOME to "
+                f"move it), or set weights='none' or weights=<path to a state dict>."
+            ) from None
+    return _read_state_dict(path)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated download, a pickle of something else, ...
+        raise WeightsError(f"could not read weights file {path} as a PyTorch state dict: {e}. "
+                           "Expected a file written by torch.save(module.state_dict(), path).") from None
+    # Unwrap training checkpoints such as {"model": state_dict, "optimizer": ...}.
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict (a dict of tensors): found {type(obj).__name__}.")
+    # nn.DataParallel (the released code) prefixes every key with "module."
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _fit_first_conv(state: dict[str, torch.Tensor], key: str, want: int, source: str) -> None:
+    """Make the first convolution's input channels match the model (in place)."""
+    w = state.get(key)
+    if w is None or w.dim() != 4 or w.shape[1] == want:
+        return
+    if want == 1:
+        # A grey log-mel copied to 3 channels meets W_r x + W_g x + W_b x = (W_r + W_g + W_b) x,
+        # so the summed filter gives the 1-channel model exactly the 3-channel features.
+        state[key] = w.sum(dim=1, keepdim=True)
+    else:
+        raise WeightsError(f"{source} was saved for {w.shape[1]}-channel input but the model takes {want} channels "
+                           f"(features.channels): set channels={w.shape[1]} or use other weights.")
+
+
+def _load_into(model: SoundCLRModel, state: dict[str, torch.Tensor], backbone: str, source: str) -> None:
+    in_channels = model.encoder.conv1.in_channels
+    if any(k.startswith("encoder.") for k in state):
+        target, first = model, "encoder." + FIRST_CONV
+    else:
+        # A torchvision-style backbone state dict; its ImageNet classifier is not ours.
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        target, first = model.encoder, FIRST_CONV
+    _fit_first_conv(state, first, in_channels, source)
+    own = target.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        what = "SoundCLRModel" if target is model else f"{backbone} backbone"
+        details = "; ".join(f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                            for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                                ("shape mismatches", wrong)) if keys)
+        raise WeightsError(
+            f"{source} does not match a {what}: {details}. Expected a state dict of the {backbone} backbone "
+            "(torch.save(model.encoder.state_dict(), path), or torchvision's own file) or of a whole SoundCLRModel "
+            "with the same backbone, number of classes and projection_dim; check model.backbone and the file."
+        )
+    target.load_state_dict(state)
+
+
+def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
+                normalize: str = "sample", download_timeout: float = 10.0) -> SoundCLRModel:
+    """Build the backbone, the heads, and load the weights that ``cfg.model.weights`` names.
+
+    Args:
+        cfg: a :class:`soundclr.config.Config`; reads ``cfg.model.backbone``
+            (resnet18, resnet34, resnet50, tiny), ``cfg.model.weights``
+            ("imagenet", "none", or a path), ``cfg.model.projection_dim`` and
+            ``cfg.features.channels``.
+        n_classes: outputs of the classifier.
+        in_channels: input channels; default ``cfg.features.channels``.
+        normalize: ``"sample"`` (default) or ``"batch"`` (the released code's
+            bug, see :class:`SoundCLRModel`).
+        download_timeout: seconds a stalled ImageNet download may wait on the network.
+
+    Weights:
+        - ``"imagenet"``: torchvision's IMAGENET1K_V1, from the torch hub cache or
+          downloaded to it. With 1 input channel the first convolution's RGB
+          filters are summed into one (exact for a grey image copied to 3 channels).
+        - ``"none"``: random initialisation.
+        - a path: ``torch.save`` of the backbone's state dict (torchvision's key
+          names; an ``fc.*`` head is ignored) or of a whole SoundCLRModel. The
+          same channel folding applies.
+
+    Raises:
+        WeightsError: no ImageNet weights for ``tiny``; offline with no cached
+            file; a missing file; keys or shapes that do not match.
+    """
+    backbone, weights = cfg.model.backbone, str(cfg.model.weights)
+    in_channels = cfg.features.channels if in_channels is None else in_channels
+    if backbone not in BACKBONES:
+        raise ValueError(f"model.backbone={backbone!r} is not valid: choose one of {', '.join(BACKBONES)}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels={in_channels} is not valid: it must be at least 1")
+    if backbone == "tiny":
+        if weights == "imagenet":
+            raise WeightsError("there are no ImageNet weights for the 'tiny' backbone: set weights='none' "
+                               "(or a path to a state dict), or choose backbone resnet18/resnet34/resnet50.")
+        encoder: nn.Module = TinyResNet(in_channels)
+        dim = encoder.out_features
+    else:
+        encoder, dim = _torchvision_backbone(backbone, in_channels)
+    model = SoundCLRModel(encoder, dim, n_classes, cfg.model.projection_dim, normalize=normalize)
+
+    if weights == "none":
+        return model
+    if weights == "imagenet":
+        if in_channels not in (1, 3):
+            raise WeightsError(f"ImageNet weights need 1 or 3 input channels, found in_channels={in_channels}.")
+        _load_into(model, _load_imagenet(backbone, download_timeout), backbone,
+                   f"ImageNet weights {imagenet_cache_path(backbone)}")
+        return model
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"model.weights={weights!r}: no such file {path.resolve()}. Expected 'imagenet', 'none' "
+                           "or the path of a state dict saved with torch.save.")
+    _load_into(model, _read_state_dict(path), backbone, f"weights file {path}")
+    return model
