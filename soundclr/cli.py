@@ -139,8 +139,9 @@ def _dispatch(args) -> int:
         for s in schemes or []:
             cfg.override(scheme=s)  # validates the name
         runs = grid(cfg, args.experiment, schemes=schemes, folds=args.folds, seeds=args.seeds, results=args.results)
-        summaries = run_grid(runs, shard=(i, n))
-        for s in summaries:
+        import os
+        summaries = run_grid(runs, shard=(i, n), verbose=os.environ.get("RANK", "0") == "0")
+        for s in summaries if os.environ.get("RANK", "0") == "0" else []:
             print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
                   f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
         return 0

@@ -76,6 +76,7 @@ class ModelConfig:
     backbone: str = "resnet50"         # resnet18, resnet34, resnet50, tiny
     weights: str = "imagenet"          # "imagenet", "none", or a path to a state dict
     projection_dim: int = 64
+    normalize: str = "sample"          # L2-normalise h and z per clip; "batch" = the released code's pre-2023 bug
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class OptimConfig:
     batch_size: int = 128
     temperature: float = 0.05          # SupCon temperature
     alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
+    supcon_form: str = "out"           # Khosla's L_out (released code) or "in" (Eq. 3 as typeset)
+    no_positive: str = "exclude"       # anchors without a positive: "exclude" from the mean, or "zero" (released code)
     stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
     stage2_gamma: float = 0.995
     stage2_lr: float | None = None     # None: same as lr
@@ -200,6 +203,9 @@ class Config:
         choice("mask_fill", self.augment.mask_fill, ("zero", "min", "mean"))
         choice("backbone", self.model.backbone, ("resnet18", "resnet34", "resnet50", "tiny"))
         choice("optimizer", self.optim.optimizer, ("adam", "adamw"))
+        choice("normalize", self.model.normalize, ("sample", "batch"))
+        choice("supcon_form", self.optim.supcon_form, ("out", "in"))
+        choice("no_positive", self.optim.no_positive, ("exclude", "zero"))
         choice("precision", self.run.precision, ("auto", "bf16", "fp32"))
         folds = N_FOLDS[self.data.dataset]
         if not 1 <= self.run.test_fold <= folds:

@@ -56,8 +56,11 @@ def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None
     return runs
 
 
-def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, bank=None) -> list[dict]:
-    """Train every unfinished run of this shard; return all of this shard's summaries."""
+def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, verbose: bool = True,
+             bank=None) -> list[dict]:
+    """Train every unfinished run of this shard; return all of this shard's summaries.
+
+    ``progress`` shows a progress bar per run; ``verbose`` prints one line per trained run."""
     from .data import load_bank
     from .train import train_run
 
@@ -66,11 +69,11 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
         raise ValueError(f"shard={shard} is not valid: expected (index, count) with 0 <= index < count")
     mine = [r for i, r in enumerate(runs) if i % count == index]
     todo = [r for r in mine if not r.finished]
-    if progress:
+    if verbose:
         print(f"{len(mine)} runs in this shard: {len(mine) - len(todo)} finished, {len(todo)} to train", flush=True)
     banks: dict[tuple, object] = {}
     summaries = []
-    for run in mine:
+    for n, run in enumerate(mine, 1):
         if run.finished:
             summaries.append(read_json(run.directory / "summary.json"))
             continue
@@ -79,7 +82,12 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
             banks[key] = bank
         if key not in banks:
             banks[key] = load_bank(run.config, progress=progress)
-        summaries.append(train_run(run.config, run.directory, bank=banks[key], progress=progress))
+        s = train_run(run.config, run.directory, bank=banks[key], progress=progress)
+        summaries.append(s)
+        if verbose:
+            c = run.config.run
+            print(f"[{n}/{len(mine)}] {c.scheme} fold {c.test_fold} seed {c.seed}{' ' + run.variant if run.variant else ''}: "
+                  f"final {100 * s['final']['test_acc']:.1f} % ({s['seconds']:.0f} s)", flush=True)
     return summaries
 
 
@@ -90,23 +98,25 @@ def load_summaries(results: Path | str = "results", dataset: str | None = None,
     ``final_acc`` (headline), ``best_test_acc`` / ``best_test_epoch`` (the paper's
     protocol), ``best_val_test_acc`` (validation protocol), the run folder and
     every setting of its configuration."""
-    rows = []
-    root = Path(results)
     pattern = f"{dataset or '*'}/{experiment or '*'}/*/summary.json"
-    for path in sorted(root.glob(pattern)):
-        s = read_json(path)
-        run = path.parent
-        cfg = load_config(run)
-        flat = {k: v for sec in cfg.to_dict().values() for k, v in sec.items()}
-        parts = run.name.split("-")  # <scheme>-fold<k>-seed<s>[-<variant>]-<identity>
-        variant = "-".join(parts[3:-1]) or None
-        bov = s.get("best_on_validation") or {}
-        rows.append({**flat, "dataset": s["dataset"], "experiment": run.parent.name, "variant": variant,
-                     "scheme": s["scheme"], "fold": s["test_fold"], "seed": s["seed"],
-                     "final_acc": s["final"]["test_acc"], "best_test_acc": s["best_on_test"]["test_acc"],
-                     "best_test_epoch": s["best_on_test"]["epoch"], "best_val_test_acc": bov.get("test_acc"),
-                     "epochs_run": s["epochs"], "seconds": s["seconds"], "run_dir": str(run)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([_summary_row(p.parent) for p in sorted(Path(results).glob(pattern))])
+
+
+def frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """The summaries of exactly these runs (the finished ones), as ``load_summaries`` rows."""
+    return pd.DataFrame([_summary_row(r.directory) for r in runs if r.finished])
+
+
+def _summary_row(run: Path) -> dict:
+    s = read_json(run / "summary.json")
+    flat = {k: v for sec in load_config(run).to_dict().values() for k, v in sec.items()}
+    parts = run.name.split("-")  # <scheme>-fold<k>-seed<s>[-<variant>]-<identity>
+    bov = s.get("best_on_validation") or {}
+    return {**flat, "dataset": s["dataset"], "experiment": run.parent.name, "variant": "-".join(parts[3:-1]) or None,
+            "scheme": s["scheme"], "fold": s["test_fold"], "seed": s["seed"],
+            "final_acc": s["final"]["test_acc"], "best_test_acc": s["best_on_test"]["test_acc"],
+            "best_test_epoch": s["best_on_test"]["epoch"], "best_val_test_acc": bov.get("test_acc"),
+            "epochs_run": s["epochs"], "seconds": s["seconds"], "run_dir": str(run)}
 
 
 def load_metrics(df: pd.DataFrame) -> pd.DataFrame:

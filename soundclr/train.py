@@ -89,8 +89,10 @@ def scheme_loss(cfg: Config, stage: int, out, labels: torch.Tensor) -> torch.Ten
     if scheme == "ce" or stage == 2:
         return cross_entropy_loss(out.logits, labels)                       # Eq. 2
     if scheme == "supcon":
-        return supcon_loss(out.projection, labels, o.temperature)           # Eq. 3 (stage 1)
-    return hybrid_loss(out.projection, out.logits, labels, o.alpha, o.temperature)  # Eq. 4
+        return supcon_loss(out.projection, labels, o.temperature,           # Eq. 3 (stage 1)
+                           form=o.supcon_form, no_positive=o.no_positive)
+    return hybrid_loss(out.projection, out.logits, labels, o.alpha, o.temperature,  # Eq. 4
+                       form=o.supcon_form, no_positive=o.no_positive)
 
 
 # -- evaluation -------------------------------------------------------------------------
@@ -164,7 +166,12 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
     use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and device.type == "cuda")
     o, r = cfg.optim, cfg.run
 
-    bank = bank if bank is not None else load_bank(cfg, progress=progress and rank == 0)
+    if bank is None:
+        if world > 1 and rank != 0:
+            torch.distributed.barrier()  # rank 0 decodes the dataset into the cache first
+        bank = load_bank(cfg, progress=progress and rank == 0)
+        if world > 1 and rank == 0:
+            torch.distributed.barrier()
     split = bank.split(r.test_fold, r.val_fold)
     if device.type == "cuda":
         bank = bank.to(device)  # the whole bank on the GPU: no host-device copies in the loop

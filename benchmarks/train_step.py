@@ -1,0 +1,105 @@
+"""Clips per second of one training step, per scheme and backbone (a benchmark, not a test).
+
+    python benchmarks/train_step.py                    # CPU: resnet18 and resnet50, paper features
+    python benchmarks/train_step.py --device cuda --batch 128
+
+A step is the whole training step of ``soundclr.train``: augmentation pipeline on
+int16 waves -> model -> loss -> backward -> AdamW. Printed per scheme:
+clips/s, the hybrid's cost relative to cross-entropy (target: within 5 %), and a
+stage-2 step of the two-stage scheme (frozen encoder under no_grad, linear
+classifier only) relative to a stage-1 step (target: at most 40 %).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("SOUNDCLR_NO_REEXEC") is None:
+    # glibc returns freed memory too eagerly for large conv batches on CPU; re-run with it kept.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="8589934592", MALLOC_TRIM_THRESHOLD_="8589934592",
+               MALLOC_TOP_PAD_="1073741824", SOUNDCLR_NO_REEXEC="1")
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+import torch
+
+from soundclr import preset
+from soundclr.augment import Pipeline
+from soundclr.losses import cross_entropy_loss, hybrid_loss, supcon_loss
+from soundclr.model import build_model
+
+
+def step_time(cfg, scheme: str, batch: int, device, repeats: int, stage: int = 1) -> float:
+    torch.manual_seed(0)
+    model = build_model(cfg, 50).to(device)
+    pipe = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples).to(device).train()
+    bf16 = device.type == "cuda"
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = model.classifier.parameters() if stage == 2 else model.parameters()
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-3)
+    waves = (torch.randn(batch, cfg.data.clip_samples, device=device) * 3000).clamp(-32767, 32767).to(torch.int16)
+    lengths = torch.full((batch,), cfg.data.clip_samples, device=device)
+    labels = torch.arange(batch, device=device) % 16
+    model.train(stage == 1)
+
+    def one():
+        with torch.no_grad():
+            x = pipe(waves, lengths)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if stage == 2:
+                with torch.no_grad():
+                    h = model.represent(x)
+                loss = cross_entropy_loss(model.classifier(h), labels)
+            else:
+                out = model(x)
+                if scheme == "ce":
+                    loss = cross_entropy_loss(out.logits, labels)
+                elif scheme == "supcon":
+                    loss = supcon_loss(out.projection, labels, 0.05)
+                else:
+                    loss = hybrid_loss(out.projection, out.logits, labels, 0.5, 0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        one()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backbones", default="resnet18,resnet50")
+    ap.add_argument("--batch", type=int, default=None, help="default: 128 on CUDA, 16 on CPU")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    batch = args.batch or (128 if device.type == "cuda" else 16)
+    print(f"device {device}, batch {batch}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+          "paper features: 44.1 kHz, 220500-sample clips, 128 mels x 431 frames, 3 channels; best of "
+          f"{args.repeats} steps after one warm-up")
+    for backbone in args.backbones.split(","):
+        cfg = preset("paper", dataset="esc50", backbone=backbone, weights="none").resolved()
+        t = {s: step_time(cfg, s, batch, device, args.repeats) for s in ("ce", "supcon", "hybrid")}
+        t["stage2"] = step_time(cfg, "supcon", batch, device, args.repeats, stage=2)
+        for s, v in t.items():
+            print(f"{backbone:9s} {s:7s} {batch / v:8.2f} clips/s  ({v / batch:.3f} s per clip)")
+        print(f"{backbone:9s} hybrid / ce step time: {t['hybrid'] / t['ce']:.3f} (target <= 1.05)")
+        print(f"{backbone:9s} stage 2 / stage 1 (supcon) step time: {t['stage2'] / t['supcon']:.3f} (target <= 0.40)")
+
+
+if __name__ == "__main__":
+    main()

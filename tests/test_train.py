@@ -1,0 +1,164 @@
+"""Training, resumption, the three schemes and the grid machinery, on the synthetic dataset."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from soundclr import preset
+from soundclr.experiment import ensemble_table, frame, grid, load_summaries, noise_accuracy, run_grid, scheme_table
+from soundclr.train import lr_factor, train_run
+
+
+def small(root, **kw):
+    base = dict(dataset="synthetic", data_root=str(root), epochs=3, warmup_epochs=1, stage2_epochs=2, batch_size=32)
+    base.update(kw)
+    return preset("quick", **base)
+
+
+def test_schedule_is_the_released_codes():
+    # 10 warm-up epochs: lr x (0.1 + 0.09 (e+1)), then x 0.98 per epoch.
+    assert [round(lr_factor(e, 10, 0.98), 6) for e in range(10)] == [round(0.1 + 0.09 * (e + 1), 6) for e in range(10)]
+    assert lr_factor(10, 10, 0.98) == pytest.approx(0.98)
+    assert lr_factor(12, 10, 0.98) == pytest.approx(0.98 ** 3)
+
+
+@pytest.mark.parametrize("scheme", ["ce", "supcon", "hybrid"])
+def test_each_scheme_learns(scheme, synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, scheme=scheme, epochs=8, warmup_epochs=1, stage2_epochs=4)
+    s = train_run(cfg, tmp_path / scheme, bank=synthetic_bank, progress=False)
+    chance = 1 / synthetic_bank.n_classes
+    assert s["final"]["test_acc"] > 3 * chance, s
+    rows = [json.loads(line) for line in (tmp_path / scheme / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == cfg.optim.epochs + (cfg.optim.stage2_epochs if scheme == "supcon" else 0)
+    assert s["best_on_test"]["test_acc"] >= s["final"]["test_acc"]
+    assert "paper" in s["best_on_test"]["protocol"]
+    assert sum(map(sum, s["confusion"])) == s["n_test"] == int((synthetic_bank.folds == 1).sum())
+    for name in ("config.json", "summary.json", "model.pt", "outputs.pt"):
+        assert (tmp_path / scheme / name).exists()
+    assert not (tmp_path / scheme / "checkpoint.pt").exists()
+
+
+def test_stage2_freezes_the_encoder(synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, scheme="supcon", epochs=1, stage2_epochs=2)
+    train_run(cfg, tmp_path / "a", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    before = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    train_run(cfg, tmp_path / "a", bank=synthetic_bank, progress=False)
+    after = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("classifier.") for k in changed), changed
+
+
+@pytest.mark.parametrize("scheme", ["hybrid", "supcon"])
+def test_resume_equals_uninterrupted(scheme, synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, scheme=scheme, epochs=3, stage2_epochs=2)
+    whole = train_run(cfg, tmp_path / "whole", bank=synthetic_bank, progress=False)
+    part = train_run(cfg, tmp_path / "killed", bank=synthetic_bank, progress=False, stop_after_epoch=2)
+    assert part == {"interrupted_after_epoch": 2}
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "summary.json").exists()
+    resumed = train_run(cfg, tmp_path / "killed", bank=synthetic_bank, progress=False)
+    assert resumed["final"]["test_acc"] == whole["final"]["test_acc"]
+    a = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    b = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in rows]
+    assert strip(a) == strip(b)
+    wa = torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"]
+    wb = torch.load(tmp_path / "killed" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_checkpoint_of_another_configuration_is_refused(synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, scheme="ce", epochs=2)
+    train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    with pytest.raises(RuntimeError, match="different configuration"):
+        train_run(cfg.override(alpha=0.1), tmp_path / "r", bank=synthetic_bank, progress=False)
+
+
+def test_grid_skips_finished_runs_and_shards(synthetic_root, synthetic_bank, tmp_path, monkeypatch):
+    cfg = small(synthetic_root, epochs=1, stage2_epochs=1)
+    runs = grid(cfg, "toy", schemes=["ce", "hybrid"], folds=[1, 2], seeds=[0], results=tmp_path)
+    assert len(runs) == 4 and len({r.directory for r in runs}) == 4
+    run_grid(runs, shard=(0, 2), progress=False, bank=synthetic_bank)
+    assert [r.finished for r in runs] == [True, False, True, False]
+    run_grid(runs, shard=(1, 2), progress=False, bank=synthetic_bank)
+    assert all(r.finished for r in runs)
+    import soundclr.train
+    monkeypatch.setattr(soundclr.train, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert len(run_grid(runs, progress=False, bank=synthetic_bank)) == 4
+    df = load_summaries(tmp_path, "synthetic", "toy")
+    assert len(df) == 4 and set(df.scheme) == {"ce", "hybrid"} and set(df.fold) == {1, 2}
+    # a changed setting is a new run, not a stale finished one
+    assert not grid(cfg.override(alpha=0.3), "toy", schemes=["hybrid"], folds=[1], results=tmp_path)[0].finished
+
+
+def test_tables_ensemble_and_noise_on_a_toy_grid(synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, epochs=2)
+    runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2], seeds=[0, 1], results=tmp_path)
+    run_grid(runs, progress=False, bank=synthetic_bank)
+    df = frame(runs)
+    t = scheme_table(df).set_index("scheme")
+    per_seed = df.groupby("seed").final_acc.mean() * 100
+    assert t.loc["ce", "mean"] == pytest.approx(per_seed.mean())
+    assert t.loc["ce", "std"] == pytest.approx(per_seed.std())
+    assert t.loc["ce", "best"] == pytest.approx(per_seed.max())
+    # ensemble: mean softmax of the two seeds, recomputed here independently
+    accs = []
+    for fold in (1, 2):
+        outs = [torch.load(r.directory / "outputs.pt", weights_only=False) for r in runs if r.config.run.test_fold == fold]
+        probs = (outs[0]["probs"] + outs[1]["probs"]) / 2
+        accs.append((probs.argmax(1) == outs[0]["labels"]).float().mean().item())
+    e = ensemble_table(df).set_index("scheme")
+    assert e.loc["ce", "ensemble"] == pytest.approx(100 * sum(accs) / 2)
+    assert e.loc["ce", "members"] == 2
+    # noise: std 0 reproduces the final accuracy; results are cached
+    run = runs[0].directory
+    accs = noise_accuracy(run, [0.0, 1e-3, 0.3], bank=synthetic_bank)
+    assert accs[0.0] == pytest.approx(df.set_index("run_dir").loc[str(run), "final_acc"])
+    assert accs[0.3] < accs[0.0]  # loud noise hurts
+    assert json.loads((run / "noise.json").read_text())
+
+
+def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
+    import soundfile as sf
+    from soundclr.cli import main
+    common = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "1",
+              "--warmup-epochs", "1", "--batch-size", "32", "--results", str(tmp_path / "res")]
+    assert main(["train", *common, "--schemes", "ce", "--folds", "1"]) == 0
+    run = next((tmp_path / "res" / "synthetic" / "main").iterdir())
+    # predict any file: a 48 kHz stereo clip
+    t = torch.linspace(0, 1, 48000)
+    sf.write(tmp_path / "clip.wav", torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 660 * t)], 1).numpy() * 0.3, 48000)
+    from soundclr.predict import predict_file
+    top = predict_file(tmp_path / "clip.wav", run, top=5)
+    assert len(top) == 5 and abs(sum(p for _, p in top)) <= 1.0 + 1e-6 and top[0][1] >= top[-1][1]
+    assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(run)]) == 0
+    assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert main(["train", *common, "--window", "triangle"]) == 2
+    assert main(["train", "--preset", "paper", "--dataset", "esc50", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "r2")]) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--no-such-setting", "1"])
+
+
+def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):
+    """torchrun with 2 CPU processes (gloo) trains the same run as 1 process.
+
+    The loss is computed on the outputs gathered from both ranks, so the gradient is the
+    single-process one; only BatchNorm's batch statistics differ (per rank on CPU, where
+    SyncBatchNorm is not available), hence a tolerance rather than equality."""
+    args = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "2",
+            "--warmup-epochs", "1", "--batch-size", "32", "--schemes", "hybrid", "--folds", "1", "--device", "cpu"]
+    env = dict(os.environ, SOUNDCLR_BACKEND="gloo", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "soundclr.cli", "train", *args, "--results", str(tmp_path / "ddp")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from soundclr.cli import main
+    assert main(["train", *args, "--results", str(tmp_path / "one")]) == 0
+    read = lambda d: [json.loads(x) for x in next((tmp_path / d / "synthetic" / "main").iterdir()).joinpath("metrics.jsonl").read_text().splitlines()]
+    ddp, one = read("ddp"), read("one")
+    assert len(ddp) == len(one) == 2
+    for a, b in zip(ddp, one):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.05)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.1)
