@@ -38,7 +38,6 @@ import hashlib
 import http.client
 import os
 import pathlib
-import posixpath
 import re
 import shutil
 import stat
@@ -70,6 +69,7 @@ class Source:
     Contents: ``metadata`` (a CSV, relative to the dataset folder) lists
     ``n_clips`` files in its ``file_column``; each lives in ``audio/`` or, when
     ``fold_folders``, in ``audio/fold<k>/`` with ``k`` from ``fold_column``.
+    ``n_folds`` is only used to describe the layout.
     ``exact_files``: ``audio/`` holds no other WAV file. ``sample_rate`` /
     ``channels`` / ``clip_seconds`` (with ``clip_tolerance`` seconds either
     side), when set, are checked on every file's header with
@@ -88,6 +88,7 @@ class Source:
     file_column: str
     fold_column: str = "fold"
     fold_folders: bool = False
+    n_folds: int | None = None
     n_clips: int
     exact_files: bool = False
     sample_rate: int | None = None
@@ -102,7 +103,12 @@ class Source:
 
     def describe(self) -> str:
         """What a complete copy holds, in words (used in error messages)."""
-        audio = "audio/fold<k>/ (k from its fold column)" if self.fold_folders else "audio/"
+        if not self.fold_folders:
+            audio = "audio/"
+        elif self.n_folds:
+            audio = f"audio/fold1/ ... audio/fold{self.n_folds}/"
+        else:
+            audio = "audio/fold<k>/ (k from its fold column)"
         fmt = []
         if self.clip_seconds is not None:
             fmt.append(f"{self.clip_seconds:g} s")
@@ -143,6 +149,7 @@ SOURCES: dict[str, Source] = {
         metadata="metadata/UrbanSound8K.csv",
         file_column="slice_file_name",
         fold_folders=True,
+        n_folds=10,
         n_clips=8732,
     ),
 }
@@ -189,7 +196,7 @@ def download(name: str, root: str | os.PathLike, *, source: Source | None = None
             verify_contents(src, dest)
         except DownloadError as err:
             raise DownloadError(
-                f"{dest} already exists but does not hold a complete copy of {src.name}: {err}\n"
+                f"{dest} already exists but does not verify: {err}\n"
                 f"It was left untouched. Repair it so it holds {src.describe()}, or move it away "
                 f"and call download({src.name!r}, {str(root)!r}) again.") from None
         return dest
@@ -198,20 +205,20 @@ def download(name: str, root: str | os.PathLike, *, source: Source | None = None
     cache = root / ".downloads"
     archive = cache / src.archive_name
     placed = archive.exists()  # put there by hand or kept by an earlier call: never ours to delete
-    if placed:
-        _check_archive(src, archive, delete_on_error=False)
-    else:
-        cache.mkdir(exist_ok=True)
-        part = cache / (src.archive_name + ".part")
-        _fetch(src, part, dest=dest, archive=archive, progress=progress, timeout=timeout, retries=retries)
-        _check_archive(src, part, delete_on_error=True)
-        os.replace(part, archive)
     try:
+        if placed:
+            _check_archive(src, archive, delete_on_error=False)
+        else:
+            cache.mkdir(exist_ok=True)
+            part = cache / (src.archive_name + ".part")
+            _fetch(src, part, dest=dest, archive=archive, progress=progress, timeout=timeout, retries=retries)
+            _check_archive(src, part, delete_on_error=True)
+            os.replace(part, archive)
         _unpack(src, archive, dest, progress=progress)
     finally:
         if not placed and not keep_archive:
             archive.unlink(missing_ok=True)
-            _remove_if_empty(cache)
+        _remove_if_empty(cache)  # still holds a .part to resume, or a kept archive, if not empty
     return dest
 
 
@@ -306,10 +313,9 @@ def _check_formats(src: Source, paths: list[pathlib.Path], folder: pathlib.Path)
         if src.channels is not None and info.channels != src.channels:
             found.append(f"{info.channels} channels (expected {src.channels})")
         if src.clip_seconds is not None:
-            # Judge length in samples at the expected rate, so a wrong rate is not also reported as a wrong length.
-            rate = src.sample_rate or info.samplerate
-            want = round(src.clip_seconds * rate)
-            if abs(info.frames - want) > round(src.clip_tolerance * rate):
+            # Judge length at the file's own rate, so a wrong rate is not also reported as a wrong length.
+            want = round(src.clip_seconds * info.samplerate)
+            if abs(info.frames - want) > round(src.clip_tolerance * info.samplerate):
                 found.append(f"{info.frames} samples = {info.frames / info.samplerate:.3f} s "
                              f"(expected {want} = {src.clip_seconds:g} s)")
         if found:
@@ -562,7 +568,6 @@ class _SafeWriter:
             target.mkdir(parents=True, exist_ok=True)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._inside(member, target.parent)
         if member.kind == "symlink":
             link_parts = self._link_parts(member, parts)
             if os.path.lexists(target):
