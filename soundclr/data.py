@@ -5,11 +5,12 @@ resampled to ``sample_rate`` with a band-limited (windowed-sinc) resampler,
 scaled to [-1, 1] and stored as int16 (``waves / INT16_SCALE`` gives the
 float signal back). The bank is cached on disk at
 ``<dataset folder>/.soundclr-cache/`` and memory-mapped on the next load, so
-a second load takes seconds and does not copy the bank into RAM.
+a second load takes seconds and does not copy the bank into RAM. Example::
 
-    >>> bank = load_bank(preset("quick", dataset="esc50", data_root="data"))
-    >>> split = bank.split(test_fold=1)
-    >>> waves, lengths = bank.batch(split.train[:64], device="cuda")   # (64, longest) int16, (64,)
+    bank = load_bank(preset("quick", dataset="esc50", data_root="data"))
+    split = bank.split(test_fold=1, val_fold=2)
+    waves, lengths = bank.batch(split.train[:64], device="cuda")   # (64, longest) int16, (64,)
+    signal = to_float(waves)                                       # (64, longest) float32 in [-1, 1]
 
 Layouts (the official archives, extracted):
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -46,6 +48,9 @@ FORMAT_VERSION = 1
 INT16_SCALE = 32768.0
 CACHE_DIRNAME = ".soundclr-cache"
 DECODE_THREADS = 4
+# Windowed-sinc resampler (Kaiser, 16 zero crossings): ~40 dB more alias rejection than
+# torchaudio's default at about the same cost; passband flat to 94.5 % of the lower Nyquist.
+RESAMPLE = dict(lowpass_filter_width=16, rolloff=0.945, resampling_method="sinc_interp_kaiser", beta=8.555)
 
 
 class DatasetError(ValueError):
@@ -80,7 +85,8 @@ LAYOUTS = {
 }
 
 
-def _to_float(waves: torch.Tensor) -> torch.Tensor:
+def to_float(waves: torch.Tensor) -> torch.Tensor:
+    """int16 waves ``(..., samples)`` from a WaveBank as float32 in [-1, 1), on the same device."""
     return waves.float() / INT16_SCALE
 
 
@@ -238,7 +244,7 @@ def _decode(path: Path, sample_rate: int) -> torch.Tensor:
     if peak > 1.0:                                     # only float files can exceed full scale
         wave = wave / peak
     if rate != sample_rate:
-        wave = AF.resample(wave, rate, sample_rate)
+        wave = AF.resample(wave, rate, sample_rate, **RESAMPLE)
     return wave.clamp_(-1.0, 1.0)                      # resampling can ring slightly past full scale
 
 
@@ -278,10 +284,13 @@ def _read_metadata(dataset: str, folder: Path) -> _Meta:
     path = folder / layout.metadata
     if not path.is_file():
         raise DatasetError(f"metadata file {path} not found: the {layout.title} folder {folder} must hold "
-                           f"{layout.holds}.{_nested_hint(folder, layout)} Re-download the dataset "
-                           f"(`soundclr data download {layout.folder} --root {folder.parent}`).")
+                           f"{layout.holds}.{_nested_hint(folder, layout)} {_refetch(dataset, folder)}.")
     content = path.read_bytes()
-    reader = csv.DictReader(content.decode("utf-8-sig").splitlines())
+    try:
+        reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig"), newline=""))
+    except UnicodeDecodeError:
+        raise DatasetError(f"metadata file {path} is not a UTF-8 CSV file. Restore the official "
+                           f"{layout.title} metadata file.") from None
     found = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in layout.columns if c not in found]
     if missing:
@@ -298,6 +307,12 @@ def _read_metadata(dataset: str, folder: Path) -> _Meta:
             raise DatasetError(f"metadata file {path}, line {line}: column {column!r} should be an integer, "
                                f"found {row[column]!r}. Fix or remove that row.") from None
 
+    def text(row: dict, line: int, column: str) -> str:
+        value = (row[column] or "").strip()
+        if not value:
+            raise DatasetError(f"metadata file {path}, line {line}: column {column!r} is empty. Fix or remove that row.")
+        return value
+
     us8k = dataset == "us8k"
     name_col, target_col, class_col = ("slice_file_name", "classID", "class") if us8k else ("filename", "target", "category")
     files, labels, folds, names = [], [], [], {}
@@ -306,11 +321,12 @@ def _read_metadata(dataset: str, folder: Path) -> _Meta:
         if fold < 1 or target < 0:
             raise DatasetError(f"metadata file {path}, line {line}: fold must be >= 1 and {target_col} >= 0, "
                                f"found fold={fold}, {target_col}={target}. Fix or remove that row.")
-        category = row[class_col].strip()
+        category = text(row, line, class_col)
         if names.setdefault(target, category) != category:
             raise DatasetError(f"metadata file {path}, line {line}: {target_col} {target} is named {category!r} "
                                f"here but {names[target]!r} earlier. Fix the metadata.")
-        files.append(f"audio/fold{fold}/{row[name_col].strip()}" if us8k else f"audio/{row[name_col].strip()}")
+        name = text(row, line, name_col)
+        files.append(f"audio/fold{fold}/{name}" if us8k else f"audio/{name}")
         labels.append(target)
         folds.append(fold)
     if not rows:
@@ -320,7 +336,7 @@ def _read_metadata(dataset: str, folder: Path) -> _Meta:
                            f"Fix the metadata.")
     esc10 = None
     if not us8k and "esc10" in found:
-        flags = [row["esc10"].strip().lower() for row in rows]
+        flags = [(row["esc10"] or "").strip().lower() for row in rows]
         bad = next((i for i, f in enumerate(flags) if f not in ("true", "false")), None)
         if bad is not None:
             raise DatasetError(f"metadata file {path}, line {bad + 2}: column 'esc10' should be True or False, "
@@ -374,6 +390,12 @@ def dataset_folder(cfg_or_dataset: Any, data_root: str | os.PathLike | None = No
     return Path(data_root).expanduser() / LAYOUTS[name].folder
 
 
+def _refetch(dataset: str, folder: Path) -> str:
+    if dataset == "synthetic":
+        return f"Delete {folder} to have it generated again"
+    return f"Re-download the dataset (`soundclr data download {LAYOUTS[dataset].folder} --root {folder.parent}`)"
+
+
 def _missing_folder(dataset: str, folder: Path) -> DatasetError:
     layout = LAYOUTS[dataset]
     part = " (ESC-10 is read from the ESC-50 folder)" if dataset == "esc10" else ""
@@ -384,19 +406,13 @@ def _missing_folder(dataset: str, folder: Path) -> DatasetError:
 
 # -- the cache --------------------------------------------------------------------
 
-def _cache_stem(source: str, sample_rate: int) -> str:
-    return f"{source}-{sample_rate}hz-"
-
-
 def _open_cache(cache_dir: Path, key: str, fingerprint: str, sample_rate: int) -> tuple[np.ndarray, dict] | None:
     """The memory-mapped array and its sidecar, or None if there is no complete, matching cache."""
     try:
         side = json.loads((cache_dir / f"{key}.json").read_text())
         if (side["format_version"], side["fingerprint"], side["sample_rate"]) != (FORMAT_VERSION, fingerprint, sample_rate):
             return None
-        # Copy-on-write: pages are read lazily and shared with the OS cache; a stray in-place
-        # write changes this process's copy only, instead of crashing on a read-only page.
-        array = np.load(cache_dir / f"{key}.npy", mmap_mode="c")
+        array = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
         if array.dtype != np.int16 or list(array.shape) != side["shape"] or side["clips"] > array.shape[0]:
             return None
         return array, side
@@ -448,8 +464,8 @@ def _bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], a
     listing = f"{len(bad)} unusable audio file(s) in {folder}:\n" + "\n".join(lines)
     if not advice:
         return listing
-    return (listing + f"\nRe-download the dataset (`soundclr data download {layout.folder} --root {folder.parent}`), "
-            f"remove these rows from {folder / layout.metadata}, or pass on_bad_file=\"skip\" to leave them out.")
+    return (f"{listing}\n{_refetch(dataset, folder)}, remove these rows from {folder / layout.metadata}, "
+            f"or pass on_bad_file=\"skip\" to leave them out.")
 
 
 def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
@@ -506,11 +522,14 @@ def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: 
             "skipped": [[meta.files[i], reason] for i, reason in sorted(skipped)]}
 
 
-def _load_source(source: str, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
+def _load_source(source: str, tag: str, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
                  cache_dir: Path, progress: bool) -> tuple[np.ndarray, dict]:
-    """The decoded array (memory-mapped) and its sidecar, from the cache or by decoding once."""
+    """The decoded array (memory-mapped) and its sidecar, from the cache or by decoding once.
+
+    Cache files are named ``<tag>-<rate>hz-v<FORMAT_VERSION>-<fingerprint>.npy/.json``.
+    """
     fingerprint = _fingerprint(folder, meta)
-    stem = _cache_stem(source, sample_rate)
+    stem = f"{tag}-{sample_rate}hz-"
     key = f"{stem}v{FORMAT_VERSION}-{fingerprint[:16]}"
     cached = _open_cache(cache_dir, key, fingerprint, sample_rate)
     if cached is not None:
@@ -559,8 +578,10 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
         raise DatasetError(f"sample_rate={sample_rate} is not valid: it must be positive")
     folder = dataset_folder(data)
     layout = LAYOUTS[dataset]
-    if dataset == "synthetic" and not (folder / layout.metadata).is_file():
-        from .synthetic import ensure_synthetic    # generated on first use
+    if dataset == "synthetic":
+        # The generator owns its folder: it makes it on first use and remakes it if incomplete or outdated
+        # (a remade folder has a new fingerprint, so the cache follows).
+        from .synthetic import ensure_synthetic
         ensure_synthetic(folder, seed=0)
     if not folder.is_dir():
         raise _missing_folder(dataset, folder)
@@ -572,8 +593,12 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
     in_dataset = meta.esc10 if dataset == "esc10" else np.ones(len(meta.files), bool)
     fatal = in_dataset & (on_bad_file == "error")
     source = "esc50" if dataset == "esc10" else dataset
-    cache = Path(cache_dir) if cache_dir is not None else folder / CACHE_DIRNAME
-    array, side = _load_source(source, folder, meta, sample_rate, fatal, cache, progress)
+    if cache_dir is None:
+        cache, tag = folder / CACHE_DIRNAME, source
+    else:   # a cache folder outside the dataset may serve several data roots: tell them apart
+        cache = Path(cache_dir).expanduser()
+        tag = f"{source}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]}"
+    array, side = _load_source(source, tag, folder, meta, sample_rate, fatal, cache, progress)
 
     names = {name: i for i, name in enumerate(meta.files)}
     bad = [(name, reason) for name, reason in side["skipped"] if in_dataset[names[name]]]
@@ -584,17 +609,22 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
                       stacklevel=2)
     kept = np.array(side["kept"], np.int64)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)   # torch warns about non-writable arrays
+        # The map is read-only: batch() and subset() copy rows out, so nothing writes to it.
+        warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
         waves = torch.from_numpy(array)[: side["clips"]]
     bank = WaveBank(waves=waves, lengths=torch.tensor(side["lengths"], dtype=torch.long),
                     labels=torch.from_numpy(meta.labels[kept]), folds=torch.from_numpy(meta.folds[kept]),
                     class_names=list(meta.class_names), filenames=[meta.files[i] for i in kept],
                     sample_rate=sample_rate, dataset=source)
-    if dataset != "esc10":
-        return bank
-    # ESC-10: the ESC-10 rows (a prefix of the bank), targets remapped to 0..9 in ascending ESC-50 order.
-    bank = bank.subset(torch.nonzero(torch.from_numpy(meta.esc10[kept])).flatten())
-    targets = sorted(set(meta.labels[meta.esc10].tolist()))
-    remap = torch.full((len(meta.class_names),), -1, dtype=torch.long)
-    remap[targets] = torch.arange(len(targets))
-    return replace(bank, labels=remap[bank.labels], class_names=[meta.class_names[t] for t in targets], dataset="esc10")
+    if dataset == "esc10":
+        # The ESC-10 rows (a prefix of the bank), targets remapped to 0..9 in ascending ESC-50 order.
+        bank = bank.subset(torch.nonzero(torch.from_numpy(meta.esc10[kept])).flatten())
+        targets = sorted(set(meta.labels[meta.esc10].tolist()))
+        remap = torch.full((len(meta.class_names),), -1, dtype=torch.long)
+        remap[targets] = torch.arange(len(targets))
+        bank = replace(bank, labels=remap[bank.labels], class_names=[meta.class_names[t] for t in targets],
+                       dataset="esc10")
+    if len(bank) == 0:
+        raise DatasetError(f"no usable clip is left in {folder}: every file listed in {folder / layout.metadata} "
+                           f"was unusable. {_refetch(dataset, folder)}.")
+    return bank
