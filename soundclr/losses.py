@@ -6,7 +6,7 @@ tau, and for anchor i the positives P(i) = {p != i : y_p = y_i}.
 
 Eq. 3 as the paper typesets it and what is implemented
 --------------------------------------------------------
-The paper writes
+The paper writes::
 
     L_i = -(1 / N_{y_i}) * log( sum_j 1[y_i = y_j] exp(z_i.z_j / tau) / sum_{k != i} exp(z_i.z_k / tau) )
 
@@ -14,12 +14,12 @@ which puts the sum over positives *inside* the logarithm (Khosla et al.'s
 "L_in") and, read literally, counts j = i among the positives. The paper
 also says it uses Khosla et al.'s implementation, and so does its released
 code: that is the "L_out" form, the one Khosla et al. recommend, with the
-average over positives *outside* the logarithm and j = i excluded:
+average over positives *outside* the logarithm and j = i excluded::
 
     L_i = -(1 / |P(i)|) * sum_{p in P(i)} log( exp(z_i.z_p / tau) / sum_{k != i} exp(z_i.z_k / tau) )
 
 :func:`supcon_loss` computes L_out by default; ``form="in"`` gives Khosla
-et al.'s L_in, -log( (1/|P(i)|) sum_{p in P(i)} exp(z_i.z_p/tau) / sum_{k != i} exp(z_i.z_k/tau) ).
+et al.'s L_in, ``-log( (1/|P(i)|) sum_{p in P(i)} exp(z_i.z_p/tau) / sum_{k != i} exp(z_i.z_k/tau) )``.
 
 Anchors without a positive
 --------------------------

@@ -1,0 +1,308 @@
+"""The Jupyter Book: its shell (config, toc, hand-written pages) and the built result.
+
+- The fast tests build a book in a temporary copy from the hand-written pages plus
+  tiny fake executed notebooks, and check it with ``tests/bookcheck.py``, statically
+  and in headless Chromium; a negative test breaks a copy of it on purpose and checks
+  that every kind of breakage is reported.
+- ``test_real_book`` (marker ``book``) checks the book that ``make book`` built in
+  ``_build/html``: every page present, the paper's figures and tables on the
+  generated pages, no broken image or link, formulas typeset offline.
+"""
+from __future__ import annotations
+
+import html as htmllib
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bookcheck  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HAND_WRITTEN = ["intro", "method", "differences", "results", "reproduce", "api", "references"]
+NOTEBOOK_PAGES = ["augmentations", "training-ce", "training-supcon", "training-hybrid", "results",
+                  "representations", "robustness", "ablation"]
+# The paper's figures and tables that the executed notebooks must show, per dataset.
+LABELS = ["Fig. 2", "Fig. 3", "Fig. 4", "Fig. 5", "Table I", "Table II", "Table III", "Table IV", "UMAP"]
+FIGURE_PAGES = ["augmentations", "results", "representations", "robustness", "ablation"]
+
+
+def _require_chromium() -> None:
+    if bookcheck.find_chromium() is None:
+        if os.environ.get("SOUNDCLR_REQUIRE_BOOK", "") not in ("", "0"):
+            pytest.fail("Chromium is not installed: `apt-get install -y chromium` (tests/setup_browser.py does it)")
+        pytest.skip("Chromium is not installed: `apt-get install -y chromium` (tests/setup_browser.py does it)")
+
+
+def _jupyter_book() -> str:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    found = str(exe) if exe.is_file() else shutil.which("jupyter-book")
+    if not found:
+        pytest.fail("jupyter-book is not installed in this environment: pip install -e '.[book]'")
+    return found
+
+
+# -- a tiny fake executed notebook --------------------------------------------------------
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid RGB PNG of one colour (stdlib only)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def _executed_notebook(title: str, label: str) -> nbformat.NotebookNode:
+    """What papermill leaves behind: markdown, code, and outputs (a PNG and an HTML table)."""
+    import base64
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    code = nbformat.v4.new_code_cell("plot()", execution_count=1)
+    code.outputs = [
+        nbformat.v4.new_output("display_data", data={
+            "image/png": base64.b64encode(_png(64, 48, (40, 120, 200))).decode("ascii"),
+            "text/plain": "<Figure size 640x480 with 1 Axes>"}),
+        nbformat.v4.new_output("display_data", data={
+            "text/html": f"<table><caption>{label}</caption><tr><td>hybrid</td><td>93.4</td></tr></table>",
+            "text/plain": label}),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat does this page show? {label}, with $x^2$."), code]
+    return nb
+
+
+FAKE = {  # dataset -> notebooks; synthetic's are listed out of reading order on purpose
+    "synthetic": ["results", "ablation", "augmentations", "training-hybrid", "zz-extra"],
+    "esc50": ["results"],
+    "mydata": ["results"],  # a dataset the toc does not name
+}
+
+
+@pytest.fixture(scope="module")
+def fake_book(tmp_path_factory):
+    """A book built from this repository's shell and pages plus fake generated notebooks.
+
+    Returns (html folder, build log).
+    """
+    src = tmp_path_factory.mktemp("book-src")
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
+    # autodoc imports the library and the method page includes its source.
+    shutil.copytree(ROOT / "soundclr", src / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))
+    for dataset, notebooks in FAKE.items():
+        folder = src / "book" / "generated" / dataset
+        folder.mkdir(parents=True)
+        for name in notebooks:
+            nbformat.write(_executed_notebook(f"{name.capitalize()} ({dataset})", "Table III"),
+                           folder / f"{name}.ipynb")
+    # What `soundclr reproduce` leaves when a notebook fails or is still running: not pages.
+    for leftover in ("robustness.failed.ipynb", ".representations.running.ipynb"):
+        nbformat.write(_executed_notebook("Leftover", "Table III"), src / "book" / "generated" / "synthetic" / leftover)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDCLR_MATHJAX")}
+    proc = subprocess.run([_jupyter_book(), "build", str(src)], cwd=src, env=env,
+                          capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"jupyter-book build failed:\n{log[-4000:]}"
+    return src / "_build" / "html", log
+
+
+def _sidebar_order(page: Path) -> list[str]:
+    """Generated pages in the order the sidebar lists them."""
+    text = page.read_text(encoding="utf-8")
+    hrefs = re.findall(r'href="([^"#]*generated/[^"#]+\.html)"', text)
+    order: list[str] = []
+    for h in hrefs:
+        name = h.split("generated/", 1)[1][: -len(".html")]
+        if name not in order:
+            order.append(name)
+    return order
+
+
+def test_build_has_no_warnings_from_the_book_shell(fake_book):
+    _, log = fake_book
+    lines = [line for line in log.splitlines() if re.search(r"WARNING|ERROR|CRITICAL", line)]
+    # Formatting slips in the library's docstrings belong to the library's tests; anything
+    # from the pages, the configuration, the toc or the bibliography belongs here.
+    ours = [line for line in lines if "soundclr/" not in line.split("WARNING")[0].split("ERROR")[0]
+            or "failed to import" in line]
+    assert ours == [], "warnings from the book's own files:\n" + "\n".join(ours)
+
+
+def test_every_page_is_built_and_generated_pages_follow_reading_order(fake_book):
+    html, _ = fake_book
+    for name in HAND_WRITTEN:
+        assert (html / "book" / f"{name}.html").is_file(), f"book/{name}.md was not built"
+    assert (html / "index.html").is_file()
+    order = _sidebar_order(html / "book" / "intro.html")
+    # Per dataset, in the toc's reading order; a notebook the toc does not name comes last.
+    assert order == ["esc50/results", "synthetic/augmentations", "synthetic/training-hybrid",
+                     "synthetic/results", "synthetic/ablation", "synthetic/zz-extra", "mydata/results"], order
+    built = sorted(p.name for p in (html / "book" / "generated" / "synthetic").glob("*.html"))
+    assert built == sorted(f"{n}.html" for n in FAKE["synthetic"]), built
+    intro = (html / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "Results: ESC-50" in intro and "Results: synthetic data" in intro and "Results: other datasets" in intro
+    assert "Results: ESC-10" not in intro and "Results: UrbanSound8K" not in intro, \
+        "a dataset with no generated pages must not get a part in the sidebar"
+
+
+def test_method_page_links_each_equation_to_its_code(fake_book):
+    html, _ = fake_book
+    method = (html / "book" / "method.html").read_text(encoding="utf-8")
+    for target in ("soundclr.losses.cross_entropy_loss", "soundclr.losses.supcon_loss",
+                   "soundclr.losses.hybrid_loss", "soundclr.model.SoundCLRModel", "soundclr.model.build_model",
+                   "soundclr.train.scheme_loss", "soundclr.train.train_run", "soundclr.augment.Pipeline",
+                   "soundclr.augment.SilenceTrim", "soundclr.augment.RandomScale", "soundclr.augment.PadCrop",
+                   "soundclr.augment.LogMel", "soundclr.augment.FreqTimeMask", "soundclr.augment.ToChannels"):
+        assert f'href="api.html#{target}"' in method, f"the method page does not link to {target} on the API page"
+    # The implementing code is shown on the page itself (literalinclude), not fetched.
+    assert "def supcon_loss(" in htmllib.unescape(re.sub(r"<[^>]+>", "", method))
+    api = (html / "book" / "api.html").read_text(encoding="utf-8")
+    assert 'href="../_modules/soundclr/losses.html#supcon_loss"' in api, "no [source] link (sphinx.ext.viewcode)"
+    assert (html / "_modules" / "soundclr" / "losses.html").is_file()
+
+
+def test_fake_book_has_no_problem_statically_or_in_chromium(fake_book):
+    html, _ = fake_book
+    assert bookcheck.static_problems(html) == []
+    _require_chromium()
+    pages = ["index.html", "book/intro.html", "book/method.html", "book/api.html", "book/references.html",
+             "book/generated/synthetic/results.html", "book/generated/esc50/results.html"]
+    report = bookcheck.open_in_browser(html, pages=pages)
+    assert bookcheck.report_problems(report) == []
+    seen = {r["page"].lstrip("/"): r for r in report.pages}
+    assert set(seen) == set(pages), "the browser did not report on every page it was given"
+    # The checks did look: the notebook's PNG decoded, and MathJax (shipped in the book) typeset.
+    assert seen["book/generated/synthetic/results.html"]["images"] >= 1
+    assert seen["book/method.html"]["math"] >= 5 and seen["book/method.html"]["untypeset_math"] == 0
+    assert seen["book/method.html"]["mathjax"] is True
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>broken</title></head><body>
+<img src="missing.png" alt="a file that does not exist">
+<img src="corrupt.png" alt="a file that exists but is not an image">
+<img src="https://example.invalid/remote.png" alt="a remote image">
+<a href="intro.html#no-such-anchor">an anchor that does not exist</a>
+<a href="nowhere.html">a page that does not exist</a>
+<a href="intro.html">a good link</a> <a href="https://example.invalid/">a link to another site is fine</a>
+<span class="math notranslate nohighlight">\\(x^2\\)</span>
+</body></html>
+"""
+
+
+def test_checker_reports_broken_images_links_and_math(fake_book, tmp_path):
+    html, _ = fake_book
+    broken = tmp_path / "html"
+    shutil.copytree(html, broken)
+    (broken / "book" / "broken.html").write_text(BROKEN_PAGE, encoding="utf-8")
+    (broken / "book" / "corrupt.png").write_bytes(b"this is not a PNG file")
+    # An image of a generated page whose file went missing after the build.
+    page = broken / "book" / "generated" / "synthetic" / "results.html"
+    image = re.search(r'<img[^>]+src="([^"]+)"', page.read_text(encoding="utf-8")).group(1)
+    (page.parent / image).resolve().unlink()
+
+    static = bookcheck.static_problems(broken)
+    expected_static = {
+        "missing.png": "broken image", "example.invalid/remote.png": "another host",
+        "no-such-anchor": "no element with id", "nowhere.html": "does not exist", image: "broken image"}
+    for needle, kind in expected_static.items():
+        assert any(needle in p and kind in p for p in static), f"{needle!r} ({kind}) not reported:\n" + "\n".join(static)
+    assert not any("corrupt.png" in p for p in static), "a corrupt image file exists, so only a browser can tell"
+    assert not any("href='intro.html'>" in p or "href='https://example.invalid/'>" in p for p in static), static
+
+    _require_chromium()
+    problems = bookcheck.browser_problems(broken, pages=["book/broken.html",
+                                                         "book/generated/synthetic/results.html"])
+    for needle in ("'corrupt.png'", "'missing.png'", "remote.png", image):
+        assert any(needle in p and "broken image" in p for p in problems), f"{needle} not reported:\n" + "\n".join(problems)
+    assert any("book/broken.html" in p and "not typeset" in p and "MathJax did not load" in p for p in problems), problems
+    assert any("HTTP 404" in p and "missing.png" in p for p in problems), problems
+
+
+# -- the real book ------------------------------------------------------------------------
+
+def _article_text(page: Path) -> str:
+    """The words of a page's main article (not the sidebar, which lists every page's title)."""
+    text = page.read_text(encoding="utf-8")
+    m = re.search(r"<article[^>]*>(.*)</article>", text, flags=re.S)
+    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", m.group(1) if m else text, flags=re.S)
+    words = htmllib.unescape(re.sub(r"<[^>]+>", " ", body)).replace("\xa0", " ")
+    return re.sub(r"\s+", " ", words)
+
+
+def real_book_problems(html: Path, generated: Path, *, browser: bool = True) -> list[str]:
+    """Everything wrong with a built book whose notebooks were executed into ``generated``."""
+    problems: list[str] = []
+    for name in HAND_WRITTEN:
+        if not (html / "book" / f"{name}.html").is_file():
+            problems.append(f"book/{name}.html is missing: book/{name}.md was not built")
+    built = html / "book" / "generated"
+    datasets = sorted(p.name for p in built.iterdir() if p.is_dir()) if built.is_dir() else []
+    if not datasets:
+        problems.append("the built book has no generated pages (_build/html/book/generated/ is empty): "
+                        "run `make book`, which executes the notebooks before building")
+    for dataset in datasets:
+        for source in sorted((generated / dataset).glob("*.ipynb")):
+            if not (built / dataset / f"{source.stem}.html").is_file():
+                problems.append(f"{dataset}/{source.name} has no page in the built book: the build is stale, "
+                                f"rebuild with `jupyter-book build .`")
+        missing = [n for n in NOTEBOOK_PAGES if not (built / dataset / f"{n}.html").is_file()]
+        if missing:
+            problems.append(f"{dataset}: no page for the notebooks {missing}")
+        pages = sorted((built / dataset).glob("*.html"))
+        text = " ".join(_article_text(p) for p in pages)
+        for label in LABELS:
+            # "Table I" must not match "Table II"; "UMAP" may be "UMAPs".
+            end = r"(?!\w)" if label[-1] in "0123456789IV" else ""
+            if not re.search(r"\b" + re.escape(label) + end, text):
+                problems.append(f"{dataset}: no generated page mentions {label!r}")
+        for name in FIGURE_PAGES:
+            page = built / dataset / f"{name}.html"
+            if page.is_file() and "<img" not in page.read_text(encoding="utf-8"):
+                problems.append(f"{dataset}/{name}.html shows no figure")
+        for page in pages:
+            if re.search(r'class="[^"]*\btraceback\b', page.read_text(encoding="utf-8")):
+                problems.append(f"{page.relative_to(html)} shows a Python traceback")
+    if not browser:
+        return problems + bookcheck.static_problems(html)
+    if bookcheck.find_chromium() is None:
+        problems.append("Chromium is not installed, so the book could not be opened in a browser: "
+                        "`apt-get install -y chromium` (tests/setup_browser.py does it)")
+        return problems + bookcheck.static_problems(html)
+    return problems + bookcheck.check_built_book(html)
+
+
+def test_real_book_checks_report_missing_pages_labels_and_stale_builds(fake_book):
+    html, _ = fake_book
+    generated = html.parent.parent / "book" / "generated"
+    (generated / "esc50" / "training-ce.ipynb").write_text("{}")  # executed after the build: stale
+    problems = real_book_problems(html, generated, browser=False)
+    assert "esc50/training-ce.ipynb has no page in the built book: the build is stale, rebuild with " \
+           "`jupyter-book build .`" in problems
+    assert "synthetic: no page for the notebooks ['training-ce', 'training-supcon', 'representations', " \
+           "'robustness']" in problems, problems
+    for label in ("Fig. 2", "Fig. 5", "Table I", "Table II", "UMAP"):
+        assert f"synthetic: no generated page mentions {label!r}" in problems
+    assert "synthetic: no generated page mentions 'Table III'" not in problems
+    assert not any("shows no figure" in p or "traceback" in p for p in problems), problems
+
+
+@pytest.mark.book
+def test_real_book():
+    html = ROOT / "_build" / "html"
+    if not html.is_dir():
+        if os.environ.get("SOUNDCLR_REQUIRE_BOOK", "") not in ("", "0"):
+            pytest.fail("SOUNDCLR_REQUIRE_BOOK is set but there is no built book at _build/html: run `make book`")
+        pytest.skip("no built book at _build/html: run `make book` first (SOUNDCLR_REQUIRE_BOOK=1 makes this a failure)")
+    problems = real_book_problems(html, ROOT / "book" / "generated")
+    assert problems == [], f"{len(problems)} problem(s) in _build/html:\n" + "\n".join(problems)
