@@ -289,7 +289,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         freq_mask_width=16, time_mask_width=16,
         backbone="tiny", weights="none",
         epochs=12, warmup_epochs=2, batch_size=64, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
-        temperature=0.1,
+        temperature=0.2,
     ),
 }
 

@@ -4,7 +4,11 @@ The real datasets (ESC-50, US8K) cannot be downloaded everywhere, so soundclr
 ships a generator that writes a small dataset **in ESC-50's layout**
 (``audio/<fold>-<src_file>-<take>-<target>.wav`` plus ``meta/esc50.csv`` with
 ESC-50's columns), and the very same loader reads it. It is deterministic: the
-same seed gives byte-identical files on every machine.
+same seed gives byte-identical files (each clip has its own random generator,
+seeded from the dataset's seed and the clip's place, so a clip does not depend
+on the order or the number of clips made; across CPUs and NumPy versions a
+last-bit difference in a transcendental function could, rarely, move a sample
+by one step of 16-bit).
 
 The ten classes (index = ``target``; even targets are marked ``esc10=True``):
 
@@ -12,22 +16,25 @@ The ten classes (index = ``target``; even targets are marked ``esc10=True``):
   0   ``dog``             1-5 barks: short harmonic bursts (f0 300-700 Hz, a
                           rise then a fall in pitch) shaped by one formant,
                           with a sharp attack, a fast decay and some breath.
-  1   ``siren``           a continuous tone slowly swept in pitch (FM), either
-                          a sine "wail" or a rising saw "whoop", 3 harmonics.
-  2   ``clock_tick``      a periodic click train at 2-6.5 clicks/s (tick-tock:
+  1   ``siren``           a tone swept in pitch (FM) with 3 harmonics: a slow
+                          sine "wail", or a "whoop" of rising sweeps, 1.5-3.5
+                          a second, each perhaps followed by a short pause.
+  2   ``clock_tick``      a periodic click train at 2-7 clicks/s (tick-tock:
                           every other click a little lower and softer); each
                           click a noise transient and a damped resonance.
   3   ``engine``          a low harmonic stack (f0 25-70 Hz) whose pitch
                           wanders, amplitude-modulated by the firing rhythm,
-                          mixed with low-passed noise (sometimes a lot).
+                          mixed with low-passed noise (sometimes a lot), the
+                          whole swelling slowly as the engine revs.
   4   ``woodpecker``      the same clicks as ``clock_tick``, only faster:
                           5-12 clicks/s.
-  5   ``wind``            low-passed noise swelling in slow gusts; a gust
-                          brightens the sound and sometimes whistles.
-  6   ``rain``            a broadband hiss plus many random drops (short
-                          damped sinusoids, 1.5-6 kHz).
-  7   ``chirping_birds``  bursts of fast upward chirps (30-250 ms, starting
-                          at 1.2-3.5 kHz, rising by a factor 1.2-2.2).
+  5   ``wind``            low-passed noise swelling in slow gusts (some
+                          gusty, some steady); a gust brightens the sound and
+                          sometimes whistles.
+  6   ``rain``            a broadband hiss plus 10-150 random drops a second
+                          (short damped sinusoids, 1.5-6 kHz).
+  7   ``chirping_birds``  bursts of upward chirps (30-400 ms, starting at
+                          1-3.5 kHz, rising by a factor 1.2-2.2).
   8   ``crackling_fire``  sparse clusters of sharp broadband impulses with
                           heavy-tailed loudness, over a rumble and a hiss.
   9   ``doorbell``        a two-tone chime ("ding-dong"), bell-like partials
@@ -35,11 +42,13 @@ The ten classes (index = ``target``; even targets are marked ``esc10=True``):
 ====  ==================  ====================================================
 
 Some pairs are made to be confused (``CONFUSABLE_PAIRS``): the two click
-trains differ only in their rate, and the rate ranges overlap; a whooping
-siren is a train of upward sweeps like a slow bird chirp; sparse rain and a
-hissing fire are both clicks in noise; a noisy engine is low-passed noise like
-wind. So a small model learns the dataset well above chance (10 %) without
-reaching 100 % in a few epochs.
+trains differ only in their rate, and the rate ranges overlap (5-7 clicks/s
+is either); a whooping siren is a train of upward sweeps like a bird's slow
+chirps; sparse rain and a hissing fire are both clicks in noise; a noisy,
+revving engine is swelling low-passed noise like wind. So a small model
+learns the dataset well above chance (10 %) without reaching 100 % in a few
+epochs (a 4-layer CNN on 64-band log-mels: about 88 % on a test fold after 12
+epochs, the mistakes falling on these pairs).
 
 Every clip varies: loudness (peak -30 to -3 dBFS), pitch, timing and onset,
 a low-level background noise under the sound, a fifth of the clips shorter
@@ -63,6 +72,7 @@ import shutil
 import uuid
 
 import numpy as np
+import scipy.fft
 import soundfile as sf
 
 SAMPLE_RATE = 16000          # rate of the written files
@@ -90,13 +100,14 @@ def _noise(rng: np.random.Generator, n: int, lo: float, hi: float, tilt_db: floa
     Shaped in the frequency domain with soft (logistic in log-frequency) band
     edges, so the band has no ringing. Returns ``(n,)``.
     """
-    spec = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
-    f = np.maximum(np.fft.rfftfreq(n, 1.0 / _SR), 1.0)
+    size = scipy.fft.next_fast_len(n, real=True)   # a prime length would make the FFT 10x slower
+    spec = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)
+    f = np.maximum(np.fft.rfftfreq(size, 1.0 / _SR), 1.0)
     logf = np.log2(f)
     gain = 1.0 / (1.0 + np.exp(-(logf - np.log2(lo)) * 8.0))
     gain = gain / (1.0 + np.exp((logf - np.log2(hi)) * 8.0))
     gain = gain * 10.0 ** (tilt_db * (logf - np.log2(1000.0)) / 20.0)
-    x = np.fft.irfft(spec * gain, n)
+    x = scipy.fft.irfft(spec * gain, size)[:n]
     return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
 
@@ -178,20 +189,24 @@ def _siren(rng, n):
     t = np.arange(n) / _SR
     fc = rng.uniform(800.0, 2000.0)
     dev = rng.uniform(0.15, 0.40)
+    gate = 1.0
     if rng.random() < 0.5:      # wail: slow sine sweep
         fm = rng.uniform(0.25, 1.2)
         sweep = np.sin(2 * np.pi * fm * t + rng.uniform(0, 2 * np.pi))
-    else:                       # whoop: repeated rising sweeps
-        fm = rng.uniform(1.0, 3.0)
-        sweep = 2.0 * np.mod(fm * t + rng.uniform(0, 1), 1.0) - 1.0
+    else:                       # whoop: rising sweeps, each followed by a short pause
+        fm = rng.uniform(1.5, 3.5)
+        duty = rng.uniform(0.6, 1.0)
+        cycle = np.mod(fm * t + rng.uniform(0, 1), 1.0)
+        sweep = 2.0 * np.minimum(cycle / duty, 1.0) - 1.0
+        gate = np.clip((duty - cycle) * 40.0, 0.0, 1.0) if duty < 1.0 else 1.0
     phase = _phase(fc * (1.0 + dev * sweep))
-    tone = np.sin(phase) + 0.4 * np.sin(2 * phase) + 0.15 * np.sin(3 * phase)
+    tone = np.sin(phase) + rng.uniform(0.0, 0.5) * np.sin(2 * phase) + rng.uniform(0.0, 0.2) * np.sin(3 * phase)
     # Approaching or receding: a slow change in loudness.
-    return tone * (0.4 + 0.6 * _smooth_random(rng, n, 0.7))
+    return tone * gate * (0.4 + 0.6 * _smooth_random(rng, n, 0.7))
 
 
 def _clock_tick(rng, n):
-    return _clicks(rng, n, 2.0, 6.5)
+    return _clicks(rng, n, 2.0, 7.0)
 
 
 def _engine(rng, n):
@@ -209,7 +224,9 @@ def _engine(rng, n):
     t = np.arange(n) / _SR
     tone *= 1.0 + rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * rng.uniform(3.0, 15.0) * t)
     noise = _noise(rng, n, 30.0, rng.uniform(300.0, 1500.0), tilt_db=-3.0)
-    return tone + noise * 10.0 ** (rng.uniform(-15.0, 6.0) / 20.0)
+    # Revving: a slow swell of the whole engine, as a gust swells the wind.
+    rev = 1.0 - rng.uniform(0.0, 0.6) * _smooth_random(rng, n, rng.uniform(0.3, 1.0))
+    return rev * (tone + noise * 10.0 ** (rng.uniform(-15.0, 10.0) / 20.0))
 
 
 def _woodpecker(rng, n):
@@ -217,7 +234,8 @@ def _woodpecker(rng, n):
 
 
 def _wind(rng, n):
-    gust = 0.15 + 0.85 * _smooth_random(rng, n, rng.uniform(0.3, 1.0))
+    floor = rng.uniform(0.15, 0.7)
+    gust = floor + (1.0 - floor) * _smooth_random(rng, n, rng.uniform(0.3, 1.0))
     low = _noise(rng, n, 20.0, rng.uniform(150.0, 700.0), tilt_db=-3.0)
     bright = _noise(rng, n, 300.0, rng.uniform(1000.0, 2500.0), tilt_db=-3.0)
     x = gust * low + 0.5 * gust ** 2 * bright
@@ -228,21 +246,21 @@ def _wind(rng, n):
 
 
 def _rain(rng, n):
-    bed = _noise(rng, n, 400.0, 8000.0, tilt_db=-3.0) * 10.0 ** (rng.uniform(-30.0, -6.0) / 20.0)
-    k = rng.poisson(rng.uniform(20.0, 150.0) * n / _SR)
+    bed = _noise(rng, n, rng.uniform(300.0, 1000.0), 8000.0, tilt_db=-3.0) * 10.0 ** (rng.uniform(-30.0, -6.0) / 20.0)
+    k = rng.poisson(rng.uniform(10.0, 150.0) * n / _SR)
     onsets = np.sort(rng.integers(0, n, k))
     m = int(0.03 * _SR)
     tau = np.arange(m)[None, :] / _SR
     f = rng.uniform(1500.0, 6000.0, (k, 1))
-    grains = np.exp(-tau / rng.uniform(0.002, 0.008, (k, 1))) * np.sin(2 * np.pi * f * tau)
-    drops = _overlay(n, onsets, grains * rng.lognormal(0.0, 0.6, (k, 1)))
+    grains = np.exp(-tau / rng.uniform(0.001, 0.008, (k, 1))) * np.sin(2 * np.pi * f * tau)
+    drops = _overlay(n, onsets, grains * rng.lognormal(0.0, 0.8, (k, 1)))
     return bed + drops
 
 
 def _chirping_birds(rng, n):
     k = rng.integers(4, 21)
     # Chirps come in bursts: a few burst starts, chirps packed after each.
-    starts = np.sort(rng.uniform(0.0, n / _SR, rng.integers(1, 4)))
+    starts = np.sort(rng.uniform(0.0, 0.8 * n / _SR, rng.integers(1, 4)))
     which = rng.integers(0, len(starts), k)
     order = np.argsort(which, kind="stable")
     gaps = rng.uniform(0.05, 0.3, k)
@@ -251,14 +269,14 @@ def _chirping_birds(rng, n):
         members = order[which[order] == b]
         offsets[members] = starts[b] + np.concatenate([[0.0], np.cumsum(gaps[members])[:-1]])
     onsets = (offsets * _SR).astype(np.int64)
-    durs = rng.uniform(0.03, 0.25, (k, 1))
-    m = int(0.25 * _SR)
+    durs = rng.uniform(0.03, 0.4, (k, 1))
+    m = int(0.4 * _SR)
     tau = np.arange(m)[None, :] / _SR
     u = np.minimum(tau / durs, 1.0)
-    f = rng.uniform(1200.0, 3500.0, (k, 1)) * rng.uniform(1.2, 2.2, (k, 1)) ** u
+    f = rng.uniform(1000.0, 3500.0, (k, 1)) * rng.uniform(1.2, 2.2, (k, 1)) ** u
     phase = _phase(f)
     env = np.sin(np.pi * u) ** 2 * (tau < durs)
-    grains = env * (np.sin(phase) + 0.2 * np.sin(2 * phase)) * rng.uniform(0.4, 1.0, (k, 1))
+    grains = env * (np.sin(phase) + rng.uniform(0.0, 0.4) * np.sin(2 * phase)) * rng.uniform(0.4, 1.0, (k, 1))
     return _overlay(n, onsets, grains)
 
 
@@ -274,7 +292,7 @@ def _crackling_fire(rng, n):
     grains = rng.standard_normal((k, m)) * np.exp(-tau / rng.uniform(0.0003, 0.002, (k, 1)))
     pops = _overlay(n, onsets, grains * np.minimum(rng.pareto(2.0, (k, 1)) + 0.2, 8.0))
     rumble = _noise(rng, n, 20.0, 300.0) * 10.0 ** (rng.uniform(-30.0, -12.0) / 20.0)
-    hiss = _noise(rng, n, 1000.0, 8000.0) * 10.0 ** (rng.uniform(-30.0, -8.0) / 20.0)
+    hiss = _noise(rng, n, rng.uniform(400.0, 1500.0), 8000.0, tilt_db=-3.0) * 10.0 ** (rng.uniform(-30.0, -6.0) / 20.0)
     return pops + rumble + hiss
 
 
@@ -324,17 +342,19 @@ def synthesise(target: int, rng: np.random.Generator) -> np.ndarray:
     active = n - lead - trail
 
     sound = _SYNTHS[target](rng, active)
-    rms = np.sqrt(np.mean(sound ** 2)) + 1e-12
+    sound /= np.max(np.abs(sound)) + 1e-12
+    peak = 10.0 ** (rng.uniform(-30.0, -3.0) / 20.0)
+    # Background noise 30-55 dB below the peak, but never below ~3 LSB RMS once
+    # written, or it would round to runs of exact zeros that the "zeros" trim strips.
+    floor_db = 20.0 * np.log10(3.0 / 32767.0 / peak)
     background = _noise(rng, active, 50.0, 8000.0, tilt_db=-3.0)
-    sound = sound + background * rms * 10.0 ** (-rng.uniform(15.0, 40.0) / 20.0)
+    sound = sound + background * 10.0 ** (max(rng.uniform(-55.0, -30.0), floor_db) / 20.0)
     # A 5 ms fade where the sound meets a silent margin, so the edge does not click.
     fade = np.minimum(1.0, np.arange(active) / (0.005 * _SR))
     if lead:
         sound *= fade
     if trail:
         sound *= fade[::-1]
-
-    peak = 10.0 ** (rng.uniform(-30.0, -3.0) / 20.0)
     sound *= peak / (np.max(np.abs(sound)) + 1e-12)
     out = np.zeros(n, dtype=np.int16)   # the margins stay exactly zero
     out[lead:lead + active] = np.round(sound * 32767.0).astype(np.int16)
@@ -388,6 +408,7 @@ def generate(folder, *, seed: int = 0, clips_per_class_per_fold: int = 8, folds:
     replace a non-empty folder that this module did not make.
     """
     _check_args(seed, clips_per_class_per_fold, folds)
+    seed, clips_per_class_per_fold, folds = int(seed), int(clips_per_class_per_fold), int(folds)
     folder = pathlib.Path(folder)
     if not _is_ours_or_empty(folder):
         raise FileExistsError(f"soundclr.synthetic: {folder} exists and is not a synthetic dataset made by soundclr "
@@ -432,7 +453,8 @@ def _swap_into_place(tmp: pathlib.Path, folder: pathlib.Path) -> None:
     try:
         tmp.rename(folder)
     except OSError:
-        # Another process put a folder there first; keep theirs if it is what we wanted.
+        # Another process renamed its copy into place between our two renames: keep
+        # it (same arguments make the same bytes); the finally in generate() drops ours.
         if not folder.exists():
             raise
     if old is not None:
@@ -468,6 +490,7 @@ def ensure_synthetic(folder, seed: int = 0, *, clips_per_class_per_fold: int = 8
     seed, size or generator version.
     """
     _check_args(seed, clips_per_class_per_fold, folds)
+    seed, clips_per_class_per_fold, folds = int(seed), int(clips_per_class_per_fold), int(folds)
     folder = pathlib.Path(folder)
     if is_complete(folder, seed=seed, clips_per_class_per_fold=clips_per_class_per_fold, folds=folds):
         return folder

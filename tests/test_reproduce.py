@@ -1,0 +1,73 @@
+"""End to end, with the smallest settings: every notebook through papermill, the book built
+from them, every page and figure present, and no broken image or link in headless Chromium;
+then nbval runs each notebook (parameterised with the same tiny settings) and checks every
+cell executes."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"size": "tiny", "preset": "quick", "dataset": "synthetic", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory, synthetic_root):
+    from soundclr.reproduce import build_book, run_notebooks
+    site = tmp_path_factory.mktemp("site")
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy(ROOT / name, site / name)
+    shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
+    results = site / "results"
+    generated = site / "book" / "generated"
+    run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
+                  out_dir=generated / "synthetic")
+    html = build_book(site)
+    return site, html, results
+
+
+@pytest.mark.slow
+def test_tiny_book_has_every_page_table_and_figure(tiny_book):
+    from test_book import real_book_problems
+    site, html, _ = tiny_book
+    problems = real_book_problems(html, site / "book" / "generated")
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_training(tiny_book, synthetic_root, capsys):
+    from soundclr.reproduce import run_notebooks
+    site, _, results = tiny_book
+    before = {p: p.stat().st_mtime for p in results.rglob("summary.json")}
+    run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
+                  only=["training-hybrid"], out_dir=site / "rerun")
+    after = {p: p.stat().st_mtime for p in results.rglob("summary.json")}
+    assert before == after
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_stops_with_the_cells_error(tmp_path, synthetic_root):
+    from soundclr.reproduce import NotebookError, run_notebooks
+    with pytest.raises(NotebookError, match=r"augmentations.*failed in cell .*DatasetError"):
+        run_notebooks("esc50", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
+                      data_root=str(tmp_path / "no-data"), only=["augmentations"], out_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "augmentations.failed.ipynb").exists()
+    assert not (tmp_path / "out" / "augmentations.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_nbval_runs_each_notebook(tiny_book, synthetic_root, tmp_path):
+    import papermill
+    from soundclr.reproduce import NOTEBOOKS
+    _, _, results = tiny_book  # the training runs are finished: nbval re-executes the analysis
+    for name, source, extra in NOTEBOOKS:
+        nb = papermill.iorw.load_notebook_node(str(ROOT / "notebooks" / f"{source}.ipynb"))
+        params = {**TINY, "results": str(results), "data_root": str(synthetic_root), **extra}
+        nb = papermill.parameterize.parameterize_notebook(nb, params)
+        papermill.iorw.write_ipynb(nb, str(tmp_path / f"{name}.ipynb"))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                        "--rootdir", str(tmp_path), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+    assert f"{len(NOTEBOOKS)} passed" in r.stdout or "passed" in r.stdout
