@@ -70,7 +70,8 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     mine = [r for i, r in enumerate(runs) if i % count == index]
     todo = [r for r in mine if not r.finished]
     if verbose:
-        print(f"{len(mine)} runs in this shard: {len(mine) - len(todo)} finished, {len(todo)} to train", flush=True)
+        where = f" in shard {index + 1} of {count}" if count > 1 else ""
+        print(f"{len(mine)} runs{where}: {len(mine) - len(todo)} already finished, {len(todo)} to train", flush=True)
     banks: dict[tuple, object] = {}
     summaries = []
     for n, run in enumerate(mine, 1):

@@ -72,7 +72,7 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
             raise NotebookError(f"notebook {src.name} ({name}) failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                                 f"the executed copy is in {failed}") from None
         nb = nbformat.read(tmp, as_version=4)
-        _title_with_dataset(nb, dataset)
+        _for_the_book(nb, dataset, extra.get("scheme"))
         nbformat.write(nb, tmp)
         os.replace(tmp, out)
         (out_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
@@ -81,15 +81,26 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
     return written
 
 
-def _title_with_dataset(nb, dataset: str) -> None:
-    """Name the dataset in the page's first heading, so the book's table of contents tells pages apart."""
+def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
+    """Name the dataset (and scheme) in the page's first heading, so the book's table of
+    contents tells pages apart, and leave papermill's injected-parameters cell (machine
+    paths) out of the page: the page states its settings in words."""
+    from .experiment import SCHEME_LABEL
+
     label = DATASET_TITLES.get(dataset, dataset)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             first, _, rest = cell.source.lstrip().partition("\n")
+            if scheme:
+                first = f"{first}: {SCHEME_LABEL[scheme].lower()}"
             if label not in first:
-                cell.source = f"{first} ({label})\n{rest}"
-            return
+                first = f"{first} ({label})"
+            cell.source = f"{first}\n{rest}"
+            break
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
 
 
 def build_book(root: Path | None = None) -> Path:
