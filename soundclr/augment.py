@@ -192,19 +192,31 @@ def _read(source: Tensor, start: Tensor, length: Tensor, step: Tensor | None, sh
             position = (t + shift).clamp_(min=0)
             torch.minimum(position, (new_length - 1).clamp(min=0), out=position)
             position.mul_(step).add_(first)
-        else:
-            position = t * step
-            position.add_(shift * step + first)                 # start + (t + shift) * step, 32.32 fixed point
-        position.clamp_(min=first)
-        torch.minimum(position, first + (last << 32), out=position)   # past the end: the last sample
+        else:                                                   # start + (t + shift) * step, 32.32 fixed point
+            position = torch.addcmul(shift * step + first, t, step)
+        position.clamp_(min=first, max=first + (last << 32))    # past the end: the last sample
         frac = _low_word(position).mul_(2.0 ** -32)
         i0 = position.bitwise_right_shift_(32)
         a = source.gather(1, i0)
         b = source[:, 1:].gather(1, i0)                         # right neighbour, weight 0 at the clip's end
         out = b.sub_(a).mul_(frac).add_(a)                      # separate ops: no device-dependent FMA
     if pad == "zero":
-        out.masked_fill_((t < -shift) | (t >= new_length - shift), 0)
+        out = torch.where(_inside(-shift, new_length - shift, out_samples), out, 0.0)
     return out
+
+
+def _inside(begin: Tensor, end: Tensor, size: int) -> Tensor:
+    """``(batch, size)`` bool: ``begin[b] <= t < end[b]``, from ``(batch, 1)`` bounds.
+
+    Built as the running sum of +1 at ``begin`` and -1 at ``end`` (int8 scan): cheaper than
+    two comparisons and a logical or over every sample.
+    """
+    begin, end = begin.clamp(0, size), end.clamp(0, size)
+    end = torch.maximum(begin, end)
+    steps = torch.zeros(begin.shape[0], size + 1, dtype=torch.int8, device=begin.device)
+    steps.scatter_(1, begin, 1)
+    steps.scatter_add_(1, end, torch.full_like(end, -1, dtype=torch.int8))
+    return steps.cumsum(1, dtype=torch.int8)[:, :size].view(torch.bool)
 
 
 _BLOCK = 256   # samples per block in the search for a clip's first and last kept sample

@@ -288,7 +288,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sample_rate=16000, n_fft=512, hop_length=256, n_mels=64, channels=1,
         freq_mask_width=16, time_mask_width=16,
         backbone="tiny", weights="none",
-        epochs=12, warmup_epochs=2, batch_size=64, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
+        epochs=12, warmup_epochs=2, batch_size=32, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
         temperature=0.2,
     ),
 }
