@@ -16,7 +16,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 8589934592
 export MALLOC_TRIM_THRESHOLD_ ?= 8589934592
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install book test test-fast bench clean
+.PHONY: install book check-book test test-fast bench clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not book"
+
+# After `make book`: every page, table and figure of the real book, opened in headless Chromium.
+check-book: $(STAMP)
+	$(PY) tests/setup_browser.py
+	SOUNDCLR_REQUIRE_BOOK=1 $(PY) -m pytest -m book
 
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
