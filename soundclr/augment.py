@@ -80,16 +80,21 @@ def _mix64(z: Tensor) -> Tensor:
     return z ^ _shr(z, 31)
 
 
-def random_bits(keys: Tensor, draw: int) -> Tensor:
-    """63 random bits per clip: ``(batch,)`` int64 in [0, 2^63), a function of (key, draw) only.
+def random_bits(keys: Tensor, draw: int | range) -> Tensor:
+    """63 random bits per clip: int64 in [0, 2^63), a function of (key, draw) only.
 
     ``splitmix64(splitmix64(key) + (draw + 1) * golden)`` shifted right by one, i.e. draw
-    number ``draw`` of a splitmix64 stream seeded with the hashed key.
+    number ``draw`` of a splitmix64 stream seeded with the hashed key. ``keys`` is
+    ``(batch,)``; an int ``draw`` gives ``(batch,)``, a range of draws ``(batch, len(draw))``
+    (in one set of tensor ops).
     """
-    return _shr(_mix64(_mix64(keys) + _int64((draw + 1) * _GOLDEN)), 1)
+    if isinstance(draw, int):
+        return _shr(_mix64(_mix64(keys) + _int64((draw + 1) * _GOLDEN)), 1)
+    offsets = torch.tensor([_int64((d + 1) * _GOLDEN) for d in draw], dtype=torch.int64, device=keys.device)
+    return _shr(_mix64(_mix64(keys)[:, None] + offsets), 1)
 
 
-def randint(keys: Tensor, draw: int, n: Tensor) -> Tensor:
+def randint(keys: Tensor, draw: int, n: Tensor | int) -> Tensor:
     """Per-clip integers uniform in {0, ..., n-1}: ``(batch,)`` int64 (``n >= 1``, bias < 2^-40)."""
     return random_bits(keys, draw) % n
 
@@ -157,11 +162,13 @@ def _padded_float(waves: Tensor) -> Tensor:
     return out
 
 
-def _low_word(position: Tensor) -> Tensor:
-    """The low 32 bits of int64 ``position`` as float32 (0 <= value < 2^32)."""
+def _fraction(position: Tensor) -> Tensor:
+    """The fractional part of 32.32 fixed-point ``position`` (int64 >= 0) as float32 in [0, 1]."""
     if position.device.type == "cpu" and sys.byteorder == "little" and position.is_contiguous():
-        return position.view(torch.uint32)[..., 0::2].to(torch.float32)   # one pass instead of two
-    return (position & 0xFFFFFFFF).to(torch.float32)
+        low = position.view(torch.uint32)[..., 0::2]            # the low words: one pass instead of two
+    else:
+        low = position & 0xFFFFFFFF
+    return torch.mul(low, 2.0 ** -32)                           # float32: rounded to 24 bits, then exact
 
 
 def _read(source: Tensor, start: Tensor, length: Tensor, step: Tensor | None, shift: Tensor,
@@ -195,27 +202,28 @@ def _read(source: Tensor, start: Tensor, length: Tensor, step: Tensor | None, sh
         else:                                                   # start + (t + shift) * step, 32.32 fixed point
             position = torch.addcmul(shift * step + first, t, step)
         position.clamp_(min=first, max=first + (last << 32))    # past the end: the last sample
-        frac = _low_word(position).mul_(2.0 ** -32)
+        frac = _fraction(position)
         i0 = position.bitwise_right_shift_(32)
         a = source.gather(1, i0)
         b = source[:, 1:].gather(1, i0)                         # right neighbour, weight 0 at the clip's end
         out = b.sub_(a).mul_(frac).add_(a)                      # separate ops: no device-dependent FMA
     if pad == "zero":
-        out = torch.where(_inside(-shift, new_length - shift, out_samples), out, 0.0)
+        out.masked_fill_(_outside(-shift, new_length - shift, out_samples), 0)
     return out
 
 
-def _inside(begin: Tensor, end: Tensor, size: int) -> Tensor:
-    """``(batch, size)`` bool: ``begin[b] <= t < end[b]``, from ``(batch, 1)`` bounds.
+def _outside(begin: Tensor, end: Tensor, size: int) -> Tensor:
+    """``(batch, size)`` bool: not ``begin[b] <= t < end[b]``, from ``(batch, 1)`` bounds.
 
-    Built as the running sum of +1 at ``begin`` and -1 at ``end`` (int8 scan): cheaper than
-    two comparisons and a logical or over every sample.
+    Built as a running sum (int8 scan) of 1 at t = 0, -1 at ``begin`` and +1 at ``end``:
+    cheaper than two comparisons and a logical or over every sample.
     """
     begin, end = begin.clamp(0, size), end.clamp(0, size)
     end = torch.maximum(begin, end)
     steps = torch.zeros(begin.shape[0], size + 1, dtype=torch.int8, device=begin.device)
-    steps.scatter_(1, begin, 1)
-    steps.scatter_add_(1, end, torch.full_like(end, -1, dtype=torch.int8))
+    steps[:, 0] = 1
+    steps.scatter_add_(1, begin, torch.full_like(begin, -1, dtype=torch.int8))
+    steps.scatter_add_(1, end, torch.ones_like(end, dtype=torch.int8))
     return steps.cumsum(1, dtype=torch.int8)[:, :size].view(torch.bool)
 
 
@@ -513,13 +521,9 @@ class FreqTimeMask(nn.Module):
         if count == 0:
             empty = torch.zeros(keys.shape[0], 0, dtype=torch.int64, device=keys.device)
             return empty, empty
-        max_width = min(max_width, size)
-        widths, starts = [], []
-        for k in range(count):
-            width = randint(keys, base + 2 * k, torch.full_like(keys, max_width + 1))
-            widths.append(width)
-            starts.append(randint(keys, base + 2 * k + 1, size - width + 1))
-        return torch.stack(starts, 1), torch.stack(widths, 1)
+        bits = random_bits(keys, range(base, base + 2 * count))   # mask k: draw base + 2k (width), + 1 (start)
+        widths = bits[:, 0::2] % (min(max_width, size) + 1)
+        return bits[:, 1::2] % (size - widths + 1), widths
 
     def spans(self, keys: Tensor, mels: int, frames: int) -> dict[str, Tensor]:
         """Starts and widths of every mask, ``(batch, freq_masks)`` and ``(batch, time_masks)`` int64."""
@@ -590,22 +594,23 @@ class Pipeline(nn.Module):
         sample_rate: Hz of the waves (``DataConfig.sample_rate``).
         clip_samples: samples after pad/crop (``DataConfig.clip_samples``: 220500 ESC, 176400 US8K).
         seed: seeds ``self.generator``, which draws the clips' keys in train mode.
-        pad: ``"zero"`` (default) or ``"edge"`` (the released code) padding in PadCrop.
-            Not a config field.
+        pad: ``"zero"`` or ``"edge"`` (the released code) padding in PadCrop; default
+            ``augment.pad`` ("zero").
 
     ``forward(waves (batch, samples) int16|float, lengths (batch,) int64 | None, keys (batch,) int64 | None)
-    -> float32 (batch, channels, n_mels, frames)``. Samples past a clip's length are ignored.
+    -> float32 (batch, channels, n_mels, frames)``. Samples past a clip's length do not change
+    the result (keep them finite: a WaveBank pads with zeros).
     In train mode, keys default to ``self.draw_keys(batch)``; in eval mode none are used.
     ``trace`` returns every stage's output. ``get_state()`` / ``set_state()`` save and restore
     the generator (put them in checkpoints: the module's ``state_dict`` is empty).
     """
 
     def __init__(self, features: FeatureConfig, augment: AugmentConfig, sample_rate: int, clip_samples: int,
-                 seed: int = 0, pad: str = "zero"):
+                 seed: int = 0, pad: str | None = None):
         super().__init__()
         self.trim = SilenceTrim(augment.trim, augment.trim_db)
         self.scale = RandomScale(augment.scale_max if augment.scale else 1.0)
-        self.pad_crop = PadCrop(clip_samples, augment.random_crop, pad)
+        self.pad_crop = PadCrop(clip_samples, augment.random_crop, pad or getattr(augment, "pad", "zero"))
         self.log_mel = LogMel(sample_rate, features.n_fft, features.hop_length, features.n_mels, features.window,
                               features.top_db)
         self.mask = FreqTimeMask(augment.freq_masks, augment.freq_mask_width, augment.time_masks,
@@ -615,7 +620,7 @@ class Pipeline(nn.Module):
         self.generator.manual_seed(int(seed))
 
     @classmethod
-    def from_config(cls, cfg: Config, seed: int | None = None, pad: str = "zero") -> "Pipeline":
+    def from_config(cls, cfg: Config, seed: int | None = None, pad: str | None = None) -> "Pipeline":
         """The pipeline of a (resolved) configuration; the seed defaults to ``cfg.run.seed``."""
         cfg = cfg.resolved()
         return cls(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples,
@@ -664,7 +669,7 @@ class Pipeline(nn.Module):
     def trace(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None) -> dict[str, Tensor]:
         """Every stage's output, in order, computed stage by stage (for Fig. 2).
 
-        Keys: ``input`` (float32 full scale), ``trim`` + ``trim_lengths``, ``scale`` +
+        Keys: ``input`` (float32 full scale) + ``input_lengths``, ``trim`` + ``trim_lengths``, ``scale`` +
         ``scale_lengths`` (waves zero past each length), ``pad_crop`` (batch, clip_samples),
         ``log_mel`` and ``mask`` (batch, mels, frames), ``channels`` (the model input, equal
         to ``forward`` with the same keys).

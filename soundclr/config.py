@@ -64,6 +64,7 @@ class AugmentConfig:
     scale: bool = True                 # random scaling 1.25^U(-1, 1)
     scale_max: float = 1.25
     random_crop: bool = True           # random pad/crop offset in training (eval is centred)
+    pad: str = "zero"                  # pad value: "zero", or "edge" samples (released code)
     freq_masks: int = 2                # f
     freq_mask_width: int = 32          # F
     time_masks: int = 1                # t
@@ -201,6 +202,7 @@ class Config:
         choice("channels", self.features.channels, (1, 3))
         choice("trim", self.augment.trim, ("zeros", "threshold", "none"))
         choice("mask_fill", self.augment.mask_fill, ("zero", "min", "mean"))
+        choice("pad", self.augment.pad, ("zero", "edge"))
         choice("backbone", self.model.backbone, ("resnet18", "resnet34", "resnet50", "tiny"))
         choice("optimizer", self.optim.optimizer, ("adam", "adamw"))
         choice("normalize", self.model.normalize, ("sample", "batch"))

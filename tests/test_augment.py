@@ -55,6 +55,9 @@ def test_random_bits_are_splitmix64():
         got = random_bits(torch.tensor(keys, dtype=torch.int64), draw).tolist()
         want = [splitmix64(splitmix64(k) + (draw + 1) * 0x9E3779B97F4A7C15) >> 1 for k in keys]
         assert got == want
+    keys = torch.tensor(keys, dtype=torch.int64)
+    several = random_bits(keys, range(5, 9))
+    assert torch.equal(several, torch.stack([random_bits(keys, d) for d in range(5, 9)], 1))
 
 
 # --- log-mel ----------------------------------------------------------------------------
