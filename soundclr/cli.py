@@ -100,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
     args = build_parser().parse_args(argv)
+    if os.environ.get("SOUNDCLR_DEBUG"):
+        return _dispatch(args)  # full tracebacks
     try:
         return _dispatch(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"soundclr: error: {err}", file=sys.stderr)
+        print(f"soundclr: error: {err}\n(set SOUNDCLR_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
     except Exception as err:  # the library's own error classes: one clear line, no traceback
         if type(err).__name__ in ("DatasetError", "DownloadError", "WeightsError", "NotebookError"):

@@ -64,7 +64,7 @@ class AugmentConfig:
     scale: bool = True                 # random scaling 1.25^U(-1, 1)
     scale_max: float = 1.25
     random_crop: bool = True           # random pad/crop offset in training (eval is centred)
-    pad: str = "zero"                  # pad value: "zero", or "edge" samples (released code)
+    pad: str = "edge"                  # pad value: "edge" samples (released code; the paper is silent) or "zero"
     freq_masks: int = 2                # f
     freq_mask_width: int = 32          # F
     time_masks: int = 1                # t
@@ -106,14 +106,15 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"            # "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"
-    checkpoint_every: int = 1          # epochs between resumable checkpoints
+    checkpoint_every: int = 1          # epochs between resumable checkpoints ...
+    checkpoint_seconds: float = 60.0   # ... and at least this many seconds (a ResNet-50 checkpoint is ~300 MB)
 
 
 SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentConfig,
             "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
 
 # Fields that change how a run executes but not what it computes: left out of the run's identity.
-EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "on_bad_file"}
+EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file"}
 
 
 def _field_index() -> dict[str, str]:
@@ -212,13 +213,17 @@ class Config:
         folds = N_FOLDS[self.data.dataset]
         if not 1 <= self.run.test_fold <= folds:
             raise ConfigError(f"setting test_fold={self.run.test_fold} is not valid: {self.data.dataset} has folds 1..{folds}")
-        if self.run.val_fold is not None and (not 1 <= self.run.val_fold <= folds or self.run.val_fold == self.run.test_fold):
-            raise ConfigError(f"setting val_fold={self.run.val_fold} is not valid: choose a fold in 1..{folds} other than test_fold={self.run.test_fold}")
+        if self.run.val_fold is not None and not 1 <= self.run.val_fold <= folds:
+            raise ConfigError(f"setting val_fold={self.run.val_fold} is not valid: choose a fold in 1..{folds} (a grid "
+                              "validates on the next fold for the test fold that equals it)")
         if not 0.0 <= self.optim.alpha <= 1.0:
             raise ConfigError(f"setting alpha={self.optim.alpha} is not valid: it must lie in [0, 1]")
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "batch_size", "projection_dim"):
             if self.get(name) <= 0:
                 raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be positive")
+        if self.optim.epochs < 1 or (self.run.scheme == "supcon" and self.optim.stage2_epochs < 1):
+            raise ConfigError(f"setting epochs={self.optim.epochs} / stage2_epochs={self.optim.stage2_epochs} is not valid: "
+                              "train at least one epoch (and one stage-2 epoch for the supcon scheme)")
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "epochs", "stage2_epochs", "warmup_epochs"):
             if self.get(name) < 0:
                 raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be >= 0")

@@ -14,6 +14,7 @@ Fig. 5 (accuracy under white Gaussian noise), and the embeddings for UMAPs.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -49,9 +50,11 @@ def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None
     variants = variants or {None: {}}
     runs = []
     for (vname, overrides), scheme, fold, seed in itertools.product(variants.items(), schemes, folds, seeds):
-        c = cfg.override(**overrides).override(scheme=scheme, test_fold=fold, seed=seed)
-        if c.run.val_fold == c.run.test_fold:
-            c = c.override(val_fold=fold % c.n_folds + 1)  # the next fold validates
+        c = cfg.override(**overrides)
+        val = c.run.val_fold
+        if val is not None and val == fold:
+            val = fold % c.n_folds + 1  # the test fold cannot validate: the next fold does
+        c = c.override(scheme=scheme, test_fold=fold, seed=seed, val_fold=val)
         runs.append(Run(c, run_dir(Path(results), experiment, c, vname), vname))
     return runs
 
@@ -82,7 +85,9 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
         if bank is not None and bank.dataset == key[0] and bank.sample_rate == key[2]:
             banks[key] = bank
         if key not in banks:
-            banks[key] = load_bank(run.config, progress=progress)
+            # under torchrun, train_run loads the bank itself: rank 0 decodes into the cache first
+            distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+            banks[key] = None if distributed else load_bank(run.config, progress=progress)
         s = train_run(run.config, run.directory, bank=banks[key], progress=progress)
         summaries.append(s)
         if verbose:
@@ -195,7 +200,7 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
     noise of each standard deviation added to the test waves. Cached in ``noise.json``."""
     from .augment import Pipeline
     from .data import load_bank
-    from .train import evaluate, resolve_device
+    from .train import check_bank, evaluate, resolve_device
 
     run = Path(run)
     cache_path = run / "noise.json"
@@ -206,6 +211,7 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
         dev = resolve_device(device)
         model = load_model(run, dev)
         bank = bank if bank is not None else load_bank(cfg, progress=False)
+        check_bank(bank, cfg)
         pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=cfg.run.seed).to(dev)
         test = bank.split(cfg.run.test_fold).test
         for s in missing:
@@ -215,11 +221,12 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
     return {s: cache[f"{s:g}:{seed}"] for s in stds}
 
 
-def noise_table(df: pd.DataFrame, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None) -> pd.DataFrame:
+def noise_table(df: pd.DataFrame, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None,
+                device: str = "auto") -> pd.DataFrame:
     """Fig. 5: accuracy (in %) per scheme and noise level, averaged over folds and seeds."""
     rows = []
     for _, row in df.iterrows():
-        for s, acc in noise_accuracy(row["run_dir"], stds, bank=bank).items():
+        for s, acc in noise_accuracy(row["run_dir"], stds, bank=bank, device=device).items():
             rows.append({"scheme": row["scheme"], "noise_std": s, "accuracy": 100 * acc})
     t = pd.DataFrame(rows).groupby(["scheme", "noise_std"])["accuracy"].mean().unstack("noise_std")
     return t.loc[[s for s in SCHEME_ORDER if s in t.index]]

@@ -67,13 +67,20 @@ def gather(t: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat(all_gather(t), dim=0)
 
 
+def check_bank(bank, cfg: Config) -> None:
+    """A bank passed in by the caller must be the configuration's dataset at its sample rate."""
+    if bank.dataset != cfg.data.dataset or bank.sample_rate != cfg.data.sample_rate:
+        raise ValueError(f"the WaveBank given holds {bank.dataset} at {bank.sample_rate} Hz but the configuration asks for "
+                         f"{cfg.data.dataset} at {cfg.data.sample_rate} Hz: pass the matching bank or none")
+
+
 # -- schedule ---------------------------------------------------------------------
 def lr_factor(epoch: int, warmup: int, gamma: float) -> float:
-    """The released code's schedule: warm-up lr x (0.1 + 0.9 (e+1)/W) for W epochs
-    (= 0.1 + 0.09 (e+1) for W = 10), then x gamma per epoch."""
+    """The released code's schedule (its WarmUpExponentialLR): warm-up lr x (0.1 + 0.9 (e+1)/W)
+    for epochs e < W (= 0.1 + 0.09 (e+1) for W = 10, ending at x 1.0), then x gamma^(e-W)."""
     if epoch < warmup:
         return 0.1 + 0.9 * (epoch + 1) / warmup
-    return gamma ** (epoch - warmup + 1)
+    return gamma ** (epoch - warmup)
 
 
 def make_optimizer(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
@@ -157,7 +164,11 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
     cfg.validate()
     run_dir = Path(run_dir)
     if is_finished(run_dir):
-        return read_json(run_dir / "summary.json")
+        summary = read_json(run_dir / "summary.json")
+        if summary.get("identity") != cfg.identity():
+            raise RuntimeError(f"{run_dir} holds a finished run of a different configuration ({summary.get('identity')} != "
+                               f"{cfg.identity()}): use another results folder or delete it")
+        return summary
     rank, world = distributed()
     device = resolve_device(cfg.run.device)
     if world > 1 and device.type == "cuda":
@@ -172,6 +183,7 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
         bank = load_bank(cfg, progress=progress and rank == 0)
         if world > 1 and rank == 0:
             torch.distributed.barrier()
+    check_bank(bank, cfg)
     split = bank.split(r.test_fold, r.val_fold)
     if device.type == "cuda":
         bank = bank.to(device)  # the whole bank on the GPU: no host-device copies in the loop
@@ -197,11 +209,8 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
     start_epoch, metrics_rows = 0, []
 
     ckpt_path = run_dir / "checkpoint.pt"
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {"identity": cfg.identity(), "config": cfg.to_dict()})
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # generator states must stay on the CPU
         if ckpt["identity"] != cfg.identity():
             raise RuntimeError(f"{ckpt_path} belongs to a different configuration ({ckpt['identity']} != {cfg.identity()}): "
                                "delete it or use another results folder")
@@ -214,6 +223,9 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
         order_gen.set_state(ckpt["order_gen"])
         key_gen.set_state(ckpt["key_gen"])
         metrics_rows = read_metrics(run_dir)[:start_epoch]
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {"identity": cfg.identity(), "config": cfg.to_dict()})
 
     n_train = len(split.train)
     per_rank = o.batch_size // world
@@ -221,6 +233,7 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
         raise ValueError(f"setting batch_size={o.batch_size} is not valid with {world} processes: it must be divisible by the number of processes")
     steps = max(1, n_train // o.batch_size)  # drop the last partial batch: a SupCon batch of a few clips has no positives
     bar = None
+    last_checkpoint = 0.0
     if progress and rank == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=total_epochs, initial=start_epoch, desc=f"{cfg.data.dataset} {r.scheme} fold {r.test_fold} seed {r.seed}", unit="epoch")
@@ -234,7 +247,7 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
         if stage == 1:
             lr = o.lr * lr_factor(epoch, o.warmup_epochs, o.gamma)
         else:
-            lr = o.stage2_lr * o.stage2_gamma ** (epoch - stage1_epochs)
+            lr = o.stage2_lr * lr_factor(epoch - stage1_epochs, o.warmup_epochs, o.stage2_gamma)  # same warm-up, own decay
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train(stage == 1)                         # stage 2: BatchNorm statistics frozen too
@@ -282,7 +295,9 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
         metrics_rows.append(row)
         if rank == 0:
             atomic_write_bytes(run_dir / "metrics.jsonl", "".join(_jsonl(m) for m in metrics_rows).encode())
-            if (epoch + 1) % max(1, r.checkpoint_every) == 0 or epoch + 1 == stop_after_epoch:
+            due = (epoch + 1) % max(1, r.checkpoint_every) == 0 and time.time() - last_checkpoint >= r.checkpoint_seconds
+            if due or epoch + 1 == stop_after_epoch:
+                last_checkpoint = time.time()
                 atomic_torch_save(ckpt_path, {"identity": cfg.identity(), "epoch": epoch + 1, "model": model.state_dict(),
                                               "optimizer": optimizer.state_dict(), "order_gen": order_gen.get_state(),
                                               "key_gen": key_gen.get_state()})

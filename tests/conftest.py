@@ -1,10 +1,5 @@
 """Shared fixtures: one synthetic dataset per test session (generated once, in ESC-50's layout)."""
-import os
-
 import pytest
-
-# The same allocator settings as the Makefile: glibc otherwise returns memory too eagerly on CPU.
-os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "8589934592")
 
 
 @pytest.fixture(scope="session")
