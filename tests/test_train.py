@@ -157,15 +157,20 @@ def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
 
 
 def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):
-    """torchrun with 2 CPU processes (gloo) trains the same run as 1 process.
+    """torchrun with 2 CPU processes (gloo) trains the same run as 1 process, end to end.
 
     The loss is computed on the outputs gathered from both ranks, so the gradient is the
-    single-process one; only BatchNorm's batch statistics differ (per rank on CPU, where
-    SyncBatchNorm is not available), hence a tolerance rather than equality."""
+    single-process one (tests/test_distributed.py checks that exactly); only BatchNorm's
+    batch statistics differ (per rank on CPU, where SyncBatchNorm is not available), hence a
+    tolerance here rather than equality."""
     args = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "2",
             "--warmup-epochs", "1", "--batch-size", "32", "--schemes", "hybrid", "--folds", "1", "--device", "cpu"]
     env = dict(os.environ, SOUNDCLR_BACKEND="gloo", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    import socket
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
            "-m", "soundclr.cli", "train", *args, "--results", str(tmp_path / "ddp")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
