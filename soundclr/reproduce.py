@@ -92,7 +92,7 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             first, _, rest = cell.source.lstrip().partition("\n")
             if scheme:
-                first = f"{first}: {SCHEME_LABEL[scheme].lower()}"
+                first = f"{first}: {SCHEME_LABEL[scheme]}"
             if label not in first:
                 first = f"{first} ({label})"
             cell.source = f"{first}\n{rest}"
