@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -30,7 +31,8 @@ from soundclr.losses import cross_entropy_loss, hybrid_loss, supcon_loss
 from soundclr.model import build_model
 
 
-def step_time(cfg, scheme: str, batch: int, device, repeats: int, stage: int = 1) -> float:
+def make_step(cfg, scheme: str, batch: int, device, stage: int = 1):
+    """A closure running one full training step of ``scheme`` (stage 2: the frozen-encoder step)."""
     torch.manual_seed(0)
     model = build_model(cfg, 50).to(device)
     pipe = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples).to(device).train()
@@ -65,18 +67,26 @@ def step_time(cfg, scheme: str, batch: int, device, repeats: int, stage: int = 1
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-
-    one()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        one()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+
+    return one
+
+
+def step_times(cfg, batch: int, device, repeats: int) -> dict[str, float]:
+    """Median seconds per step of each scheme, measured round-robin so that drift in the
+    machine's speed (allocator warm-up, other load) affects every scheme alike."""
+    steps = {s: make_step(cfg, s, batch, device) for s in ("ce", "supcon", "hybrid")}
+    steps["stage2"] = make_step(cfg, "supcon", batch, device, stage=2)
+    for one in steps.values():
+        one()  # warm-up
+    times = {s: [] for s in steps}
+    for _ in range(repeats):
+        for s, one in steps.items():
+            t0 = time.perf_counter()
+            one()
+            times[s].append(time.perf_counter() - t0)
+    return {s: statistics.median(v) for s, v in times.items()}
 
 
 def main() -> None:
@@ -84,17 +94,16 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--backbones", default="resnet18,resnet50")
     ap.add_argument("--batch", type=int, default=None, help="default: 128 on CUDA, 16 on CPU")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     device = torch.device(args.device)
     batch = args.batch or (128 if device.type == "cuda" else 16)
     print(f"device {device}, batch {batch}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          "paper features: 44.1 kHz, 220500-sample clips, 128 mels x 431 frames, 3 channels; best of "
-          f"{args.repeats} steps after one warm-up")
+          "paper features: 44.1 kHz, 220500-sample clips, 128 mels x 431 frames, 3 channels; median of "
+          f"{args.repeats} steps per scheme, round-robin, after one warm-up each")
     for backbone in args.backbones.split(","):
         cfg = preset("paper", dataset="esc50", backbone=backbone, weights="none").resolved()
-        t = {s: step_time(cfg, s, batch, device, args.repeats) for s in ("ce", "supcon", "hybrid")}
-        t["stage2"] = step_time(cfg, "supcon", batch, device, args.repeats, stage=2)
+        t = step_times(cfg, batch, device, args.repeats)
         for s, v in t.items():
             print(f"{backbone:9s} {s:7s} {batch / v:8.2f} clips/s  ({v / batch:.3f} s per clip)")
         print(f"{backbone:9s} hybrid / ce step time: {t['hybrid'] / t['ce']:.3f} (target <= 1.05)")
