@@ -65,7 +65,8 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
         print(f"[reproduce] {dataset}: running {src.name} -> {out.relative_to(root) if out.is_relative_to(root) else out}", flush=True)
         try:
             papermill.execute_notebook(str(src), str(tmp), parameters={**params, **extra}, kernel_name="python3",
-                                       cwd=str(root), progress_bar=False, log_output=False)
+                                       cwd=str(root), progress_bar=False, log_output=False,
+                                       stdout_file=sys.stdout)  # the notebooks' progress lines, as they come
         except papermill.PapermillExecutionError as err:
             failed = out_dir / f"{name}.failed.ipynb"
             os.replace(tmp, failed)
