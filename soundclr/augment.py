@@ -46,6 +46,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from .config import AugmentConfig, Config, FeatureConfig
+from .data import INT16_SCALE, to_float  # the data layer owns the int16 scale
 
 __all__ = ["Pipeline", "SilenceTrim", "RandomScale", "PadCrop", "LogMel", "FreqTimeMask",
            "ToChannels", "random_bits", "randint", "to_float"]
@@ -112,14 +113,7 @@ def _keys_or_global(keys: Tensor | None, batch: int, device: torch.device) -> Te
 # ---------------------------------------------------------------------------------------
 # Wave helpers
 # ---------------------------------------------------------------------------------------
-_INT16_SCALE = 2.0 ** -15
-
-
-def to_float(waves: Tensor) -> Tensor:
-    """float32 waves in full scale [-1, 1): int16 is divided by 32768 (exact), floats are kept."""
-    if waves.dtype == torch.int16:
-        return waves.to(torch.float32).mul_(_INT16_SCALE)
-    return waves.to(torch.float32)
+_INT16_SCALE = 1.0 / INT16_SCALE  # 2 ** -15: multiplying by it is exact
 
 
 def _check_waves(waves: Tensor, lengths: Tensor | None, where: str) -> tuple[Tensor, Tensor]:

@@ -86,8 +86,11 @@ LAYOUTS = {
 
 
 def to_float(waves: torch.Tensor) -> torch.Tensor:
-    """int16 waves ``(..., samples)`` from a WaveBank as float32 in [-1, 1), on the same device."""
-    return waves.float() / INT16_SCALE
+    """Waves ``(..., samples)`` as float32 in [-1, 1), on the same device: int16 (a WaveBank's)
+    is divided by 32768 (exact), float waves are kept as they are."""
+    if waves.dtype == torch.int16:
+        return waves.to(torch.float32).div_(INT16_SCALE)
+    return waves.to(torch.float32)
 
 
 @dataclass(eq=False)

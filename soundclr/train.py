@@ -113,6 +113,8 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
     white Gaussian noise of that standard deviation is added to the test waves
     (paper Sec. IV-E), drawn from a generator seeded with ``noise_seed``.
     """
+    from .data import to_float
+
     was_training = model.training, pipeline.training
     model.eval(), pipeline.eval()
     gen = torch.Generator().manual_seed(noise_seed)
@@ -121,7 +123,7 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
         idx = indices[start:start + batch_size]
         waves, lengths = bank.batch(idx, device)
         if noise_std > 0:
-            w = waves.float() / 32768.0
+            w = to_float(waves)
             noise = torch.randn(w.shape, generator=gen).to(device) * noise_std
             mask = torch.arange(w.shape[1], device=device)[None, :] < lengths[:, None]
             waves = (w + noise * mask).clamp(-1.0, 1.0)
