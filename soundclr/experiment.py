@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -78,6 +79,15 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     banks: dict[tuple, object] = {}
     summaries = []
     for n, run in enumerate(mine, 1):
+        if not run.finished and not run.directory.exists():
+            twin = finished_twin(run)
+            if twin is not None:  # the same computation, finished in another experiment: reuse it
+                tmp = run.directory.with_name(f".{run.directory.name}.copying")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(twin, tmp)
+                os.replace(tmp, run.directory)
+                if verbose:
+                    print(f"[{n}/{len(mine)}] {run.directory.name}: the same run is finished in {twin.parent.name}/, reused", flush=True)
         if run.finished:
             summaries.append(read_json(run.directory / "summary.json"))
             continue
@@ -95,6 +105,17 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
             print(f"[{n}/{len(mine)}] {c.scheme} fold {c.test_fold} seed {c.seed}{' ' + run.variant if run.variant else ''}: "
                   f"final {100 * s['final']['test_acc']:.1f} % ({s['seconds']:.0f} s)", flush=True)
     return summaries
+
+
+def finished_twin(run: Run) -> Path | None:
+    """A finished run of the same configuration (same identity: every setting, scheme, fold and
+    seed) in another experiment folder of the same results store, if there is one."""
+    results = run.directory.parents[2]
+    identity = run.config.identity()
+    for summary in sorted(results.glob(f"{run.config.data.dataset}/*/*-{identity}/summary.json")):
+        if summary.parent != run.directory and read_json(summary).get("identity") == identity:
+            return summary.parent
+    return None
 
 
 # -- reading the store ------------------------------------------------------------------------

@@ -108,6 +108,22 @@ def test_grid_skips_finished_runs_and_shards(synthetic_root, synthetic_bank, tmp
     assert not grid(cfg.override(alpha=0.3), "toy", schemes=["hybrid"], folds=[1], results=tmp_path)[0].finished
 
 
+def test_a_run_finished_in_another_experiment_is_reused(synthetic_root, synthetic_bank, tmp_path, monkeypatch):
+    cfg = small(synthetic_root, epochs=1)
+    first = grid(cfg, "main", schemes=["ce"], folds=[1], results=tmp_path)
+    run_grid(first, progress=False, bank=synthetic_bank)
+    import soundclr.train
+    monkeypatch.setattr(soundclr.train, "train_run", lambda *a, **k: pytest.fail("the same run was trained twice"))
+    again = grid(cfg, "mask-fill", schemes=["ce"], folds=[1], results=tmp_path, variants={"fill-zero": {"mask_fill": "zero"}})
+    assert not again[0].finished and again[0].config.identity() == first[0].config.identity()
+    run_grid(again, progress=False, bank=synthetic_bank)
+    assert again[0].finished and again[0].directory != first[0].directory
+    assert json.loads((again[0].directory / "summary.json").read_text()) == json.loads((first[0].directory / "summary.json").read_text())
+    other = grid(cfg, "mask-fill", schemes=["ce"], folds=[1], results=tmp_path, variants={"fill-min": {"mask_fill": "min"}})
+    with pytest.raises(pytest.fail.Exception):
+        run_grid(other, progress=False, bank=synthetic_bank)  # a different setting is a new run: it must train
+
+
 def test_tables_ensemble_and_noise_on_a_toy_grid(synthetic_root, synthetic_bank, tmp_path):
     cfg = small(synthetic_root, epochs=2)
     runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2], seeds=[0, 1], results=tmp_path)
