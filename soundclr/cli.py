@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 from .config import SECTIONS, ConfigError, PRESETS, preset
 

@@ -9,7 +9,6 @@ its partly executed copy is kept as ``<name>.failed.ipynb`` for inspection.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time

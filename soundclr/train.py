@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .config import Config
 from .store import atomic_torch_save, atomic_write_bytes, atomic_write_json, is_finished, read_json, read_metrics
