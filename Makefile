@@ -21,7 +21,7 @@ export MALLOC_TOP_PAD_ ?= 1073741824
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "soundclr needs Python 3.11 or newer (the pinned numpy/pandas/scipy do): run make PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11, 4) else "soundclr needs Python 3.11.4 or newer (the pinned numpy/pandas/scipy need 3.11; safe archive extraction needs the tarfile filters of 3.11.4), found " + sys.version.split()[0] + " at " + sys.executable + ": run make PYTHON=python3.12 (or the path of any Python 3.11.4 or newer)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,test]'
