@@ -116,7 +116,7 @@ def _keys_or_global(keys: Tensor | None, batch: int, device: torch.device) -> Te
 _INT16_SCALE = 1.0 / INT16_SCALE  # 2 ** -15: multiplying by it is exact
 
 
-def _check_waves(waves: Tensor, lengths: Tensor | None, where: str) -> tuple[Tensor, Tensor]:
+def _check_waves(waves: Tensor, lengths: Tensor | None, where: str, validate: bool = True) -> tuple[Tensor, Tensor]:
     if waves.dim() != 2:
         raise ValueError(f"soundclr.augment.{where}: waves must be (batch, samples), found shape {tuple(waves.shape)}; "
                          "add a batch dimension with waves[None] for a single clip")
@@ -133,10 +133,11 @@ def _check_waves(waves: Tensor, lengths: Tensor | None, where: str) -> tuple[Ten
         raise ValueError(f"soundclr.augment.{where}: lengths must be (batch,) = ({waves.shape[0]},), "
                          f"found {tuple(lengths.shape)}")
     lengths = lengths.to(device=waves.device, dtype=torch.int64)
-    if lengths.device.type == "cpu" and bool(((lengths < 0) | (lengths > waves.shape[1])).any()):
+    # The range check reads a value on the host, so it is skipped for trusted input (a WaveBank's,
+    # in the training loop) and on accelerators, where we clamp instead so that no batch waits for a sync.
+    if validate and lengths.device.type == "cpu" and bool(((lengths < 0) | (lengths > waves.shape[1])).any()):
         raise ValueError(f"soundclr.augment.{where}: lengths must lie in [0, {waves.shape[1]}] (the samples "
                          f"dimension of waves), found {lengths.tolist()}")
-    # On accelerators we clamp instead of checking, so that no batch waits for a device sync.
     return waves, lengths.clamp(0, waves.shape[1])
 
 
@@ -381,8 +382,9 @@ class PadCrop(nn.Module):
     A clip longer than ``clip_samples`` is cropped, a shorter one padded. In train mode
     with ``random_crop`` the offset is uniform over all positions that keep the window
     inside the clip (crop) or the clip inside the window (pad); in eval mode, or with
-    ``random_crop=False``, the clip is centred (deterministic). ``pad="zero"`` pads with
-    silence (our default), ``pad="edge"`` repeats the end samples (the released code).
+    ``random_crop=False``, the clip is centred (deterministic). ``pad="edge"`` repeats the
+    end samples (the released code, and the default of the configuration's ``pad``
+    setting), ``pad="zero"`` pads with silence (this class's own default, for use alone).
 
     ``forward(waves (batch, samples), lengths (batch,), keys (batch,) | None)
     -> float32 waves (batch, clip_samples)``. Example::
@@ -426,27 +428,40 @@ class PadCrop(nn.Module):
 class LogMel(nn.Module):
     """Step 4: log-scaled mel spectrogram, in dB below each clip's maximum.
 
-    Power spectrogram (``torch.stft``, ``center=True`` with zero padding as librosa >= 0.10,
-    periodic ``window`` of ``n_fft`` samples), Slaney mel filters with Slaney area norm
-    (torchaudio's, as librosa's default), fmin 0, fmax sr/2; then
-    ``10 log10(max(S, 1e-10)) - 10 log10(max(max S, 1e-10))`` floored at ``-top_db``: as
-    ``librosa.power_to_db(S, ref=np.max, amin=1e-10, top_db=80)``, values in [-top_db, 0].
-    Computed in float32 even under autocast.
+    Power spectrogram (``torch.stft``, ``center=True``: each end padded with ``n_fft // 2``
+    samples, ``pad_mode="reflect"`` as librosa < 0.9 (the released code) or ``"constant"``
+    (zeros) as librosa >= 0.9; periodic ``window`` of ``n_fft`` samples), Slaney mel filters
+    with Slaney area norm (torchaudio's, as librosa's default), fmin 0, fmax sr/2; the power
+    is that of the wave times ``amplitude_scale`` (the released code multiplies waves in
+    [-1, 1] by 32768); then ``10 log10(max(S, 1e-10)) - 10 log10(max(max S, 1e-10))`` floored
+    at ``-top_db``: as ``librosa.power_to_db(S, ref=np.max, amin=1e-10, top_db=80)``, values
+    in [-top_db, 0]. The scale only matters where the ``amin`` floor bites: at scale 1 the
+    silent cells of a quiet clip sit less than 80 dB below its peak. Computed in float32 even
+    under autocast.
 
     ``forward(waves (batch, samples) float or int16) -> (batch, n_mels, 1 + samples // hop_length)``.
     Example::
 
-        spec = LogMel(44100, 1024, 512, 128, "hamming")(waves)   # (batch, 128, 431) for 5 s
+        spec = LogMel(44100, 1024, 512, 128, "hamming", pad_mode="reflect", amplitude_scale=32768)(waves)
+        # (batch, 128, 431) for 5 s
     """
 
+    PAD_MODES = ("reflect", "constant")
+
     def __init__(self, sample_rate: int, n_fft: int = 1024, hop_length: int = 512, n_mels: int = 128,
-                 window: str = "hamming", top_db: float = 80.0):
+                 window: str = "hamming", top_db: float = 80.0, pad_mode: str = "constant",
+                 amplitude_scale: float = 1.0):
         super().__init__()
         windows = {"hamming": torch.hamming_window, "hann": torch.hann_window}
         if window not in windows:
             raise ValueError(f"LogMel: window (config field 'window') must be 'hamming' or 'hann', found {window!r}")
+        if pad_mode not in self.PAD_MODES:
+            raise ValueError(f"LogMel: pad_mode (config field 'stft_pad') must be 'reflect' or 'constant', found {pad_mode!r}")
+        if not amplitude_scale > 0:
+            raise ValueError(f"LogMel: amplitude_scale (config field 'amplitude_scale') must be > 0, found {amplitude_scale}")
         self.sample_rate, self.n_fft, self.hop_length = int(sample_rate), int(n_fft), int(hop_length)
         self.n_mels, self.window_name, self.top_db = int(n_mels), window, float(top_db)
+        self.pad_mode, self.amplitude_scale = pad_mode, float(amplitude_scale)
         self.register_buffer("window", windows[window](self.n_fft, periodic=True), persistent=False)
         filters = torchaudio.functional.melscale_fbanks(self.n_fft // 2 + 1, 0.0, self.sample_rate / 2.0, self.n_mels,
                                                         self.sample_rate, norm="slaney", mel_scale="slaney")
@@ -455,24 +470,41 @@ class LogMel(nn.Module):
     def frames(self, samples: int) -> int:
         return 1 + samples // self.hop_length
 
+    def pad(self, waves: Tensor) -> None:
+        """Fill the ``n_fft // 2`` samples at each end of ``waves`` (batch, samples) in place, as
+        ``center=True`` with ``pad_mode`` pads the samples between them."""
+        half = self.n_fft // 2
+        if self.pad_mode == "constant":
+            waves[:, :half] = 0
+            waves[:, waves.shape[1] - half:] = 0
+        else:   # numpy's "reflect": the edge sample itself is not repeated
+            n = waves.shape[1] - 2 * half
+            if n <= half:
+                raise ValueError(f"LogMel: pad_mode='reflect' needs more than n_fft // 2 = {half} samples, found {n}")
+            waves[:, :half] = waves[:, half + 1:2 * half + 1].flip(1)
+            waves[:, half + n:] = waves[:, n - 1:n + half - 1].flip(1)
+
     def forward(self, waves: Tensor, padded: bool = False) -> Tensor:
-        """``padded=True``: ``waves`` already carry the ``n_fft // 2`` zeros at each end that
-        ``center=True`` would add (saves a copy; the frames are the same)."""
+        """``padded=True``: ``waves`` already carry the ``n_fft // 2`` samples at each end that
+        ``center=True`` would add (see :meth:`pad`; saves a copy; the frames are the same)."""
         if waves.dim() != 2:
             raise ValueError(f"LogMel: waves must be (batch, samples), found shape {tuple(waves.shape)}")
         with torch.autocast(waves.device.type, enabled=False):
             stft = torch.stft(to_float(waves), self.n_fft, self.hop_length, window=self.window, center=not padded,
-                              pad_mode="constant", return_complex=True)
+                              pad_mode=self.pad_mode, return_complex=True)
             parts = torch.view_as_real(stft).square_()                        # in place: cheaper than |z|^2
             power = parts[..., 0] + parts[..., 1]
             mel = torch.matmul(self.filters, power)                             # (batch, n_mels, frames)
+            if self.amplitude_scale != 1.0:
+                mel.mul_(self.amplitude_scale ** 2)                             # the power of the scaled wave
             db = mel.clamp_(min=1e-10).log10_().mul_(10.0)
             peak = db.flatten(1).amax(1)[:, None, None]
             return db.sub_(peak).clamp_(min=-self.top_db)
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop_length={self.hop_length}, "
-                f"n_mels={self.n_mels}, window={self.window_name!r}, top_db={self.top_db}")
+                f"n_mels={self.n_mels}, window={self.window_name!r}, top_db={self.top_db}, pad_mode={self.pad_mode!r}, "
+                f"amplitude_scale={self.amplitude_scale:g}")
 
 
 class FreqTimeMask(nn.Module):
@@ -576,6 +608,13 @@ class ToChannels(nn.Module):
         return f"channels={self.channels}"
 
 
+def _add_noise(clips: Tensor, std: float, generator: torch.Generator | None) -> None:
+    """Add white Gaussian noise of standard deviation ``std`` to ``clips`` (batch, samples) in place,
+    drawn on the CPU (the same numbers on every device), then clip to [-1, 1] as a sound file would."""
+    noise = torch.randn(clips.shape, generator=generator).mul_(std)
+    clips.add_(noise.to(clips.device, non_blocking=True)).clamp_(-1.0, 1.0)
+
+
 # ---------------------------------------------------------------------------------------
 # The whole pipeline
 # ---------------------------------------------------------------------------------------
@@ -583,18 +622,24 @@ class Pipeline(nn.Module):
     """Fig. 2 of the paper: waves to model inputs, batched, on the waves' device.
 
     Args:
-        features: ``FeatureConfig`` (n_fft, hop_length, window, n_mels, top_db, channels).
-        augment: ``AugmentConfig`` (trim, trim_db, scale, scale_max, random_crop, masks).
+        features: ``FeatureConfig`` (n_fft, hop_length, window, n_mels, top_db, stft_pad,
+            amplitude_scale, channels).
+        augment: ``AugmentConfig`` (trim, trim_db, scale, scale_max, random_crop, pad, masks).
         sample_rate: Hz of the waves (``DataConfig.sample_rate``).
         clip_samples: samples after pad/crop (``DataConfig.clip_samples``: 220500 ESC, 176400 US8K).
         seed: seeds ``self.generator``, which draws the clips' keys in train mode.
-        pad: ``"zero"`` or ``"edge"`` (the released code) padding in PadCrop; default
-            ``augment.pad`` ("zero").
+        pad: ``"edge"`` (the released code) or ``"zero"`` padding in PadCrop; default
+            ``augment.pad`` (the configuration's default is ``"edge"``).
 
-    ``forward(waves (batch, samples) int16|float, lengths (batch,) int64 | None, keys (batch,) int64 | None)
-    -> float32 (batch, channels, n_mels, frames)``. Samples past a clip's length do not change
-    the result (keep them finite: a WaveBank pads with zeros).
-    In train mode, keys default to ``self.draw_keys(batch)``; in eval mode none are used.
+    ``forward(waves (batch, samples) int16|float, lengths (batch,) int64 | None, keys (batch,) int64 | None,
+    *, noise_std=0.0, noise_generator=None, validate=True) -> float32 (batch, channels, n_mels, frames)``.
+    Samples past a clip's length do not change the result (keep them finite: a WaveBank pads
+    with zeros). In train mode, keys default to ``self.draw_keys(batch)``; in eval mode none
+    are used. ``noise_std > 0`` adds white Gaussian noise of that standard deviation (in the
+    [-1, 1] scale) to the padded/cropped clip, after trim and pad/crop, so that a noisy clip
+    differs from the clean one by the noise alone (paper Sec. IV-E); it is drawn on the CPU
+    from ``noise_generator`` (so every device adds the same noise). ``validate=False`` skips
+    the check of ``lengths`` against the waves (a host read): for a WaveBank's batches.
     ``trace`` returns every stage's output. ``get_state()`` / ``set_state()`` save and restore
     the generator (put them in checkpoints: the module's ``state_dict`` is empty).
     """
@@ -606,7 +651,7 @@ class Pipeline(nn.Module):
         self.scale = RandomScale(augment.scale_max if augment.scale else 1.0)
         self.pad_crop = PadCrop(clip_samples, augment.random_crop, pad or getattr(augment, "pad", "zero"))
         self.log_mel = LogMel(sample_rate, features.n_fft, features.hop_length, features.n_mels, features.window,
-                              features.top_db)
+                              features.top_db, features.stft_pad, features.amplitude_scale)
         self.mask = FreqTimeMask(augment.freq_masks, augment.freq_mask_width, augment.time_masks,
                                  augment.time_mask_width, augment.mask_fill)
         self.to_channels = ToChannels(features.channels)
@@ -643,24 +688,28 @@ class Pipeline(nn.Module):
         return _keys_or_global(self.draw_keys(waves.shape[0]) if keys is None else keys, waves.shape[0], waves.device)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None) -> Tensor:
-        waves, lengths = _check_waves(waves, lengths, "Pipeline")
+    def forward(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None, *,
+                noise_std: float = 0.0, noise_generator: torch.Generator | None = None,
+                validate: bool = True) -> Tensor:
+        waves, lengths = _check_waves(waves, lengths, "Pipeline", validate)
         keys = self._keys(waves, keys)
         # trim -> scale -> pad/crop as one gather: output sample t of clip b is the trimmed,
         # scaled clip's sample t + shift, i.e. the input at start + (t + shift) / s.
         start, length = self.trim.bounds(waves, lengths)
         step, scaled_length = self.scale.factors(length, keys)
         shift = self.pad_crop.shifts(scaled_length, keys)
-        # read n_fft // 2 samples more at each end and zero them: the STFT's centring padding, without a copy
-        half = self.log_mel.n_fft // 2
-        wave = _read(_padded_float(waves), start, length, step, shift - half, scaled_length,
-                     self.pad_crop.clip_samples + 2 * half, self.pad_crop.pad)
-        wave[:, :half] = 0
-        wave[:, wave.shape[1] - half:] = 0
+        # read n_fft // 2 samples more at each end, then fill them as the STFT's centring would: no copy
+        half, clip = self.log_mel.n_fft // 2, self.pad_crop.clip_samples
+        wave = _read(_padded_float(waves), start, length, step, shift - half, scaled_length, clip + 2 * half,
+                     self.pad_crop.pad)
+        if noise_std > 0:
+            _add_noise(wave[:, half:half + clip], noise_std, noise_generator)
+        self.log_mel.pad(wave)
         return self.to_channels(self.mask(self.log_mel(wave, padded=True), keys))
 
     @torch.no_grad()
-    def trace(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None) -> dict[str, Tensor]:
+    def trace(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None, *,
+              noise_std: float = 0.0, noise_generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Every stage's output, in order, computed stage by stage (for Fig. 2).
 
         Keys: ``input`` (float32 full scale) + ``input_lengths``, ``trim`` + ``trim_lengths``, ``scale`` +
@@ -680,6 +729,8 @@ class Pipeline(nn.Module):
             scaled = trimmed
             out["scale"], out["scale_lengths"] = out["trim"], lengths
         out["pad_crop"] = self.pad_crop(scaled, lengths, keys)
+        if noise_std > 0:
+            _add_noise(out["pad_crop"], noise_std, noise_generator)
         out["log_mel"] = self.log_mel(out["pad_crop"])
         out["mask"] = self.mask(out["log_mel"], keys)
         out["channels"] = self.to_channels(out["mask"])

@@ -3,9 +3,10 @@
 A frozen dataclass tree (data, features, augment, model, optim, run) with
 named presets:
 
-- ``paper``: every value the paper or its released code used (see
-  ``shared/paper/reference-implementation.md``): 44.1 kHz, 1024/512 Hamming
-  STFT, 128 mels, ResNet-50 with ImageNet weights, AdamW, 800 epochs, ...
+- ``paper``: every value the paper states, and the released code's value
+  wherever the paper is silent (the book's page *The paper, its code, and this
+  reproduction*, ``book/differences.md``, lists each one): 44.1 kHz, 1024/512
+  Hamming STFT, 128 mels, ResNet-50 with ImageNet weights, AdamW, 800 epochs, ...
 - ``quick``: small enough for a 2-core CPU (16 kHz, 64 mels, a tiny
   backbone, a few epochs); used by ``make book`` on the synthetic dataset.
 
@@ -54,6 +55,8 @@ class FeatureConfig:
     window: str = "hamming"            # paper: "hamming"; released code: "hann"
     n_mels: int = 128
     top_db: float = 80.0               # dB floor below each clip's maximum
+    stft_pad: str = "reflect"          # STFT centring pad: "reflect" (librosa < 0.9, the released code) or "constant" (zeros)
+    amplitude_scale: float = 32768.0   # waves in [-1, 1] times this before the power (released code: 32768; moves the amin floor)
     channels: int = 3                  # 1, or the log-mel copied to 3 (ImageNet backbones)
 
 
@@ -78,6 +81,7 @@ class ModelConfig:
     weights: str = "imagenet"          # "imagenet", "none", or a path to a state dict
     projection_dim: int = 64
     normalize: str = "sample"          # L2-normalise h and z per clip; "batch" = the released code's pre-2023 bug
+    mono_first_conv: str = "fresh"     # 3-channel weights into a 1-channel model: "fresh" first conv, or RGB filters' "sum" / "mean"
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class OptimConfig:
     stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
     stage2_gamma: float = 0.995
     stage2_lr: float | None = None     # None: same as lr
+    stage2_start: str = "best_test"    # stage 2 starts from stage 1's "final" epoch, or its lowest SupCon loss on the
+                                       # test fold ("best_test": the released code) or on the validation fold ("best_val")
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ class RunConfig:
     val_fold: int | None = None        # a validation fold held out of training (3/1/1 protocol)
     seed: int = 0
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"            # "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"
+    precision: str = "auto"            # "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp32"
+    compile: bool = False              # torch.compile the model (same results; faster on some GPUs; measure first)
     checkpoint_every: int = 1          # epochs between resumable checkpoints ...
     checkpoint_seconds: float = 60.0   # ... and at least this many seconds (a ResNet-50 checkpoint is ~300 MB)
 
@@ -114,7 +121,7 @@ SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentCon
             "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
 
 # Fields that change how a run executes but not what it computes: left out of the run's identity.
-EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file"}
+EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile"}
 
 
 def _field_index() -> dict[str, str]:
@@ -210,6 +217,14 @@ class Config:
         choice("supcon_form", self.optim.supcon_form, ("out", "in"))
         choice("no_positive", self.optim.no_positive, ("exclude", "zero"))
         choice("precision", self.run.precision, ("auto", "bf16", "fp32"))
+        choice("stft_pad", self.features.stft_pad, ("reflect", "constant"))
+        choice("mono_first_conv", self.model.mono_first_conv, ("fresh", "sum", "mean"))
+        choice("stage2_start", self.optim.stage2_start, ("final", "best_test", "best_val"))
+        if not self.features.amplitude_scale > 0:
+            raise ConfigError(f"setting amplitude_scale={self.features.amplitude_scale} is not valid: it must be > 0")
+        if self.run.scheme == "supcon" and self.optim.stage2_start == "best_val" and self.run.val_fold is None:
+            raise ConfigError("setting stage2_start='best_val' needs a validation fold: set val_fold (or stage2_start="
+                              "'final' or 'best_test')")
         folds = N_FOLDS[self.data.dataset]
         if not 1 <= self.run.test_fold <= folds:
             raise ConfigError(f"setting test_fold={self.run.test_fold} is not valid: {self.data.dataset} has folds 1..{folds}")
@@ -296,7 +311,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         freq_mask_width=16, time_mask_width=16,
         backbone="tiny", weights="none",
         epochs=12, warmup_epochs=2, batch_size=32, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
-        temperature=0.2,
+        temperature=0.2, stage2_start="final",
     ),
 }
 

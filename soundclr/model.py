@@ -256,21 +256,40 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _fit_first_conv(state: dict[str, torch.Tensor], key: str, want: int, source: str) -> None:
-    """Make the first convolution's input channels match the model (in place)."""
+MONO_FIRST_CONV = ("fresh", "sum", "mean")
+
+
+def _fit_first_conv(state: dict[str, torch.Tensor], key: str, want: int, source: str, how: str = "fresh") -> bool:
+    """Make the first convolution's input channels match the model (in place).
+
+    For a 1-channel model and 3-channel weights, ``how`` says what the first convolution becomes:
+
+    - ``"fresh"``: a new, randomly initialised 1-channel convolution (the usual torchvision
+      way of changing ``in_channels``; the released code's history holds such a line); the
+      rest of the network keeps its weights. Returns True: the key is then left out.
+    - ``"sum"``: the RGB filters summed. A grey log-mel copied to 3 channels meets
+      W_r x + W_g x + W_b x = (W_r + W_g + W_b) x, so the 1-channel model then computes
+      exactly the 3-channel function at initialisation.
+    - ``"mean"``: the RGB filters averaged: the same function scaled by 1/3 before the
+      first BatchNorm.
+    """
     w = state.get(key)
     if w is None or w.dim() != 4 or w.shape[1] == want:
-        return
-    if want == 1:
-        # A grey log-mel copied to 3 channels meets W_r x + W_g x + W_b x = (W_r + W_g + W_b) x,
-        # so the summed filter gives the 1-channel model exactly the 3-channel features.
-        state[key] = w.sum(dim=1, keepdim=True)
-    else:
+        return False
+    if want != 1:
         raise WeightsError(f"{source} was saved for {w.shape[1]}-channel input but the model takes {want} channels "
                            f"(features.channels): set channels={w.shape[1]} or use other weights.")
+    if how not in MONO_FIRST_CONV:
+        raise ValueError(f"mono_first_conv={how!r} is not valid: choose one of {', '.join(MONO_FIRST_CONV)}")
+    if how == "fresh":
+        del state[key]
+        return True
+    state[key] = w.sum(dim=1, keepdim=True) if how == "sum" else w.mean(dim=1, keepdim=True)
+    return False
 
 
-def _load_into(model: SoundCLRModel, state: dict[str, torch.Tensor], backbone: str, source: str) -> None:
+def _load_into(model: SoundCLRModel, state: dict[str, torch.Tensor], backbone: str, source: str,
+               mono_first_conv: str = "fresh") -> None:
     in_channels = model.encoder.conv1.in_channels
     if any(k.startswith("encoder.") for k in state):
         target, first = model, "encoder." + FIRST_CONV
@@ -278,9 +297,9 @@ def _load_into(model: SoundCLRModel, state: dict[str, torch.Tensor], backbone: s
         # A torchvision-style backbone state dict; its ImageNet classifier is not ours.
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         target, first = model.encoder, FIRST_CONV
-    _fit_first_conv(state, first, in_channels, source)
+    fresh = _fit_first_conv(state, first, in_channels, source, mono_first_conv)
     own = target.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(set(own) - set(state) - ({first} if fresh else set()))
     unexpected = sorted(set(state) - set(own))
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
              for k in own if k in state and state[k].shape != own[k].shape]
@@ -294,7 +313,7 @@ def _load_into(model: SoundCLRModel, state: dict[str, torch.Tensor], backbone: s
             "(torch.save(model.encoder.state_dict(), path), or torchvision's own file) or of a whole SoundCLRModel "
             "with the same backbone, number of classes and projection_dim; check model.backbone and the file."
         )
-    target.load_state_dict(state)
+    target.load_state_dict(state, strict=not fresh)   # "fresh": the first convolution keeps its initialisation
 
 
 def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
@@ -314,12 +333,15 @@ def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
 
     Weights:
         - ``"imagenet"``: torchvision's IMAGENET1K_V1, from the torch hub cache or
-          downloaded to it. With 1 input channel the first convolution's RGB
-          filters are summed into one (exact for a grey image copied to 3 channels).
+          downloaded to it. With 1 input channel, ``cfg.model.mono_first_conv``
+          says what the first convolution becomes: ``"fresh"`` (a new random
+          1-channel convolution, the rest pretrained), ``"sum"`` (the RGB
+          filters summed: exactly the 3-channel function for a grey input) or
+          ``"mean"``; see ``_fit_first_conv``.
         - ``"none"``: random initialisation.
         - a path: ``torch.save`` of the backbone's state dict (torchvision's key
           names; an ``fc.*`` head is ignored) or of a whole SoundCLRModel. The
-          same channel folding applies.
+          same 1-channel rule applies.
 
     Raises:
         WeightsError: no ImageNet weights for ``tiny``; offline with no cached
@@ -357,5 +379,5 @@ def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
         encoder, dim = _torchvision_backbone(backbone, in_channels)
     model = SoundCLRModel(encoder, dim, n_classes, cfg.model.projection_dim, normalize=normalize)
     if state is not None:
-        _load_into(model, state, backbone, source)
+        _load_into(model, state, backbone, source, getattr(cfg.model, "mono_first_conv", "fresh"))
     return model

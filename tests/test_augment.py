@@ -71,18 +71,43 @@ def signals(samples: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("window", ["hamming", "hann"])
-def test_log_mel_matches_librosa(window):
+@pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
+def test_log_mel_matches_librosa_on_every_frame(window, pad_mode):
+    """Every frame, the first and last included: their centring pad is what pad_mode changes."""
     x = signals(SR // 2)
-    got = LogMel(SR, 1024, 512, 128, window, 80.0)(torch.from_numpy(x).float()).numpy()
+    got = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode=pad_mode)(torch.from_numpy(x).float()).numpy()
     for clip, ours in zip(x, got):
         power = librosa.feature.melspectrogram(y=clip, sr=SR, n_fft=1024, hop_length=512, window=window, center=True,
-                                               power=2.0, n_mels=128, htk=False, norm="slaney")
+                                               pad_mode=pad_mode, power=2.0, n_mels=128, htk=False, norm="slaney")
         ref = librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=80.0)
         assert ours.shape == ref.shape
         above = ref > -80.0
         assert above.mean() > 0.3
-        assert np.abs(ours - ref)[above].max() < 0.05
+        assert np.abs(ours - ref).max() < 0.05                  # every cell of every frame, the floor included
         assert ours.max() == 0.0 and ours.min() >= -80.0
+    tone = got[0]
+    for frame in (0, -1):   # the edge frames are checked (the tone fills them), and the two pads do differ there
+        other = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode="constant" if pad_mode == "reflect" else "reflect")
+        assert np.abs(other(torch.from_numpy(x[:1]).float()).numpy()[0][:, frame] - tone[:, frame]).max() > 1.0
+
+
+def test_amplitude_scale_is_librosa_on_scaled_waves():
+    """The released code takes the mel power of waves times 32768: the amin floor then sits 2^30 lower,
+    so the digital silence of a quiet clip is at the -80 dB floor, not above it."""
+    t = np.arange(SR) / SR
+    quiet = 1e-4 * np.sin(2 * np.pi * 440 * t) * (np.abs(t - 0.5) > 0.3)      # silence in the middle
+    for scale in (1.0, 32768.0):
+        ours = LogMel(SR, 1024, 512, 128, "hann", 80.0, pad_mode="reflect", amplitude_scale=scale)(
+            torch.from_numpy(quiet[None]).float())[0].numpy()
+        power = librosa.feature.melspectrogram(y=quiet * scale, sr=SR, n_fft=1024, hop_length=512, window="hann",
+                                               center=True, pad_mode="reflect", power=2.0, n_mels=128)
+        ref = librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=80.0)
+        assert np.abs(ours - ref).max() < 0.05, scale
+        middle = ours[:, 40]                                   # a frame of pure digital silence
+        if scale == 1.0:
+            assert middle.min() > -70.0                        # above the floor: amin relative to a quiet peak
+        else:
+            assert (middle == -80.0).all()
 
 
 def test_log_mel_reads_int16_as_full_scale():
@@ -297,6 +322,21 @@ def test_eval_is_deterministic_and_draws_nothing():
     assert torch.equal(first, p(waves, lengths))
     assert torch.equal(p.get_state(), state)
     assert first.amax() <= 0 and (first.flatten(1).amax(1) == 0).all()          # no 0 dB masks in eval
+
+
+def test_noise_is_added_after_trim_and_pad_crop():
+    """Sec. IV-E: a noisy test clip differs from the clean one by the noise alone (same trim, same window)."""
+    waves, lengths = clips_with_margins(11, 4, body=6000)
+    p = pipeline(8192).eval()
+    clean = p.trace(waves, lengths)
+    noisy = p.trace(waves, lengths, noise_std=1e-3, noise_generator=torch.Generator().manual_seed(3))
+    expected = torch.randn(4, 8192, generator=torch.Generator().manual_seed(3)) * 1e-3
+    assert torch.equal(noisy["trim_lengths"], clean["trim_lengths"])
+    torch.testing.assert_close(noisy["pad_crop"], (clean["pad_crop"] + expected).clamp(-1, 1), atol=1e-7, rtol=0)
+    # forward adds the very same noise, and std 0 is exactly the clean path
+    same = p(waves, lengths, noise_std=1e-3, noise_generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(same, noisy["channels"], atol=1e-4, rtol=0)
+    assert torch.equal(p(waves, lengths, noise_std=0.0), p(waves, lengths))
 
 
 def test_switched_off_augmentation_equals_eval():

@@ -129,7 +129,7 @@ def test_rgb_filters_folded_into_one_channel_are_exact_for_grey_input(tmp_path):
     rgb = build_model(cfg("resnet18", channels=3), n_classes=5).eval()
     path = tmp_path / "encoder.pth"
     torch.save(rgb.encoder.state_dict(), path)
-    grey = build_model(cfg("resnet18", path, channels=1), n_classes=5).eval()
+    grey = build_model(cfg("resnet18", path, channels=1).override(mono_first_conv="sum"), n_classes=5).eval()
     assert grey.encoder.conv1.weight.shape[1] == 1
     assert torch.allclose(grey.encoder.conv1.weight, rgb.encoder.conv1.weight.sum(dim=1, keepdim=True))
     x = torch.randn(2, 1, 64, 96)
@@ -137,6 +137,25 @@ def test_rgb_filters_folded_into_one_channel_are_exact_for_grey_input(tmp_path):
         h1 = grey.represent(x)
         h3 = rgb.represent(x.expand(-1, 3, -1, -1))
     assert torch.allclose(h1, h3, atol=1e-5)
+
+
+def test_one_channel_readings_of_three_channel_weights(tmp_path):
+    """'fresh' keeps a new random first convolution and every other weight; 'mean' is a third of 'sum'."""
+    torch.manual_seed(5)
+    rgb = build_model(cfg("resnet18", channels=3), n_classes=5)
+    path = tmp_path / "encoder.pth"
+    torch.save(rgb.encoder.state_dict(), path)
+    torch.manual_seed(6)
+    fresh = build_model(cfg("resnet18", path, channels=1).override(mono_first_conv="fresh"), n_classes=5)
+    torch.manual_seed(6)
+    untouched = build_model(cfg("resnet18", channels=1), n_classes=5)
+    assert torch.equal(fresh.encoder.conv1.weight, untouched.encoder.conv1.weight)   # torchvision's own init
+    for k, v in rgb.encoder.state_dict().items():
+        if k != "conv1.weight":
+            assert torch.equal(fresh.encoder.state_dict()[k], v), k
+    mean = build_model(cfg("resnet18", path, channels=1).override(mono_first_conv="mean"), n_classes=5)
+    assert torch.allclose(mean.encoder.conv1.weight * 3, rgb.encoder.conv1.weight.sum(dim=1, keepdim=True), atol=1e-6)
+    assert preset("paper").model.mono_first_conv == "fresh"
 
 
 def test_missing_file_names_the_file(tmp_path):
@@ -207,7 +226,7 @@ def test_imagenet_weights_are_read_from_the_cache_without_network(offline):
     assert path.name == "resnet18-f37072fd.pth"  # torchvision's IMAGENET1K_V1 file
     path.parent.mkdir(parents=True)
     torch.save(net.state_dict(), path)
-    m = build_model(cfg("resnet18", "imagenet", channels=1), 5)
+    m = build_model(cfg("resnet18", "imagenet", channels=1).override(mono_first_conv="sum"), 5)
     assert offline == []
     assert torch.allclose(m.encoder.conv1.weight, net.conv1.weight.sum(dim=1, keepdim=True))
     assert torch.equal(m.encoder.layer4[1].conv2.weight, net.layer4[1].conv2.weight)
