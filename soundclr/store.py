@@ -5,13 +5,21 @@ Each run folder holds ``config.json`` (the full configuration),
 presence means the run finished), ``model.pt`` (final weights) and
 ``outputs.pt`` (the final model's test-fold softmax, representations and
 projections, for ensembles and UMAPs). Every file is written to a temporary
-name and renamed, so a crash never leaves a file that looks complete.
+name (``.<name>.<8 hex digits>.tmp`` beside it, see :func:`is_temporary`) and
+renamed, so a crash never leaves a file that looks complete. Files are
+created like any other file of the user's: mode ``0o666`` less the umask, so a
+group sharing a results folder can read them.
+
+A file that exists but cannot be read (a full disk, a copy that did not
+finish, an edit by hand) raises :class:`CorruptFileError` from
+:func:`read_json` / :func:`read_metrics`, naming the file (and line) and what to do.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,13 +29,42 @@ import torch
 from .config import Config
 
 
+# ``.<name>.<8 hex digits>.tmp``: the temporaries of atomic_file / atomic_path (data.py's cache uses them too).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+_CREATE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+           | getattr(os, "O_BINARY", 0))
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is that of an atomic write's temporary (``.<name>.<8 hex digits>.tmp``)."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file beside ``path``; return its descriptor (open for writing) and path.
+
+    It is created with mode ``0o666``, which the operating system reduces by
+    the process umask (or the folder's default ACL), as for any file the user
+    creates; ``tempfile.mkstemp`` would make it ``0o600``, unreadable by the
+    group. The mode survives the rename.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _CREATE, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}: 100 random names were taken. "
+                          f"Remove the leftover .{path.name}.*.tmp files in {path.parent} and retry.")
+
+
 @contextmanager
 def atomic_file(path: Path):
     """Open a temporary file next to ``path`` for writing; on success it is flushed, fsync'd
     and renamed over ``path``; on any error it is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -35,7 +72,32 @@ def atomic_file(path: Path):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """:func:`atomic_file` for writers that need a file name (``numpy.lib.format.open_memmap``, ...).
+
+    Yields the path of a new, empty temporary file next to ``path``, to be
+    written by name; on success it is fsync'd and renamed over ``path``; on
+    any error it is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temporary(path)
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -72,19 +134,80 @@ def is_finished(run: Path) -> bool:
     return (Path(run) / "summary.json").is_file()
 
 
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read as what soundclr wrote there.
+
+    ``path`` is the file and ``line`` the 1-based line (``metrics.jsonl``), or
+    None; the message names both and says what to do.
+    """
+
+    def __init__(self, path: Path, problem: str, line: int | None = None):
+        self.path, self.line = Path(path), line
+        super().__init__(f"{self.path}{f', line {line},' if line is not None else ''} {problem}. "
+                         f"{_corrupt_advice(self.path)}")
+
+
+# The files that record a run: without a readable one, the run has to be trained again.
+RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json")
+
+
+def _corrupt_advice(path: Path) -> str:
+    why = ("It cannot be repaired (soundclr writes its files whole, so the damage came from outside: a full or "
+           "failing disk, a copy that did not finish, an edit by hand)")
+    if path.name in RUN_RECORDS:
+        return f"{why}: delete the run folder {path.parent} and run again to train that run afresh."
+    return (f"{why}: delete {path} and run again to have it recomputed (if it belongs to a run, deleting the "
+            f"whole run folder {path.parent} trains that run afresh).")
+
+
 def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON value in ``path``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CorruptFileError: it is not valid UTF-8 JSON (empty, cut short, garbled).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as err:
+        what = "is empty" if not data.strip() else f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        raise CorruptFileError(path, what) from None
+    except ValueError as err:   # UnicodeDecodeError: binary garbage
+        raise CorruptFileError(path, f"is not JSON text ({err})") from None
 
 
 def read_metrics(run: Path) -> list[dict]:
+    """The rows of ``<run>/metrics.jsonl`` (one JSON object per epoch); ``[]`` when there is none yet.
+
+    The file is always rewritten whole (atomically), never appended to, so
+    any line that is not a JSON object (a torn last line included) means it
+    was damaged: CorruptFileError names the file and the line.
+    """
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         return []
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise CorruptFileError(path, "is not UTF-8 text (binary garbage)", line=line) from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()   # what follows the final newline
     rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            what = "is empty" if not line.strip() else f"is not valid JSON ({getattr(err, 'msg', err)})"
+            raise CorruptFileError(path, f"{what}: expected one JSON object per epoch", line=number) from None
+        if not isinstance(row, dict):
+            raise CorruptFileError(path, f"holds {type(row).__name__} {line.strip()[:40]!r}: expected one JSON "
+                                         f"object per epoch", line=number)
+        rows.append(row)
     return rows
 
 
@@ -92,4 +215,7 @@ def load_config(run: Path) -> Config:
     path = Path(run) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {run} is not a soundclr run folder (expected config.json, summary.json, model.pt)")
-    return Config.from_dict(read_json(path)["config"])
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise CorruptFileError(path, "is valid JSON but holds no 'config' object")
+    return Config.from_dict(record["config"])
