@@ -5,7 +5,10 @@ resampled to ``sample_rate`` with a band-limited (windowed-sinc) resampler,
 scaled to [-1, 1] and stored as int16 (``waves / INT16_SCALE`` gives the
 float signal back). The bank is cached on disk at
 ``<dataset folder>/.soundclr-cache/`` and memory-mapped on the next load, so
-a second load takes seconds and does not copy the bank into RAM. Example::
+a second load takes seconds and does not copy the bank into RAM. The cache
+is written like the results (:mod:`soundclr.store`: temporary names, then
+renamed); a cache file found broken is named in a warning and rebuilt from
+the audio. Example::
 
     bank = load_bank(preset("quick", dataset="esc50", data_root="data"))
     split = bank.split(test_fold=1, val_fold=2)
@@ -29,7 +32,6 @@ import itertools
 import json
 import os
 import time
-import uuid
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,8 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
+from .store import atomic_path, atomic_write_json, is_temporary   # store imports config only: no cycle
 
 # Bump when the decoding changes what is stored, so old caches are rebuilt.
 FORMAT_VERSION = 1
@@ -409,40 +413,95 @@ def _missing_folder(dataset: str, folder: Path) -> DatasetError:
 
 # -- the cache --------------------------------------------------------------------
 
-def _open_cache(cache_dir: Path, key: str, fingerprint: str, sample_rate: int) -> tuple[np.ndarray, dict] | None:
-    """The memory-mapped array and its sidecar, or None if there is no complete, matching cache."""
+class _CorruptCache(Exception):
+    """A cache file that exists but cannot be used: ``args`` are (path, what is wrong with it)."""
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _sidecar_problem(side: Any, files: list[str]) -> str | None:
+    """What makes a parsed sidecar unusable with the metadata's ``files``, or None if it is sound."""
+    if not isinstance(side, dict):
+        return f"holds a JSON {type(side).__name__}, not an object"
+
+    def ints(value, lo: int, hi: int) -> bool:
+        return isinstance(value, list) and all(type(v) is int and lo <= v < hi for v in value)
+    missing = [k for k in ("format_version", "fingerprint", "sample_rate", "shape", "clips", "kept", "lengths",
+                           "skipped") if k not in side]
+    if missing:
+        return f"lacks the entries {', '.join(missing)}"
+    shape, clips, kept = side["shape"], side["clips"], side["kept"]
+    if not (ints(shape, 1, 2**62) and len(shape) == 2):
+        return f"has an invalid array shape {shape!r}"
+    if type(clips) is not int or not 0 <= clips <= shape[0]:
+        return f"has an invalid clip count {clips!r} (the array has {shape[0]} rows)"
+    if not ints(kept, 0, len(files)) or len(kept) != clips or any(a >= b for a, b in zip(kept, kept[1:])):
+        return f"has an invalid list of kept clips (expected {clips} ascending rows of the metadata's {len(files)})"
+    if not ints(side["lengths"], 0, shape[1] + 1) or len(side["lengths"]) != clips:
+        return f"has an invalid list of clip lengths (expected {clips} lengths of at most {shape[1]} samples)"
+    names = set(files)
+    skipped = side["skipped"]
+    if not (isinstance(skipped, list) and all(isinstance(s, list) and len(s) == 2 and s[0] in names
+                                              and isinstance(s[1], str) for s in skipped)):
+        return "has an invalid list of skipped files"
+    return None
+
+
+def _open_cache(cache_dir: Path, key: str, fingerprint: str, sample_rate: int,
+                files: list[str]) -> tuple[np.ndarray, dict] | None:
+    """The memory-mapped array and its sidecar, or None if there is no cache for this key yet.
+
+    A sidecar is written only after its array is complete, so a missing
+    sidecar means no cache (or a crash before it was finished). A cache whose
+    files exist but are unreadable or inconsistent raises _CorruptCache.
+    """
+    side_path, npy = cache_dir / f"{key}.json", cache_dir / f"{key}.npy"
     try:
-        side = json.loads((cache_dir / f"{key}.json").read_text())
-        if (side["format_version"], side["fingerprint"], side["sample_rate"]) != (FORMAT_VERSION, fingerprint, sample_rate):
-            return None
-        array = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
-        if array.dtype != np.int16 or list(array.shape) != side["shape"] or side["clips"] > array.shape[0]:
-            return None
-        return array, side
-    except (OSError, ValueError, KeyError, TypeError):
+        raw = side_path.read_bytes()
+    except FileNotFoundError:
         return None
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    except OSError as err:
+        raise _CorruptCache(side_path, f"cannot be read ({err.strerror or err})") from None
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        side = json.loads(raw)
+    except ValueError as err:
+        what = "is empty" if not raw.strip() else f"is not valid JSON ({getattr(err, 'msg', err)})"
+        raise _CorruptCache(side_path, what) from None
+    problem = _sidecar_problem(side, files)
+    if problem:
+        raise _CorruptCache(side_path, problem)
+    # The name holds the format version, rate and fingerprint: a sidecar that disagrees with it was damaged.
+    if (side["format_version"], side["fingerprint"], side["sample_rate"]) != (FORMAT_VERSION, fingerprint, sample_rate):
+        raise _CorruptCache(side_path, "describes other data than its name says (format version, fingerprint "
+                                       "or sample rate)")
+    try:
+        with open(npy, "rb") as f:
+            if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                raise _CorruptCache(npy, "is not a NumPy .npy file (its header is missing or garbled)")
+        array = np.load(npy, mmap_mode="r")
+    except FileNotFoundError:
+        raise _CorruptCache(npy, f"is missing, though its sidecar {side_path.name} is there") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise _CorruptCache(npy, f"cannot be read ({err}); it was probably cut short") from None
+    if array.dtype != np.int16 or list(array.shape) != side["shape"]:
+        raise _CorruptCache(npy, f"holds a {array.dtype} array of shape {list(array.shape)}, its sidecar "
+                                 f"{side_path.name} says int16 {side['shape']}")
+    return array, side
 
 
 def _tidy(cache_dir: Path, stem: str, keep: str) -> None:
-    """Remove caches of the same dataset and rate that are stale, and temporaries abandoned by a crash."""
+    """Remove what is left of older caches of the same dataset and rate, and temporaries abandoned by a crash.
+
+    Temporaries are named by :mod:`soundclr.store` (``.<name>.<8 hex>.tmp``);
+    one less than a day old may belong to a process still decoding, so it stays.
+    """
     for path in cache_dir.iterdir():
         try:
-            if ".tmp-" in path.name:
+            if is_temporary(path.name):
                 if time.time() - path.stat().st_mtime > 86400:   # a live writer touches its file
                     path.unlink()
-            elif path.name.startswith(stem) and not path.name.startswith(keep + "."):
+            elif path.name.startswith(stem) and path.name not in (f"{keep}.npy", f"{keep}.json"):
                 path.unlink()
         except OSError:
             pass
@@ -534,7 +593,13 @@ def _load_source(source: str, tag: str, folder: Path, meta: _Meta, sample_rate: 
     fingerprint = _fingerprint(folder, meta)
     stem = f"{tag}-{sample_rate}hz-"
     key = f"{stem}v{FORMAT_VERSION}-{fingerprint[:16]}"
-    cached = _open_cache(cache_dir, key, fingerprint, sample_rate)
+    try:
+        cached = _open_cache(cache_dir, key, fingerprint, sample_rate, meta.files)
+    except _CorruptCache as err:
+        path, problem = err.args
+        warnings.warn(f"the decoded-audio cache file {path} {problem}. The cache is rebuilt from the audio files "
+                      f"in {folder} (every clip is decoded once more) and the broken file replaced.", stacklevel=3)
+        cached = None
     if cached is not None:
         return cached
     try:
@@ -545,21 +610,21 @@ def _load_source(source: str, tag: str, folder: Path, meta: _Meta, sample_rate: 
     except OSError as err:
         raise DatasetError(f"cannot write the decoded-audio cache in {cache_dir} ({err}): make that folder "
                            f"writable, or pass cache_dir= to load_bank to keep the cache elsewhere.") from None
-    tmp = cache_dir / f"{key}.npy.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(npy) as tmp:
         side = _decode_into(tmp, folder, meta, sample_rate, fatal, source, progress)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
     side.update(format_version=FORMAT_VERSION, fingerprint=fingerprint, sample_rate=sample_rate,
                 dataset=source, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    _write_json_atomic(side_path, side)
+    atomic_write_json(side_path, side)
     _tidy(cache_dir, stem, keep=key)
-    cached = _open_cache(cache_dir, key, fingerprint, sample_rate)
+    try:
+        cached = _open_cache(cache_dir, key, fingerprint, sample_rate, meta.files)
+    except _CorruptCache as err:
+        cached, problem = None, f"{err.args[0]} {err.args[1]}"
+    else:
+        problem = "its sidecar is missing"
     if cached is None:
-        raise DatasetError(f"the cache just written at {npy} cannot be read back: remove {cache_dir} and retry.")
+        raise DatasetError(f"the cache just written in {cache_dir} cannot be read back ({problem}): "
+                           f"remove {cache_dir} and retry.")
     return cached
 
 

@@ -6,9 +6,12 @@ written with soundfile in the real layouts, so the real code paths run.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import stat
 import sys
+import time
 import types
 import warnings
 from pathlib import Path
@@ -336,14 +339,158 @@ def test_crash_before_the_sidecar_forces_a_fresh_decode(esc, monkeypatch):
 
     def crash(path, obj):
         raise KeyboardInterrupt
-    monkeypatch.setattr(data, "_write_json_atomic", crash)
+    monkeypatch.setattr(data, "atomic_write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         load_bank(esc_cfg(root), progress=False)
     assert [n.rsplit(".", 1)[1] for n in cache_files(root)] == ["npy"]   # an array without its sidecar
     monkeypatch.undo()
     calls = count_decodes(monkeypatch)
-    bank = load_bank(esc_cfg(root), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # an unfinished cache is no corruption: rebuilt without a word
+        bank = load_bank(esc_cfg(root), progress=False)
     assert len(calls) == 30 and len(bank) == 30
+
+
+def cache_paths(root: Path) -> tuple[Path, Path]:
+    """The (sidecar, array) of the one cache in the esc50 folder."""
+    (side,) = (root / "esc50" / data.CACHE_DIRNAME).glob("*.json")
+    return side, side.with_suffix(".npy")
+
+
+def garble_sidecar(side: Path, case: str) -> None:
+    text = side.read_text()
+    record = json.loads(text)
+    if case == "truncated":
+        side.write_text(text[: len(text) // 2])
+    elif case == "empty":
+        side.write_bytes(b"")
+    elif case == "binary":
+        side.write_bytes(b"\x00\xff" * 50)
+    elif case == "not an object":
+        side.write_text("[1, 2, 3]")
+    elif case == "kept out of range":
+        record["kept"][-1] = 10_000
+        side.write_text(json.dumps(record))
+    elif case == "lengths missing":
+        del record["lengths"]
+        side.write_text(json.dumps(record))
+    elif case == "skipped names an unknown file":
+        record["skipped"] = [["audio/nope.wav", "missing"]]
+        side.write_text(json.dumps(record))
+    elif case == "fingerprint flipped":
+        record["fingerprint"] = record["fingerprint"][:-1] + ("0" if record["fingerprint"][-1] != "0" else "1")
+        side.write_text(json.dumps(record))
+    else:
+        raise ValueError(case)
+
+
+def load_warned(root: Path, monkeypatch) -> tuple[WaveBank, list[str], list]:
+    calls = count_decodes(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bank = load_bank(esc_cfg(root), progress=False)
+    monkeypatch.undo()
+    return bank, [str(w.message) for w in caught], calls
+
+
+def in_memory(bank: WaveBank) -> WaveBank:
+    """The bank with its waves copied out of the memory map (a file truncated under a map faults on reading)."""
+    from dataclasses import replace
+    return replace(bank, waves=bank.waves.clone())
+
+
+def assert_same_bank(a: WaveBank, b: WaveBank) -> None:
+    for field in ("waves", "lengths", "labels", "folds"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert (a.filenames, a.class_names) == (b.filenames, b.class_names)
+
+
+@pytest.mark.parametrize("case", ["truncated", "empty", "binary", "not an object", "kept out of range",
+                                  "lengths missing", "skipped names an unknown file", "fingerprint flipped"])
+def test_corrupt_sidecar_is_named_in_a_warning_and_the_cache_rebuilt(esc, monkeypatch, case):
+    root = esc[0]
+    reference = load_bank(esc_cfg(root), progress=False)
+    side, npy = cache_paths(root)
+    garble_sidecar(side, case)
+    bank, messages, calls = load_warned(root, monkeypatch)
+    ours = [m for m in messages if str(side) in m]
+    assert len(ours) == 1 and "rebuilt" in ours[0], messages
+    assert len(calls) == 30
+    assert_same_bank(bank, reference)
+    assert cache_paths(root) == (side, npy) and len(cache_files(root)) == 2
+    forbid_decoding(monkeypatch)                       # the rebuilt cache is sound: used as is, silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_bank(load_bank(esc_cfg(root), progress=False), reference)
+
+
+@pytest.mark.parametrize("case", ["truncated", "header cut", "garbage", "missing", "wrong shape"])
+def test_corrupt_cache_array_is_named_in_a_warning_and_rebuilt(esc, monkeypatch, case):
+    root = esc[0]
+    reference = in_memory(load_bank(esc_cfg(root), progress=False))   # no map of the file left to spoil
+    side, npy = cache_paths(root)
+    blob = npy.read_bytes()
+    if case == "truncated":
+        npy.write_bytes(blob[: len(blob) - 100])
+    elif case == "header cut":
+        npy.write_bytes(blob[:40])
+    elif case == "garbage":
+        npy.write_bytes(b"not a numpy file" * 100)
+    elif case == "missing":
+        npy.unlink()
+    else:
+        rows, width = json.loads(side.read_text())["shape"]
+        np.save(npy, np.zeros((rows, width - 1), np.int16))
+    bank, messages, calls = load_warned(root, monkeypatch)
+    ours = [m for m in messages if str(npy) in m]
+    assert len(ours) == 1 and "rebuilt" in ours[0], messages
+    assert len(calls) == 30
+    assert_same_bank(bank, reference)
+    assert len(cache_files(root)) == 2
+
+
+def test_tidy_removes_abandoned_temporaries_and_stale_caches_only(esc, monkeypatch):
+    from soundclr.store import atomic_path
+    root = esc[0]
+    load_bank(esc_cfg(root), progress=False)
+    cache = root / "esc50" / data.CACHE_DIRNAME
+    side, npy = cache_paths(root)
+    old = time.time() - 2 * 86400
+
+    def temporary(name: str, age: float | None) -> Path:
+        """A temporary as store names it, left behind (as by a killed process) with the given mtime."""
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_path(cache / name) as tmp:
+                raise KeyboardInterrupt
+        tmp.write_bytes(b"partial")
+        if age is not None:
+            os.utime(tmp, (age, age))
+        return tmp
+    abandoned = temporary(npy.name, old)
+    abandoned_other = temporary("esc50-16000hz-v1-0123456789abcdef.npy", old)
+    live = temporary(npy.name, None)                                    # another process still decoding
+    stale = cache / "esc50-44100hz-v0-0123456789abcdef.npy"            # an older format's cache
+    legacy = cache / f"{npy.name}.tmp-123-abcdef12"                     # an earlier version's temporary
+    other_rate = cache / "esc50-16000hz-v1-0123456789abcdef.json"
+    mine = cache / "notes.txt"
+    for path in (stale, legacy, other_rate, mine):
+        path.write_bytes(b"x")
+    data._tidy(cache, "esc50-44100hz-", keep=npy.stem)
+    left = set(cache.iterdir())
+    assert left == {side, npy, live, other_rate, mine}, sorted(p.name for p in left)
+    assert not (abandoned.exists() or abandoned_other.exists() or stale.exists() or legacy.exists())
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_cache_files_respect_the_umask(esc, mask, mode):
+    root = esc[0]
+    old = os.umask(mask)
+    try:
+        load_bank(esc_cfg(root), progress=False)
+    finally:
+        os.umask(old)
+    for path in cache_paths(root):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
 # -- signal ------------------------------------------------------------------------------
