@@ -22,9 +22,12 @@ What happens, in order, and why:
    deleted). ESC-50 is a GitHub branch archive, which can change when the
    repository does, so a mismatch there is a warning and the unpacked contents
    are checked strictly instead.
-4. The archive is unpacked into a temporary folder inside ``root``, refusing
-   any member that would land outside it (absolute paths, ``..``, links that
-   point out or that other members are written through, devices). The
+4. The archive is unpacked into a temporary folder inside ``root`` through
+   the standard library's ``"data"`` extraction filter (``tarfile``, PEP 706;
+   zip entries pass the same filter): a member that would land outside that
+   folder (``..``, or a path through a link that leads out), a link pointing
+   outside it or to an absolute path, a device or FIFO, and any absolute
+   member name are refused, naming the archive and the member. The
    contents are verified (see :func:`verify_contents`) and only then renamed
    into place, so a failure never leaves a half-unpacked dataset behind.
 
@@ -48,7 +51,6 @@ import urllib.request
 import warnings
 import zipfile
 from dataclasses import dataclass
-from typing import Iterator
 
 __all__ = ["Source", "SOURCES", "DownloadError", "download", "verify_contents"]
 
@@ -480,140 +482,74 @@ def _content_range_start(value: str) -> int | None:
 # helpers: safe unpacking
 
 
-class _Member:
-    """One archive entry, independent of zip or tar: kind is file, dir, symlink or hardlink."""
+def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's ``"data"`` extraction filter (PEP 706), with absolute names refused instead of made relative.
 
-    def __init__(self, name: str, kind: str, link: str = "", open_=None):
-        self.name, self.kind, self.link, self.open = name, kind, link, open_
-
-
-def _zip_members(zf: zipfile.ZipFile) -> Iterator[_Member]:
-    for info in zf.infolist():
-        mode = info.external_attr >> 16
-        if info.create_system == 3 and stat.S_ISLNK(mode):
-            yield _Member(info.filename, "symlink", zf.read(info).decode("utf-8", "surrogateescape"))
-        elif info.is_dir():
-            yield _Member(info.filename, "dir")
-        else:
-            yield _Member(info.filename, "file", open_=lambda info=info: zf.open(info))
-
-
-def _tar_members(tf: tarfile.TarFile) -> Iterator[_Member]:
-    for info in tf:  # streaming: a .tar.gz is decompressed once
-        if info.isreg():
-            yield _Member(info.name, "file", open_=lambda info=info: tf.extractfile(info))
-        elif info.isdir():
-            yield _Member(info.name, "dir")
-        elif info.issym():
-            yield _Member(info.name, "symlink", info.linkname)
-        elif info.islnk():
-            yield _Member(info.name, "hardlink", info.linkname)
-        else:
-            yield _Member(info.name, "special")
-
-
-class _SafeWriter:
-    """Writes members under ``base``, refusing any that would reach outside it.
-
-    Paths are checked as text before anything is written: no absolute path, no
-    ``..``, and no member written through a link (so the text is where the
-    file goes). Link targets are walked the same way. Hard links become copies
-    of a file already unpacked. Each write is also checked against the real,
-    resolved path as a second guard.
+    The data filter refuses a member that would land outside ``dest`` (``..``,
+    or written through a link that leads out), a link whose target is
+    absolute or outside ``dest``, and device, FIFO and other special files;
+    it ignores owners and drops unsafe mode bits. It is called just before
+    each member is written, so links unpacked earlier are followed when the
+    next member's real path is checked. It would strip the leading ``/`` of
+    an absolute name and unpack the member inside; a dataset archive never
+    has one, so such an archive is refused as made by hand or with intent.
     """
+    if member.name.startswith("/") or os.path.isabs(member.name):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest)
 
-    def __init__(self, base: pathlib.Path, archive: pathlib.Path):
-        self.base = base
-        self.real_base = os.path.realpath(base)
-        self.archive = archive
-        self.links: set[str] = set()
-        self.files: set[str] = set()
 
-    def refuse(self, member: _Member, why: str) -> DownloadError:
-        return DownloadError(f"refusing to unpack {self.archive.name}: member {member.name!r} {why}. The archive is "
-                             f"not safe to unpack; nothing was written outside the temporary folder, which was removed.")
+def _refusal(archive: pathlib.Path, err: tarfile.FilterError) -> DownloadError:
+    """A DownloadError naming the archive, the refused member and why."""
+    member = err.tarinfo
+    if isinstance(err, tarfile.AbsolutePathError):
+        why = "has an absolute path"
+    elif isinstance(err, tarfile.OutsideDestinationError):
+        why = "has a path that leads outside the folder it is unpacked into"
+    elif isinstance(err, tarfile.AbsoluteLinkError):
+        why = f"is a link to the absolute path {member.linkname!r}"
+    elif isinstance(err, tarfile.LinkOutsideDestinationError):
+        why = f"is a link to {member.linkname!r}, which points outside the folder it is unpacked into"
+    elif isinstance(err, tarfile.SpecialFileError):
+        why = "is a device, FIFO or other special file"
+    else:
+        why = f"was refused by the extraction filter ({err})"
+    return DownloadError(f"refusing to unpack {archive.name}: member {member.name!r} {why}. The archive is not safe "
+                         f"to unpack; nothing was written outside the temporary folder, which was removed.")
 
-    def _parts(self, member: _Member, name: str, what: str) -> list[str]:
-        text = name.replace("\\", "/")
-        if not text or "\x00" in text:
-            raise self.refuse(member, f"has an invalid {what}")
-        if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
-            raise self.refuse(member, f"has an absolute {what} {name!r}")
-        parts = [p for p in text.split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise self.refuse(member, f"has '..' in its {what} {name!r}")
-        self._not_through_links(member, parts)
-        return parts
 
-    def _not_through_links(self, member: _Member, parts: list[str]) -> None:
-        for i in range(1, len(parts) + 1):
-            if "/".join(parts[:i]) in self.links:
-                raise self.refuse(member, f"would be written through the link {'/'.join(parts[:i])!r}")
+def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tarfile.TarInfo:
+    """A zip entry as a tar member, so that :func:`_member_filter` judges both formats alike."""
+    member = tarfile.TarInfo(info.filename)
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0   # Unix permissions, when recorded
+    if stat.S_ISLNK(mode):
+        member.type = tarfile.SYMTYPE
+        member.linkname = zf.read(info).decode("utf-8", "surrogateescape")
+    elif info.is_dir():
+        member.type = tarfile.DIRTYPE
+    else:
+        member.type, member.size = tarfile.REGTYPE, info.file_size
+    member.mode = stat.S_IMODE(mode) or (0o755 if info.is_dir() else 0o644)
+    return member
 
-    def _inside(self, member: _Member, path: pathlib.Path) -> None:
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, self.real_base]) != self.real_base:
-            raise self.refuse(member, f"resolves to {real}, outside the unpacking folder")
 
-    def write(self, member: _Member) -> None:
-        if member.kind == "special":
-            raise self.refuse(member, "is a device, FIFO or other special file")
-        parts = self._parts(member, member.name, "path")
-        if not parts:
-            return  # the archive's own top level ("./")
-        rel = "/".join(parts)
-        target = self.base.joinpath(*parts)
-        self._inside(member, target.parent)
-        if member.kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if member.kind == "symlink":
-            link_parts = self._link_parts(member, parts)
-            if os.path.lexists(target):
-                raise self.refuse(member, "is a link replacing an entry unpacked before it")
-            self.links.add(rel)
-            os.symlink(member.link, target)
-            self._inside(member, target)
-            return
-        if member.kind == "hardlink":
-            source = "/".join(self._parts(member, member.link, "link target"))
-            if source not in self.files:
-                raise self.refuse(member, f"is a hard link to {member.link!r}, which is not a file of this archive")
-            shutil.copyfile(self.base / source, target, follow_symlinks=False)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _unzip(zf: zipfile.ZipFile, base: pathlib.Path, infos) -> None:
+    """Write each zip entry under ``base``, each passed through :func:`_member_filter` just before."""
+    for info in infos:
+        member = _member_filter(_zip_member(zf, info), str(base))
+        target = os.path.join(base, member.name)
+        if member.isdir():
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if member.issym():
+            os.symlink(member.linkname, target)
         else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-            with member.open() as data, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+            with zf.open(info) as data, os.fdopen(os.open(target, _CREATE, member.mode or 0o644), "wb") as out:
                 shutil.copyfileobj(data, out, _CHUNK)
-        self.files.add(rel)
-
-    def vet(self, members: list[_Member]) -> None:
-        """Check every path as text, by the same rules as :meth:`write`, writing nothing."""
-        for m in members:
-            if m.kind == "special":
-                raise self.refuse(m, "is a device, FIFO or other special file")
-            parts = self._parts(m, m.name, "path")
-            if m.kind == "symlink" and parts:
-                self._link_parts(m, parts)
-                self.links.add("/".join(parts))
-
-    def _link_parts(self, member: _Member, parts: list[str]) -> list[str]:
-        """Walk a symlink's target from the link's folder; it must stay inside and not pass through links."""
-        link = member.link.replace("\\", "/")
-        if not link or link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-            raise self.refuse(member, f"is a link to the absolute path {member.link!r}")
-        walk = parts[:-1]
-        for p in link.split("/"):
-            if p in ("", "."):
-                continue
-            if p == "..":
-                if not walk:
-                    raise self.refuse(member, f"is a link to {member.link!r}, outside the archive's folder")
-                walk.pop()
-            else:
-                walk.append(p)
-                self._not_through_links(member, walk)
-        return walk
 
 
 def _unpack(src: Source, archive: pathlib.Path, dest: pathlib.Path, *, progress: bool) -> None:
@@ -621,26 +557,22 @@ def _unpack(src: Source, archive: pathlib.Path, dest: pathlib.Path, *, progress:
     from tqdm.auto import tqdm
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{src.name}-unpacking-", dir=dest.parent))
+    bar = dict(desc=f"unpacking {archive.name}", unit="file", disable=not progress, leave=False)
     try:
-        writer = _SafeWriter(tmp, archive)
         try:
             if zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as zf:
-                    members = list(_zip_members(zf))
-                    # The zip's directory is read up front, so every path is vetted before any is written.
-                    _SafeWriter(tmp, archive).vet(members)
-                    for m in tqdm(members, desc=f"unpacking {archive.name}", unit="file",
-                                  disable=not progress, leave=False):
-                        writer.write(m)
+                    _unzip(zf, tmp, tqdm(zf.infolist(), **bar))
             elif tarfile.is_tarfile(archive):
-                with tarfile.open(archive, "r:*") as tf:
-                    for m in tqdm(_tar_members(tf), desc=f"unpacking {archive.name}", unit="file",
-                                  disable=not progress, leave=False):
-                        writer.write(m)
+                with tarfile.open(archive, "r:*") as tf:   # members are read as they come: decompressed once
+                    tf.extractall(tmp, members=tqdm(tf, **bar), filter=_member_filter)
             else:
                 raise DownloadError(f"{archive} is neither a zip nor a tar archive: expected {src.archive_name} "
                                     f"from {src.url}. Delete it and call download() again.")
-        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, RuntimeError) as err:
+        except tarfile.FilterError as err:
+            raise _refusal(archive, err) from None
+        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, RuntimeError, KeyError) as err:
+            # KeyError: tarfile's way of saying a hard link's target is not in the archive
             raise DownloadError(f"could not unpack {archive}: {err!r}. Nothing was kept; delete the archive "
                                 "and call download() again if the problem persists.") from None
         top = tmp / src.top_folder if src.top_folder else tmp

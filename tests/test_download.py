@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import io
 import socket
+import stat
 import tarfile
 import threading
 import zipfile
@@ -494,30 +495,45 @@ def unsafe_archive(case: str, tmp_path) -> tuple[str, bytes]:
     raise ValueError(case)
 
 
-@pytest.mark.parametrize("case, why", [
-    ("zip ..", "'..' in its path"),
-    ("zip leading ..", "'..' in its path"),
-    ("zip absolute", "absolute path"),
-    ("zip symlink out", "outside the archive's folder"),
-    ("tar ..", "'..' in its path"),
-    ("tar absolute", "absolute path"),
-    ("tar symlink out", "link to the absolute path"),
-    ("tar relative symlink out", "outside the archive's folder"),
-    ("tar write through inner link", "written through the link 'UrbanSound8K/a'"),
-    ("tar link chain", "written through the link 'UrbanSound8K/a'"),
-    ("tar hardlink out", "absolute link target"),
-    ("tar device", "device"),
+@pytest.mark.parametrize("case, member, why", [
+    ("zip ..", "ESC-50-master/../../../evil", "has a path that leads outside the folder it is unpacked into"),
+    ("zip leading ..", "../../evil", "has a path that leads outside"),
+    ("zip absolute", "<abs>", "has an absolute path"),
+    ("zip symlink out", "ESC-50-master/link", "is a link to '../../../..', which points outside"),
+    ("tar ..", "UrbanSound8K/../../../evil", "has a path that leads outside"),
+    ("tar absolute", "<abs>", "has an absolute path"),
+    ("tar symlink out", "UrbanSound8K/link", "is a link to the absolute path '<tmp>'"),
+    ("tar relative symlink out", "UrbanSound8K/link", "is a link to '../../..', which points outside"),
+    ("tar link chain", "UrbanSound8K/b", "is a link to 'a/../..', which points outside"),
+    ("tar hardlink out", "UrbanSound8K/pw", "is a link to the absolute path '/etc/passwd'"),
+    ("tar device", "UrbanSound8K/dev", "is a device, FIFO or other special file"),
 ])
-def test_unsafe_members_are_refused_and_nothing_is_written_outside(serve, tmp_path, case, why):
+def test_unsafe_members_are_refused_and_nothing_is_written_outside(serve, tmp_path, case, member, why):
     kind, blob = unsafe_archive(case, tmp_path)
     server = serve({"/a": blob})
     root = tmp_path / "a" / "b" / "root"
     make = esc_source if kind == "zip" else us8k_source
     root.mkdir(parents=True)
     before = sorted(tmp_path.rglob("*"))
-    with pytest.raises(DownloadError, match=f"refusing to unpack(.|\n)*{why}"):
+    with pytest.raises(DownloadError) as err:
         download("x", root, source=make(server.url("/a"), blob), progress=False)
+    member = member.replace("<abs>", str(tmp_path / "evil-abs"))
+    why = why.replace("<tmp>", str(tmp_path))
+    archive = "ESC-50-master.zip" if kind == "zip" else "UrbanSound8K.tar.gz"
+    assert str(err.value).startswith(f"refusing to unpack {archive}: member {member!r} {why}"), str(err.value)
+    assert "not safe to unpack" in str(err.value)
     assert sorted(tmp_path.rglob("*")) == before  # nothing outside, and no temporary folder or archive in root
+
+
+def test_a_member_written_through_a_link_that_stays_inside_lands_inside(serve, tmp_path):
+    # The extraction filter judges where a member really lands: through the link a -> metadata, inside.
+    kind, blob = unsafe_archive("tar write through inner link", tmp_path)
+    server = serve({"/a": blob})
+    root = tmp_path / "root"
+    out = download("us8k", root, source=us8k_source(server.url("/a"), blob), progress=False)
+    assert (out / "a").is_symlink() and (out / "metadata" / "evil").read_bytes() == b"x"
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.iterdir()) == ["root"]
+    assert leftovers(root) == []
 
 
 def test_links_inside_the_archive_are_allowed(serve, tmp_path):
@@ -528,6 +544,40 @@ def test_links_inside_the_archive_are_allowed(serve, tmp_path):
     out = download("us8k", tmp_path, source=us8k_source(server.url("/b"), blob), progress=False)
     assert (out / "docs").is_symlink() and (out / "docs" / "UrbanSound8K.csv").is_file()
     assert (out / "credits").read_bytes() == b"credits\n" and not (out / "credits").is_symlink()
+
+
+def test_zip_links_inside_are_unpacked_as_links(serve, tmp_path):
+    blob = make_zip(esc_members(), [zip_symlink("ESC-50-master/docs", "meta"),
+                                    zip_symlink("ESC-50-master/csv", "meta/esc50.csv")])
+    server = serve({"/z": blob})
+    out = download("esc50", tmp_path, source=esc_source(server.url("/z"), blob), progress=False)
+    assert (out / "docs").is_symlink() and (out / "docs" / "esc50.csv").is_file()
+    assert (out / "csv").is_symlink() and (out / "csv").read_bytes() == (out / "meta" / "esc50.csv").read_bytes()
+
+
+def test_hard_link_to_a_file_not_in_the_archive_is_an_error(serve, tmp_path):
+    blob = make_tgz(us8k_members(), after=[tar_link("UrbanSound8K/x", "UrbanSound8K/nowhere.txt", tarfile.LNKTYPE)])
+    server = serve({"/h": blob})
+    with pytest.raises(DownloadError, match=r"could not unpack .*UrbanSound8K\.tar\.gz(.|\n)*nowhere\.txt"):
+        download("us8k", tmp_path, source=us8k_source(server.url("/h"), blob), progress=False)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "us8k").exists()
+
+
+def test_unsafe_modes_are_dropped(serve, tmp_path):
+    members = us8k_members()
+    blob = make_tgz(members)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:      # rebuild it with setuid, world-writable modes
+        infos = [(info, tf.extractfile(info).read()) for info in tf]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for info, data in infos:
+            info.mode = 0o6777 if info.name.endswith(".csv") else 0o666
+            tf.addfile(info, io.BytesIO(data))
+    blob = buf.getvalue()
+    server = serve({"/m": blob})
+    out = download("us8k", tmp_path, source=us8k_source(server.url("/m"), blob), progress=False)
+    assert stat.S_IMODE((out / "metadata" / "UrbanSound8K.csv").stat().st_mode) == 0o755   # no setuid, no o+w
+    assert stat.S_IMODE((out / "FREESOUNDCREDITS.txt").stat().st_mode) == 0o644
 
 
 # ---------------------------------------------------------------------------
