@@ -218,10 +218,13 @@ def ensemble_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
 def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None,
                    device: str = "auto", seed: int = 0) -> dict[float, float]:
     """Accuracy of a finished run's final model on its test fold with white Gaussian
-    noise of each standard deviation added to the test waves. Cached in ``noise.json``."""
+    noise of each standard deviation added to each test clip after its silence trim and
+    pad/crop (so that only the noise differs from the clean clip), evaluated exactly as
+    the run's final epoch was (same pipeline, batches and precision: std 0 gives the run's
+    final accuracy). Cached in ``noise.json``."""
     from .augment import Pipeline
     from .data import load_bank
-    from .train import check_bank, evaluate, resolve_device
+    from .train import check_bank, evaluate, resolve_device, uses_bf16
 
     run = Path(run)
     cache_path = run / "noise.json"
@@ -235,8 +238,12 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
         check_bank(bank, cfg)
         pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=cfg.run.seed).to(dev)
         test = bank.split(cfg.run.test_fold).test
+        if dev.type == "cuda":
+            bank = bank.to(dev)
+            model = model.to(memory_format=torch.channels_last)
         for s in missing:
-            res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed)
+            res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed, outputs=False,
+                           batch_size=max(cfg.optim.batch_size * 2, 64), autocast=uses_bf16(cfg, dev))
             cache[f"{s:g}:{seed}"] = res["accuracy"]
         atomic_write_json(cache_path, cache)
     return {s: cache[f"{s:g}:{seed}"] for s in stds}

@@ -5,14 +5,25 @@ The three schemes differ in one place, ``scheme_loss`` below:
 - ``ce``      cross-entropy on the classifier's logits (Eq. 2);
 - ``supcon``  stage 1: SupCon on the projection z (Eq. 3); stage 2: the encoder
               is frozen and a linear classifier is trained on h with
-              cross-entropy (h is computed without gradients);
+              cross-entropy (h is computed without gradients). Stage 2 starts
+              from stage 1's final epoch, or (``stage2_start``) from the stage-1
+              epoch whose SupCon loss on the test fold (the released code) or on
+              the validation fold was lowest;
 - ``hybrid``  alpha * SupCon + (1 - alpha) * cross-entropy (Eq. 4).
 
 Everything else (data, augmentation, optimiser, schedule, evaluation) is the
-same for all three. Each epoch ends with a deterministic evaluation of the
-held-out test fold (and the validation fold, if one is set) and one line in
-``metrics.jsonl``; a checkpoint after each epoch lets a killed run resume
-and end exactly where an uninterrupted run would (on CPU).
+same for all three. The run reads top to bottom in :func:`train_run`: set up
+(:func:`_setup`), then per epoch one pass over the training folds
+(:func:`_train_epoch`), one deterministic evaluation of the held-out test fold
+(and the validation fold, if one is set) and one line in ``metrics.jsonl``
+(:func:`_end_epoch`); then the final outputs and the summary (:func:`_finish`).
+A checkpoint at the end of an epoch lets a killed run resume and end exactly
+where an uninterrupted run would (on CPU).
+
+Nothing in a training step reads a tensor's value on the host: the epoch's
+clip order, augmentation keys and batch widths are drawn on the CPU before the
+epoch, the loss and the accuracy are summed on the device, and both are read
+once, at the end of the epoch. On a GPU no step waits for the host.
 
 Under ``torchrun`` (WORLD_SIZE > 1) the same code runs DistributedDataParallel:
 every rank draws the same global batch and augmentation keys, takes its slice,
@@ -24,9 +35,11 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -44,6 +57,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"setting device={name!r} is not valid: CUDA is not available on this machine; use device='cpu' or 'auto'")
     return device
+
+
+def uses_bf16(cfg: Config, device: torch.device) -> bool:
+    """bf16 autocast: ``precision="bf16"``, or ``"auto"`` on CUDA (h, z and the losses stay float32)."""
+    return cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and device.type == "cuda")
 
 
 def distributed() -> tuple[int, int]:
@@ -83,9 +101,12 @@ def lr_factor(epoch: int, warmup: int, gamma: float) -> float:
 
 
 def make_optimizer(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
-    if cfg.optim.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.optim.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.optim.weight_decay)
+    """AdamW (released code) or Adam (paper text); the fused kernel (one launch for every
+    parameter) wherever torch has one, which is CPU and CUDA."""
+    params = [p for p in params]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    cls = torch.optim.AdamW if cfg.optim.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=cfg.optim.weight_decay, fused=fused or None)
 
 
 # -- the one place where the schemes differ ------------------------------------------
@@ -101,46 +122,79 @@ def scheme_loss(cfg: Config, stage: int, out, labels: torch.Tensor) -> torch.Ten
                        form=o.supcon_form, no_positive=o.no_positive)
 
 
+# -- batches ----------------------------------------------------------------------------
+def _lengths_cpu(bank) -> torch.Tensor:
+    """The clips' lengths on the CPU (read once per bank), for the batch widths."""
+    cached = getattr(bank, "_soundclr_lengths_cpu", None)
+    if cached is None:
+        cached = bank.lengths.cpu()
+        bank._soundclr_lengths_cpu = cached
+    return cached
+
+
+def _batch(bank, idx: torch.Tensor, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``idx`` (on the bank's device) as ``(batch, width)`` int16 waves and lengths on ``device``.
+
+    ``width`` (a Python int: the longest clip of the batch, computed before the epoch) spares
+    the host read that finding it would take in the step."""
+    waves = bank.waves[:, :width].index_select(0, idx)
+    lengths = bank.lengths.index_select(0, idx)
+    return waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
+
+
 # -- evaluation -------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size: int = 256,
-             noise_std: float = 0.0, noise_seed: int = 0, autocast: bool = False) -> dict:
+             noise_std: float = 0.0, noise_seed: int = 0, autocast: bool = False, outputs: bool = True,
+             supcon: dict | None = None) -> dict:
     """Deterministic evaluation: eval pipeline (no augmentation, centred pad/crop).
 
-    Returns accuracy, softmax ``probs (clips, classes)``, ``representation (clips, D)``,
-    ``projection (clips, P)``, ``labels`` and ``predictions``. With ``noise_std`` > 0,
-    white Gaussian noise of that standard deviation is added to the test waves
-    (paper Sec. IV-E), drawn from a generator seeded with ``noise_seed``.
+    Returns ``accuracy`` and, with ``outputs``, softmax ``probs (clips, classes)``,
+    ``representation (clips, D)``, ``projection (clips, P)``, ``labels``, ``predictions`` and
+    ``indices`` on the CPU. With ``noise_std`` > 0, white Gaussian noise of that standard
+    deviation is added to each clip after trim and pad/crop (paper Sec. IV-E), drawn from a
+    generator seeded with ``noise_seed``. ``supcon`` (``temperature``, ``form``,
+    ``no_positive``) adds ``supcon_loss``: the SupCon loss of the clips' projections, the mean
+    over batches of ``batch_size`` clips in a fixed shuffled order (the released code's
+    criterion for the stage-1 checkpoint). Values are read on the host once, at the end.
     """
-    from .data import to_float
+    from .losses import supcon_loss
 
     was_training = model.training, pipeline.training
     model.eval(), pipeline.eval()
+    idx_cpu = torch.as_tensor(indices, dtype=torch.long).cpu()
+    idx_dev = idx_cpu.to(bank.waves.device)
+    chunks = idx_cpu.split(batch_size)
+    widths = torch.stack([_lengths_cpu(bank)[c].amax() for c in chunks]).tolist() if len(idx_cpu) else []
     gen = torch.Generator().manual_seed(noise_seed)
-    probs, reps, projs = [], [], []
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start:start + batch_size]
-        waves, lengths = bank.batch(idx, device)
-        if noise_std > 0:
-            w = to_float(waves)
-            noise = torch.randn(w.shape, generator=gen).to(device) * noise_std
-            mask = torch.arange(w.shape[1], device=device)[None, :] < lengths[:, None]
-            waves = (w + noise * mask).clamp(-1.0, 1.0)
-        x = pipeline(waves, lengths)
+    logits, reps, projs = [], [], []
+    for b, start in enumerate(range(0, len(idx_cpu), batch_size)):
+        waves, lengths = _batch(bank, idx_dev[start:start + batch_size], max(int(widths[b]), 1), device)
+        x = pipeline(waves, lengths, noise_std=noise_std, noise_generator=gen, validate=False)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(x)
-        probs.append(out.logits.float().softmax(-1).cpu())
-        reps.append(out.representation.float().cpu())
-        projs.append(out.projection.float().cpu())
+        logits.append(out.logits.float())
+        reps.append(out.representation)
+        projs.append(out.projection)
     model.train(was_training[0]), pipeline.train(was_training[1])
-    probs_t = torch.cat(probs)
-    labels = bank.labels[indices].cpu()
-    pred = probs_t.argmax(-1)
-    return {"accuracy": (pred == labels).float().mean().item(), "probs": probs_t, "labels": labels,
-            "predictions": pred, "representation": torch.cat(reps), "projection": torch.cat(projs),
-            "indices": indices.cpu()}
+    probs = torch.cat(logits).softmax(-1)
+    labels = bank.labels[idx_dev].to(device)
+    pred = probs.argmax(-1)
+    scalars = [(pred == labels).sum().float() / max(len(idx_cpu), 1)]
+    if supcon is not None:
+        z = torch.cat(projs)
+        order = torch.randperm(len(idx_cpu), generator=torch.Generator().manual_seed(0)).to(z.device)
+        scalars.append(torch.stack([supcon_loss(z[o], labels[o], **supcon) for o in order.split(batch_size)]).mean())
+    values = torch.stack(scalars).tolist()                      # the one host read
+    res: dict[str, Any] = {"accuracy": values[0]}
+    if supcon is not None:
+        res["supcon_loss"] = values[1]
+    if outputs:
+        res.update(probs=probs.cpu(), labels=labels.cpu(), predictions=pred.cpu(), representation=torch.cat(reps).cpu(),
+                   projection=torch.cat(projs).cpu(), indices=idx_cpu)
+    return res
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> list[list[int]]:
@@ -150,17 +204,16 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes:
 
 # -- the run ----------------------------------------------------------------------------
 def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = True,
-              stop_after_epoch: int | None = None, log: Callable[[str], None] | None = None) -> dict:
+              stop_after_epoch: int | None = None, log: Callable[[str], None] | None = None,
+              on_epoch: Callable[[dict], None] | None = None, log_seconds: float = 30.0) -> dict:
     """Train one run into ``run_dir`` and return its summary.
 
     A finished run (``summary.json`` present) is not retrained: its summary is
-    returned. A run with a checkpoint resumes from it. ``stop_after_epoch``
-    simulates a kill after that many epochs (for tests of resumption).
+    returned. A run with a checkpoint resumes from it. ``progress`` shows a progress
+    bar; ``log`` receives a line at most every ``log_seconds`` (and at the end);
+    ``on_epoch`` is called with each epoch's metrics row (a worker's heartbeat).
+    ``stop_after_epoch`` simulates a kill after that many epochs (for tests of resumption).
     """
-    from .augment import Pipeline
-    from .data import load_bank
-    from .model import build_model
-
     cfg = cfg.resolved()
     cfg.validate()
     run_dir = Path(run_dir)
@@ -170,12 +223,80 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
             raise RuntimeError(f"{run_dir} holds a finished run of a different configuration ({summary.get('identity')} != "
                                f"{cfg.identity()}): use another results folder or delete it")
         return summary
+    s = _setup(cfg, run_dir, bank, progress)
+    name = f"{cfg.data.dataset} {cfg.run.scheme} fold {cfg.run.test_fold} seed {cfg.run.seed}"
+    bar = None
+    if progress and s.rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=s.total_epochs, initial=s.start_epoch, desc=name, unit="epoch")
+    last_log = time.time()
+    for epoch in range(s.start_epoch, s.total_epochs):
+        row = _train_epoch(s, epoch)
+        _end_epoch(s, epoch, row, checkpoint_now=epoch + 1 == stop_after_epoch)
+        if on_epoch is not None:
+            on_epoch(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row.get('test_acc') or 0:.3f}")
+        if log is not None and s.rank == 0 and (time.time() - last_log >= log_seconds or epoch + 1 == s.total_epochs):
+            last_log = time.time()
+            test = f", test {100 * row['test_acc']:.1f} %" if row.get("test_acc") is not None else ""
+            log(f"{name}: epoch {epoch + 1}/{s.total_epochs}, loss {row['train_loss']:.3f}{test}")
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < s.total_epochs:
+            if bar is not None:
+                bar.close()
+            return {"interrupted_after_epoch": epoch + 1}
+    if bar is not None:
+        bar.close()
+    return _finish(s)
+
+
+@dataclass
+class _Run:
+    """Everything one run carries from epoch to epoch."""
+    cfg: Config
+    run_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    bf16: bool
+    bank: Any
+    split: Any
+    lengths_cpu: torch.Tensor
+    labels: torch.Tensor                  # every clip's label, on the device
+    model: torch.nn.Module
+    net: Any                              # what stage 1 calls: the model, DDP-wrapped and/or compiled
+    pipeline: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    order_gen: torch.Generator
+    key_gen: torch.Generator
+    stage1_epochs: int
+    total_epochs: int
+    start_epoch: int = 0
+    rows: list = field(default_factory=list)
+    stage1_best: dict | None = None       # {"epoch", "supcon_loss", "state"}: where stage 2 starts (stage2_start)
+    last_checkpoint: float = 0.0
+    started: float = field(default_factory=time.time)
+    final: dict | None = None             # the last epoch's test-fold outputs
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+
+def _setup(cfg: Config, run_dir: Path, bank, progress: bool) -> _Run:
+    """Device, data, model, optimiser and random generators; resume from a checkpoint if there is one."""
+    from .augment import Pipeline
+    from .data import load_bank
+    from .model import build_model
+
     rank, world = distributed()
     device = resolve_device(cfg.run.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
-    use_bf16 = cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True     # fixed input shapes: let cuDNN pick its fastest kernels
     o, r = cfg.optim, cfg.run
 
     if bank is None:
@@ -186,8 +307,10 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
             torch.distributed.barrier()
     check_bank(bank, cfg)
     split = bank.split(r.test_fold, r.val_fold)
+    lengths_cpu = _lengths_cpu(bank)
     if device.type == "cuda":
         bank = bank.to(device)  # the whole bank on the GPU: no host-device copies in the loop
+        bank._soundclr_lengths_cpu = lengths_cpu
 
     torch.manual_seed(r.seed)  # model initialisation
     model = build_model(cfg, bank.n_classes).to(device)
@@ -200,126 +323,194 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                                         find_unused_parameters=r.scheme != "hybrid")
+    if r.compile:
+        net = torch.compile(net)
 
     stage1_epochs = o.epochs
-    stage2_epochs = o.stage2_epochs if r.scheme == "supcon" else 0
-    total_epochs = stage1_epochs + stage2_epochs
-    order_gen = torch.Generator().manual_seed(r.seed)        # clip order, drawn on the CPU: same on every device and rank
-    key_gen = torch.Generator().manual_seed(r.seed + 10007)  # per-clip augmentation keys
-    optimizer = make_optimizer(cfg, model.parameters(), o.lr)
-    start_epoch, metrics_rows = 0, []
-
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # generator states must stay on the CPU
-        if ckpt["identity"] != cfg.identity():
-            raise RuntimeError(f"{ckpt_path} belongs to a different configuration ({ckpt['identity']} != {cfg.identity()}): "
-                               "delete it or use another results folder")
-        start_epoch = ckpt["epoch"]
-        if start_epoch > stage1_epochs:
-            _freeze_encoder(model)
-            optimizer = make_optimizer(cfg, model.classifier.parameters(), o.stage2_lr)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        order_gen.set_state(ckpt["order_gen"])
-        key_gen.set_state(ckpt["key_gen"])
-        metrics_rows = read_metrics(run_dir)[:start_epoch]
+    s = _Run(cfg=cfg, run_dir=run_dir, rank=rank, world=world, device=device, bf16=uses_bf16(cfg, device), bank=bank,
+             split=split, lengths_cpu=lengths_cpu, labels=bank.labels.to(device), model=model, net=net,
+             pipeline=pipeline, optimizer=make_optimizer(cfg, model.parameters(), o.lr),
+             order_gen=torch.Generator().manual_seed(r.seed),          # clip order, drawn on the CPU: same on every device and rank
+             key_gen=torch.Generator().manual_seed(r.seed + 10007),    # per-clip augmentation keys
+             stage1_epochs=stage1_epochs,
+             total_epochs=stage1_epochs + (o.stage2_epochs if r.scheme == "supcon" else 0))
+    if o.batch_size % world:
+        raise ValueError(f"setting batch_size={o.batch_size} is not valid with {world} processes: it must be divisible by the number of processes")
+    if len(split.train) < o.batch_size:
+        raise ValueError(f"setting batch_size={o.batch_size} is not valid: the training folds of {cfg.data.dataset} hold only "
+                         f"{len(split.train)} clips (test fold {r.test_fold}); lower batch_size")
+    if s.ckpt_path.exists():
+        _resume(s)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {"identity": cfg.identity(), "config": cfg.to_dict()})
+    return s
 
-    n_train = len(split.train)
-    per_rank = o.batch_size // world
-    if o.batch_size % world:
-        raise ValueError(f"setting batch_size={o.batch_size} is not valid with {world} processes: it must be divisible by the number of processes")
-    steps = max(1, n_train // o.batch_size)  # drop the last partial batch: a SupCon batch of a few clips has no positives
-    bar = None
-    last_checkpoint = 0.0
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total_epochs, initial=start_epoch, desc=f"{cfg.data.dataset} {r.scheme} fold {r.test_fold} seed {r.seed}", unit="epoch")
 
-    for epoch in range(start_epoch, total_epochs):
-        t0 = time.time()
-        stage = 1 if epoch < stage1_epochs else 2
-        if stage == 2 and epoch == stage1_epochs:
-            _freeze_encoder(model)                      # stage 2: only the linear classifier learns
-            optimizer = make_optimizer(cfg, model.classifier.parameters(), o.stage2_lr)
-        if stage == 1:
-            lr = o.lr * lr_factor(epoch, o.warmup_epochs, o.gamma)
-        else:
-            lr = o.stage2_lr * lr_factor(epoch - stage1_epochs, o.warmup_epochs, o.stage2_gamma)  # same warm-up, own decay
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train(stage == 1)                         # stage 2: BatchNorm statistics frozen too
-        pipeline.train()
-        order = split.train[torch.randperm(n_train, generator=order_gen)]
-        loss_sum, correct, seen = 0.0, 0, 0
-        for step in range(steps):
-            idx = order[step * o.batch_size:(step + 1) * o.batch_size]
-            keys = torch.randint(0, KEY_HIGH, (len(idx),), generator=key_gen)
-            mine = slice(rank * per_rank, (rank + 1) * per_rank)
-            waves, lengths = bank.batch(idx[mine], device)
-            labels = bank.labels[idx].to(device)
-            with torch.no_grad():
-                x = pipeline(waves, lengths, keys=keys[mine].to(device))
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                if stage == 1:
-                    out = net(x)
-                else:
-                    with torch.no_grad():
-                        h = model.represent(x)          # frozen encoder: no graph, no backward through it
-                    out = _Stage2Output(logits=model.classifier(h))
-            out = _gather_output(out, world)
-            loss = scheme_loss(cfg, stage, out, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if stage == 2 and world > 1:
-                _allreduce_grads(model.classifier, world)
-            optimizer.step()
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-            if out.logits is not None:
-                correct += (out.logits.argmax(-1) == labels).sum().item()
+def _resume(s: _Run) -> None:
+    """Continue from ``checkpoint.pt``; a checkpoint that cannot be read is moved aside (the run restarts)."""
+    import warnings
+    try:
+        ckpt = torch.load(s.ckpt_path, map_location="cpu", weights_only=False)  # generator states must stay on the CPU
+        ckpt["epoch"], ckpt["model"]  # noqa: B018 - a checkpoint without them is corrupt too
+    except Exception as err:  # a truncated or garbled file: torch's message would not name it
+        aside = s.ckpt_path.with_name(f"checkpoint.pt.corrupt-{int(time.time())}")
+        os.replace(s.ckpt_path, aside)
+        warnings.warn(f"{s.ckpt_path} cannot be read ({type(err).__name__}: {str(err)[:200]}); it was moved to {aside.name} "
+                      "and the run restarts from its first epoch (delete that file once you no longer need it)", stacklevel=3)
+        return
+    if ckpt.get("identity") != s.cfg.identity():
+        raise RuntimeError(f"{s.ckpt_path} belongs to a different configuration ({ckpt.get('identity')} != {s.cfg.identity()}): "
+                           "delete it or use another results folder")
+    s.start_epoch = ckpt["epoch"]
+    if s.start_epoch > s.stage1_epochs:
+        _enter_stage2(s, restore_best=False)
+    s.model.load_state_dict(ckpt["model"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    s.order_gen.set_state(ckpt["order_gen"])
+    s.key_gen.set_state(ckpt["key_gen"])
+    s.stage1_best = ckpt.get("stage1_best")
+    s.rows = read_metrics(s.run_dir)[:s.start_epoch]
+    if len(s.rows) != s.start_epoch:
+        raise RuntimeError(f"{s.run_dir / 'metrics.jsonl'} holds {len(s.rows)} epochs but {s.ckpt_path} was saved after epoch "
+                           f"{s.start_epoch}: delete the run folder {s.run_dir} to train it again")
 
-        row = {"epoch": epoch + 1, "stage": stage, "lr": lr, "train_loss": loss_sum / max(seen, 1),
-               "train_acc": correct / seen if (r.scheme != "supcon" or stage == 2) else None}
-        evaluates = r.scheme != "supcon" or stage == 2 or epoch == total_epochs - 1
-        if evaluates:
-            test = evaluate(model, pipeline, bank, split.test, device, batch_size=o.batch_size * 2, autocast=use_bf16)
-            row["test_acc"] = test["accuracy"]
-            if split.val is not None:
-                row["val_acc"] = evaluate(model, pipeline, bank, split.val, device, batch_size=o.batch_size * 2, autocast=use_bf16)["accuracy"]
-        row["seconds"] = time.time() - t0
-        metrics_rows.append(row)
-        if rank == 0:
-            atomic_write_bytes(run_dir / "metrics.jsonl", "".join(_jsonl(m) for m in metrics_rows).encode())
-            due = (epoch + 1) % max(1, r.checkpoint_every) == 0 and time.time() - last_checkpoint >= r.checkpoint_seconds
-            if due or epoch + 1 == stop_after_epoch:
-                last_checkpoint = time.time()
-                atomic_torch_save(ckpt_path, {"identity": cfg.identity(), "epoch": epoch + 1, "model": model.state_dict(),
-                                              "optimizer": optimizer.state_dict(), "order_gen": order_gen.get_state(),
-                                              "key_gen": key_gen.get_state()})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row.get('test_acc') or 0:.3f}")
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < total_epochs:
-            if bar is not None:
-                bar.close()
-            return {"interrupted_after_epoch": epoch + 1}
-    if bar is not None:
-        bar.close()
 
-    final = evaluate(model, pipeline, bank, split.test, device, batch_size=o.batch_size * 2, autocast=use_bf16)
-    summary = _summary(cfg, metrics_rows, final, bank)
-    if rank == 0:
-        atomic_torch_save(run_dir / "model.pt", {"identity": cfg.identity(), "n_classes": bank.n_classes,
-                                                "class_names": list(bank.class_names), "state_dict": model.state_dict()})
-        atomic_torch_save(run_dir / "outputs.pt", {k: final[k] for k in ("probs", "labels", "predictions", "representation", "projection", "indices")})
-        atomic_write_json(run_dir / "summary.json", summary)   # written last: marks the run finished
-        ckpt_path.unlink(missing_ok=True)
+def _enter_stage2(s: _Run, restore_best: bool = True) -> None:
+    """Stage 2 of the supcon scheme: (the chosen stage-1 weights,) a frozen encoder, a new optimiser
+    for the linear classifier."""
+    if restore_best and s.stage1_best is not None:
+        s.model.load_state_dict(s.stage1_best["state"])
+    for p in s.model.parameters():
+        p.requires_grad_(False)
+    for p in s.model.classifier.parameters():
+        p.requires_grad_(True)
+    s.optimizer = make_optimizer(s.cfg, s.model.classifier.parameters(), s.cfg.optim.stage2_lr)
+
+
+def _train_epoch(s: _Run, epoch: int) -> dict:
+    """One pass over the training folds; returns the epoch's metrics row (the loss and the
+    accuracy summed on the device and read once, here, at the end)."""
+    cfg, o = s.cfg, s.cfg.optim
+    t0 = time.time()
+    stage = 1 if epoch < s.stage1_epochs else 2
+    if stage == 2 and epoch == s.stage1_epochs:
+        _enter_stage2(s)                                   # stage 2: only the linear classifier learns
+    if stage == 1:
+        lr = o.lr * lr_factor(epoch, o.warmup_epochs, o.gamma)
+    else:
+        lr = o.stage2_lr * lr_factor(epoch - s.stage1_epochs, o.warmup_epochs, o.stage2_gamma)  # same warm-up, own decay
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    s.model.train(stage == 1)                             # stage 2: BatchNorm statistics frozen too
+    s.pipeline.train()
+
+    # The epoch's plan, on the CPU: clip order, augmentation keys and batch widths. The last
+    # partial batch is dropped (a SupCon batch of a few clips has no positives).
+    n_train, batch = len(s.split.train), o.batch_size
+    steps = n_train // batch
+    order = s.split.train[torch.randperm(n_train, generator=s.order_gen)][:steps * batch].view(steps, batch)
+    keys = torch.randint(0, KEY_HIGH, (steps, batch), generator=s.key_gen)
+    widths = s.lengths_cpu[order].amax(1).clamp(min=1).tolist()
+    order_dev, keys_dev = order.to(s.bank.waves.device), keys.to(s.device)
+    mine = slice(s.rank * (batch // s.world), (s.rank + 1) * (batch // s.world))
+
+    loss_sum = torch.zeros((), device=s.device)
+    correct = torch.zeros((), device=s.device)
+    for step in range(steps):
+        idx = order_dev[step]
+        waves, lengths = _batch(s.bank, idx[mine], widths[step], s.device)
+        labels = s.labels[idx]
+        with torch.no_grad():
+            x = s.pipeline(waves, lengths, keys=keys_dev[step][mine], validate=False)
+        if s.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.bf16):
+            if stage == 1:
+                out = s.net(x)
+            else:
+                with torch.no_grad():
+                    h = s.model.represent(x)               # frozen encoder: no graph, no backward through it
+                out = _Stage2Output(logits=s.model.classifier(h))
+        out = _gather_output(out, s.world)
+        loss = scheme_loss(cfg, stage, out, labels)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if stage == 2 and s.world > 1:
+            _allreduce_grads(s.model.classifier, s.world)
+        s.optimizer.step()
+        loss_sum += loss.detach()
+        if out.logits is not None:
+            correct += (out.logits.detach().argmax(-1) == labels).sum()
+    mean_loss, accuracy = torch.stack([loss_sum / steps, correct / (steps * batch)]).tolist()   # the epoch's one read
+    trains_classifier = cfg.run.scheme != "supcon" or stage == 2
+    return {"epoch": epoch + 1, "stage": stage, "lr": lr, "train_loss": mean_loss,
+            "train_acc": accuracy if trains_classifier else None, "seconds": time.time() - t0}
+
+
+def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> None:
+    """Evaluate, select the stage-1 checkpoint (stage2_start), write the metrics line and,
+    when due, a checkpoint."""
+    cfg, o, r = s.cfg, s.cfg.optim, s.cfg.run
+    t0 = time.time()
+    stage, last = row["stage"], epoch + 1 == s.total_epochs
+    eval_batch = max(o.batch_size * 2, 64)
+    common = dict(batch_size=eval_batch, autocast=s.bf16)
+    selects = r.scheme == "supcon" and stage == 1 and o.stage2_start != "final"
+    if r.scheme != "supcon" or stage == 2 or last:
+        test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, outputs=last,
+                        supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_test" else None, **common)
+        row["test_acc"] = test["accuracy"]
+        if last:
+            s.final = test
+        if "supcon_loss" in test:
+            row["select_supcon"] = test["supcon_loss"]
+        if s.split.val is not None:
+            val = evaluate(s.model, s.pipeline, s.bank, s.split.val, s.device, outputs=False,
+                           supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_val" else None, **common)
+            row["val_acc"] = val["accuracy"]
+            if "supcon_loss" in val:
+                row["select_supcon"] = val["supcon_loss"]
+    elif selects:   # supcon stage 1: the SupCon loss of the selection fold, the released code's criterion
+        fold = s.split.test if o.stage2_start == "best_test" else s.split.val
+        row["select_supcon"] = evaluate(s.model, s.pipeline, s.bank, fold, s.device, outputs=False,
+                                        supcon=_supcon_options(cfg), **common)["supcon_loss"]
+    if "select_supcon" in row and (s.stage1_best is None or row["select_supcon"] <= s.stage1_best["supcon_loss"]):
+        # ties move to the later epoch, as the released code's early stopping does
+        s.stage1_best = {"epoch": row["epoch"], "supcon_loss": row["select_supcon"],
+                         "state": {k: v.detach().clone() for k, v in s.model.state_dict().items()}}
+    row["seconds"] += time.time() - t0
+    s.rows.append(row)
+    if s.rank != 0:
+        return
+    atomic_write_bytes(s.run_dir / "metrics.jsonl", "".join(_jsonl(m) for m in s.rows).encode())
+    due = (epoch + 1) % max(1, r.checkpoint_every) == 0 and time.time() - s.last_checkpoint >= r.checkpoint_seconds
+    if (due and not last) or checkpoint_now:
+        s.last_checkpoint = time.time()
+        atomic_torch_save(s.ckpt_path, {"identity": cfg.identity(), "epoch": epoch + 1, "model": s.model.state_dict(),
+                                        "optimizer": s.optimizer.state_dict(), "order_gen": s.order_gen.get_state(),
+                                        "key_gen": s.key_gen.get_state(), "stage1_best": s.stage1_best})
+
+
+def _supcon_options(cfg: Config) -> dict:
+    o = cfg.optim
+    return {"temperature": o.temperature, "form": o.supcon_form, "no_positive": o.no_positive}
+
+
+def _finish(s: _Run) -> dict:
+    """The final model's test-fold outputs, the summary (written last: it marks the run finished)."""
+    final = s.final
+    if final is None:   # resumed after the last epoch's evaluation but before the summary was written
+        final = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, batch_size=max(s.cfg.optim.batch_size * 2, 64),
+                         autocast=s.bf16)
+    summary = _summary(s.cfg, s.rows, final, s.bank, s)
+    if s.rank == 0:
+        atomic_torch_save(s.run_dir / "model.pt", {"identity": s.cfg.identity(), "n_classes": s.bank.n_classes,
+                                                   "class_names": list(s.bank.class_names), "state_dict": s.model.state_dict()})
+        atomic_torch_save(s.run_dir / "outputs.pt", {k: final[k] for k in ("probs", "labels", "predictions", "representation",
+                                                                           "projection", "indices")})
+        atomic_write_json(s.run_dir / "summary.json", summary)   # written last: marks the run finished
+        s.ckpt_path.unlink(missing_ok=True)
     return summary
 
 
@@ -345,34 +536,70 @@ def _allreduce_grads(module, world: int) -> None:
             p.grad /= world
 
 
-def _freeze_encoder(model) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in model.classifier.parameters():
-        p.requires_grad_(True)
-
-
 def _jsonl(row: dict) -> str:
     import json
     return json.dumps(row) + "\n"
 
 
-def _summary(cfg: Config, rows: list[dict], final: dict, bank) -> dict:
+def provenance(device: torch.device | str | None = None) -> dict:
+    """What produced a result: library versions, the device, the git commit of the code (when it
+    runs from a repository) and the host."""
+    import subprocess
+
+    import torchaudio
+    import torchvision
+
+    from . import __version__
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+    commit = None
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            if r.returncode == 0:
+                commit = r.stdout.strip()
+                dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "soundclr"],
+                                       capture_output=True, text=True, timeout=10).stdout.strip()
+                commit += "+modified" if dirty else ""
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"soundclr": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
+            "torchvision": torchvision.__version__, "python": platform.python_version(),
+            "device": f"{device.type if device is not None else 'cpu'}: {name}", "git_commit": commit,
+            "host": platform.node()}
+
+
+def _summary(cfg: Config, rows: list[dict], final: dict, bank, s: _Run | None = None) -> dict:
     evaluated = [m for m in rows if m.get("test_acc") is not None]
     best = max(evaluated, key=lambda m: (m["test_acc"], -m["epoch"]))
+    two_stage = cfg.run.scheme == "supcon"
+    start = cfg.optim.stage2_start if two_stage else None
+    final_protocol = "the final epoch's accuracy on the test fold (our headline)"
+    if start == "best_test":
+        final_protocol += ("; stage 2 started from the stage-1 epoch with the lowest SupCon loss on the test fold "
+                           "(the released code's rule: the test fold chose that checkpoint)")
+    elif start == "best_val":
+        final_protocol += "; stage 2 started from the stage-1 epoch with the lowest SupCon loss on the validation fold"
     out = {
         "dataset": cfg.data.dataset, "scheme": cfg.run.scheme, "test_fold": cfg.run.test_fold,
         "val_fold": cfg.run.val_fold, "seed": cfg.run.seed, "identity": cfg.identity(),
         "epochs": len(rows),
-        "final": {"test_acc": final["accuracy"], "epoch": rows[-1]["epoch"],
-                  "protocol": "the final epoch's accuracy on the test fold (our headline)"},
+        "final": {"test_acc": final["accuracy"], "epoch": rows[-1]["epoch"], "protocol": final_protocol},
         "best_on_test": {"test_acc": best["test_acc"], "epoch": best["epoch"],
                          "protocol": "the paper's: the best epoch selected on the test fold itself (optimistic)"},
         "best_on_validation": None,
+        "stage2_start": None if not two_stage else {
+            "rule": start, "epoch": (s.stage1_best or {}).get("epoch", cfg.optim.epochs) if s else None},
         "n_test": len(final["labels"]),
         "class_names": list(bank.class_names),
         "confusion": confusion_matrix(final["labels"], final["predictions"], bank.n_classes),
         "seconds": sum(m["seconds"] for m in rows),
+        "wall_seconds": (time.time() - s.started) if s else None,
+        "provenance": provenance(s.device if s else None),
     }
     with_val = [m for m in evaluated if m.get("val_acc") is not None]
     if with_val:
