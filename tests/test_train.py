@@ -198,3 +198,67 @@ def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):
     for a, b in zip(ddp, one):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.05)
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.1)
+
+
+@pytest.mark.parametrize("rule", ["best_test", "final"])
+def test_stage2_starts_from_the_chosen_stage1_epoch(rule, synthetic_root, synthetic_bank, tmp_path):
+    """best_test: the stage-1 epoch with the lowest SupCon loss on the test fold (the released code's rule,
+    ties to the later epoch); final: the last stage-1 epoch. Stage 2 then changes only the classifier."""
+    from soundclr.augment import Pipeline
+    from soundclr.losses import supcon_loss
+    from soundclr.model import build_model
+    cfg = small(synthetic_root, scheme="supcon", epochs=4, stage2_epochs=1, stage2_start=rule)
+    s = train_run(cfg, tmp_path / "whole", bank=synthetic_bank, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    stage1 = [r for r in rows if r["stage"] == 1]
+    if rule == "final":
+        k = 4
+        assert all("select_supcon" not in r for r in rows)
+    else:
+        losses = [r["select_supcon"] for r in stage1]
+        k = max(i for i, v in enumerate(losses) if v == min(losses)) + 1
+    assert s["stage2_start"] == {"rule": rule, "epoch": k}
+    # the same run stopped after epoch k holds that epoch's weights
+    train_run(cfg, tmp_path / "at-k", bank=synthetic_bank, progress=False, stop_after_epoch=k)
+    at_k = torch.load(tmp_path / "at-k" / "checkpoint.pt", weights_only=False)["model"]
+    final = torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"]
+    for key, value in at_k.items():
+        if not key.startswith("classifier."):
+            assert torch.equal(final[key], value), key
+    if rule == "best_test":
+        # the selection loss, recomputed here: SupCon (L_out, no_positive as configured) of the test-fold
+        # projections in batches of 64 drawn in a fixed shuffled order, averaged over the batches
+        model = build_model(cfg, synthetic_bank.n_classes)
+        model.load_state_dict(at_k)
+        model.eval()
+        pipe = Pipeline.from_config(cfg).eval()
+        test = synthetic_bank.split(1).test
+        with torch.no_grad():
+            waves, lengths = synthetic_bank.batch(test)
+            z = model(pipe(waves, lengths)).projection
+        labels = synthetic_bank.labels[test]
+        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+        o = cfg.resolved().optim
+        want = torch.stack([supcon_loss(z[i], labels[i], o.temperature, form=o.supcon_form, no_positive=o.no_positive)
+                            for i in order.split(64)]).mean().item()
+        assert stage1[k - 1]["select_supcon"] == pytest.approx(want, rel=1e-4)
+
+
+def test_stage2_from_the_validation_fold_needs_one(synthetic_root):
+    from soundclr.config import ConfigError
+    with pytest.raises(ConfigError, match="val_fold"):
+        small(synthetic_root, scheme="supcon", stage2_start="best_val")
+    assert small(synthetic_root, scheme="supcon", stage2_start="best_val", val_fold=2).optim.stage2_start == "best_val"
+    assert preset("paper").optim.stage2_start == "best_test"   # the released code's rule
+
+
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_restarts(synthetic_root, synthetic_bank, tmp_path):
+    cfg = small(synthetic_root, scheme="ce", epochs=2)
+    whole = train_run(cfg, tmp_path / "whole", bank=synthetic_bank, progress=False)
+    train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])                   # truncated, as by a full disk
+    with pytest.warns(UserWarning, match=r"checkpoint\.pt cannot be read.*moved to checkpoint\.pt\.corrupt-"):
+        again = train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False)
+    assert again["final"]["test_acc"] == whole["final"]["test_acc"]
+    assert len(list((tmp_path / "r").glob("checkpoint.pt.corrupt-*"))) == 1
