@@ -146,15 +146,16 @@ class WaveBank:
                      val=None if val_fold is None else torch.nonzero(val).flatten(),
                      test=torch.nonzero(test).flatten())
 
-    def batch(self, indices: Any, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """Clips ``indices`` (``(batch,)``) as int16 ``(batch, longest)`` waves and ``(batch,)`` lengths on ``device``.
+    def batch(self, indices: Any, device: str | torch.device = "cpu", width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips ``indices`` (``(batch,)``) as int16 ``(batch, width)`` waves and ``(batch,)`` lengths on ``device``.
 
-        Waves are trimmed to the longest clip of the batch, so short clips
-        (US8K) do not carry the whole bank's padding.
+        ``width`` defaults to the longest clip of the batch, so short clips (US8K) do not
+        carry the whole bank's padding. Finding it reads a value on the host, so a training
+        loop passes it (a Python int computed for the whole epoch at once) instead.
         """
         idx = torch.as_tensor(indices, dtype=torch.long)
         lengths = self.lengths.index_select(0, idx.to(self.lengths.device))
-        longest = int(lengths.max()) if len(idx) else 0
+        longest = width if width is not None else (int(lengths.max()) if len(idx) else 0)
         # Slice before gathering: only the rows (and columns) needed are read from the memory map.
         waves = self.waves[:, :longest].index_select(0, idx.to(self.waves.device))
         return waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)

@@ -132,16 +132,6 @@ def _lengths_cpu(bank) -> torch.Tensor:
     return cached
 
 
-def _batch(bank, idx: torch.Tensor, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips ``idx`` (on the bank's device) as ``(batch, width)`` int16 waves and lengths on ``device``.
-
-    ``width`` (a Python int: the longest clip of the batch, computed before the epoch) spares
-    the host read that finding it would take in the step."""
-    waves = bank.waves[:, :width].index_select(0, idx)
-    lengths = bank.lengths.index_select(0, idx)
-    return waves.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
-
-
 # -- evaluation -------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size: int = 256,
@@ -169,7 +159,7 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
     gen = torch.Generator().manual_seed(noise_seed)
     logits, reps, projs = [], [], []
     for b, start in enumerate(range(0, len(idx_cpu), batch_size)):
-        waves, lengths = _batch(bank, idx_dev[start:start + batch_size], max(int(widths[b]), 1), device)
+        waves, lengths = bank.batch(idx_dev[start:start + batch_size], device, width=max(widths[b], 1))
         x = pipeline(waves, lengths, noise_std=noise_std, noise_generator=gen, validate=False)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -419,7 +409,7 @@ def _train_epoch(s: _Run, epoch: int) -> dict:
     correct = torch.zeros((), device=s.device)
     for step in range(steps):
         idx = order_dev[step]
-        waves, lengths = _batch(s.bank, idx[mine], widths[step], s.device)
+        waves, lengths = s.bank.batch(idx[mine], s.device, width=widths[step])
         labels = s.labels[idx]
         with torch.no_grad():
             x = s.pipeline(waves, lengths, keys=keys_dev[step][mine], validate=False)
