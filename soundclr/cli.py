@@ -1,23 +1,41 @@
-"""The ``soundclr`` command line.
+"""The ``soundclr`` command line (also ``python -m soundclr``).
 
-    soundclr data download esc50|us8k --root data
+    soundclr data download esc50|esc10|us8k --root data
     soundclr data prepare esc50 --root data           decode once into the cache
     soundclr train --dataset esc50 --preset paper --schemes ce,supcon,hybrid --folds 1,2,3,4,5 --seeds 0,1,2,3,4
+    soundclr status --results results                  finished / running / stale / failed / to do, and an ETA
+    soundclr slurm --workers 8 --partition gpu --submit -- --dataset esc50 --preset paper ...
     soundclr evaluate results/esc50/main/<run> [--noise 1e-4,5e-4,1e-3]
     soundclr predict clip.wav --checkpoint results/esc50/main/<run>
     soundclr reproduce --dataset esc50 --preset paper  every notebook with papermill, then the book
 
 Every setting of the configuration (``soundclr/config.py``) is a flag of
-``train``: ``--lr 1e-3 --freq-masks 0 --window hann``. Under ``torchrun`` the
+``train``: ``--lr 1e-3 --freq-masks 0 --window hann``. Any number of ``train``
+processes (or SLURM array tasks) can run the same grid on one results folder:
+each run is claimed by one of them (``soundclr.worker``). Under ``torchrun`` the
 same ``train`` command trains one run with DistributedDataParallel.
+
+Exit status: 0 on success, 1 when the work failed (the error in one line), 2 for
+a usage error (an unknown flag or an invalid setting), 130 after Ctrl-C and 143
+after SIGTERM (a run in progress resumes from its checkpoint next time).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from dataclasses import fields
 
+from . import __version__
 from .config import SECTIONS, ConfigError, PRESETS, preset
+
+# The library's own error classes, reported in one line (by name: importing their modules is slow).
+RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookError", "CorruptFileError", "SlurmError")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM sends it before pre-empting a job or at its time limit), raised like Ctrl-C."""
 
 
 def _ints(text: str) -> list[int]:
@@ -34,85 +52,155 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
 
 
+def _setting_comments() -> dict[str, str]:
+    """Each configuration field's comment in config.py: the flag's help text."""
+    import inspect
+    import re
+
+    from . import config
+    comments: dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(config).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
+        if m:
+            last = m.group(1)
+            comments[last] = m.group(2).strip()
+        elif last and re.match(r"\s+#\s*(.+)$", line):   # a comment continued on the next line
+            comments[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return comments
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    comments = _setting_comments()
     for section, cls in SECTIONS.items():
         group = p.add_argument_group(f"{section} settings")
         for f in fields(cls):
             if f.name in ("scheme", "test_fold", "seed"):
                 continue  # given as lists: --schemes, --folds, --seeds
-            default = f.default
-            group.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, default=None, metavar=f.type.split(" ")[0].upper(),
-                               help=f"(paper preset: {default!r})")
+            group.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, default=None,
+                               metavar=f.type.split(" ")[0].upper(),
+                               help=f"{comments.get(f.name, '')} (paper preset: {f.default!r})".replace("%", "%%"))
 
 
-def _config_from_args(args) -> "object":
+def _config_from_args(args):
     settings = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return preset(args.preset, **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundclr", description="SoundCLR: supervised contrastive learning for environmental sound classification, reproduced.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="soundclr", description="SoundCLR: supervised contrastive learning for "
+                                     "environmental sound classification, reproduced.")
+    parser.add_argument("--version", action="version", version=f"soundclr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="download, prepare and inspect datasets")
-    dsub = data.add_subparsers(dest="data_command", required=True)
-    dl = dsub.add_parser("download", help="download and verify ESC-50 or UrbanSound8K into ROOT/<name>/")
-    dl.add_argument("name", choices=["esc50", "us8k"])
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = dsub.add_parser("download", help="download and verify ESC-50 (also ESC-10's files) or UrbanSound8K into ROOT/<name>/")
+    dl.add_argument("name", choices=["esc50", "esc10", "us8k"], help="esc10 is a subset of ESC-50: its files are ESC-50's")
     dl.add_argument("--root", default="data", help="data folder (default: data)")
     dl.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive")
     prep = dsub.add_parser("prepare", help="decode a dataset once into its on-disk cache and print a summary")
     prep.add_argument("name", choices=["esc50", "esc10", "us8k", "synthetic"])
-    prep.add_argument("--root", default="data")
-    prep.add_argument("--sample-rate", type=int, default=44100)
-    prep.add_argument("--on-bad-file", choices=["error", "skip"], default="error")
+    prep.add_argument("--root", default="data", help="data folder (default: data)")
+    prep.add_argument("--sample-rate", type=int, default=44100, help="decode at this rate (default: 44100, the paper's)")
+    prep.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
+                      help="stop at an unreadable file (default) or skip it and list it")
 
     tr = sub.add_parser("train", help="train a grid of runs (schemes x folds x seeds) into the results store")
-    tr.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    tr.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="the settings to start from (default: paper)")
     tr.add_argument("--schemes", default=None, help="comma-separated: ce,supcon,hybrid (default: hybrid)")
     tr.add_argument("--folds", type=_ints, default=None, help="test folds, e.g. 1,2,3 (default: all)")
     tr.add_argument("--seeds", type=_ints, default=[0], help="seeds, e.g. 0,1,2,3,4 (default: 0)")
     tr.add_argument("--experiment", default="main", help="experiment name: results/<dataset>/<experiment>/")
     tr.add_argument("--results", default="results", help="results folder (default: results)")
-    tr.add_argument("--shard", default="0/1", help="run only runs i, i+n, ... of the grid: 'i/n' (default 0/1)")
+    tr.add_argument("--shard", default="0/1", help="run only runs i, i+n, ... of the grid: 'i/n' (default 0/1; "
+                    "not needed for several workers: each run is claimed by one)")
+    tr.add_argument("--retry-failed", action="store_true", help="train again the runs that failed before")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar, only one line per run")
     _add_config_flags(tr)
+
+    st = sub.add_parser("status", help="the runs of a results folder: finished, running, stale, failed, to do; an ETA")
+    st.add_argument("--results", default="results", help="results folder (default: results)")
+    st.add_argument("--dataset", default=None, help="only this dataset")
+    st.add_argument("--experiment", default=None, help="only this experiment")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--brief", action="store_true", help="one line per experiment")
+
+    sl = sub.add_parser("slurm", help="write (and --submit) an sbatch job array that runs a grid: one worker per task",
+                        description="Everything after `--` is passed to `soundclr train` (the grid and its settings).")
+    sl.add_argument("--workers", type=int, default=4, help="array tasks, i.e. runs trained at once (default: 4)")
+    sl.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    sl.add_argument("--time", default="24:00:00", help="time limit per task (default 24:00:00); a task stopped by it "
+                    "releases its run, which the next task resumes")
+    sl.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per task, as --gres=gpu:N (default 1; 0 for CPU)")
+    sl.add_argument("--gpus-per-run", type=int, default=1, help="train each run on this many GPUs with torchrun (default 1)")
+    sl.add_argument("--cpus-per-worker", type=int, default=8, help="CPU cores per task (default 8)")
+    sl.add_argument("--mem", default=None, help="memory per task, e.g. 32G (default: the cluster's)")
+    sl.add_argument("--job-name", default=None, help="default: soundclr-<dataset>-<experiment>")
+    sl.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                    help="another #SBATCH line, e.g. --sbatch=--account=mylab (repeatable)")
+    sl.add_argument("--submit", action="store_true", help="submit the script with sbatch (default: only write it)")
+    sl.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `soundclr train`")
 
     ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
     ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
     ev.add_argument("--noise", type=_floats, default=[0.0], help="white-noise standard deviations, e.g. 0,1e-4,5e-4,1e-3")
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
     pr = sub.add_parser("predict", help="top-5 classes of an audio file (any rate, mono or stereo)")
-    pr.add_argument("file")
+    pr.add_argument("file", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
     pr.add_argument("--checkpoint", required=True, help="a finished run folder (or its model.pt)")
-    pr.add_argument("--top", type=int, default=5)
-    pr.add_argument("--device", default="auto")
+    pr.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
-    rp = sub.add_parser("reproduce", help="run every notebook with papermill into book/generated/<dataset>/, then build the book")
+    rp = sub.add_parser("reproduce", help="train every grid, run every notebook with papermill into "
+                        "book/generated/<dataset>/, then build the book")
     rp.add_argument("--dataset", default="synthetic", choices=["esc50", "esc10", "us8k", "synthetic"])
     rp.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    rp.add_argument("--device", default="auto")
-    rp.add_argument("--results", default="results")
-    rp.add_argument("--data-root", default="data")
+    rp.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    rp.add_argument("--results", default="results", help="results folder (default: results)")
+    rp.add_argument("--data-root", default="data", help="data folder (default: data)")
     rp.add_argument("--size", default=None, help="'tiny' for the smallest settings (tests); default: the preset's")
+    rp.add_argument("--workers", type=int, default=None, help="training processes on this machine (default: 2 on a "
+                    "CPU with 2+ cores, 1 on a GPU)")
     rp.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the book")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
     args = build_parser().parse_args(argv)
-    if os.environ.get("SOUNDCLR_DEBUG"):
-        return _dispatch(args)  # full tracebacks
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _dispatch(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"soundclr: error: {err}\n(set SOUNDCLR_DEBUG=1 for the full traceback)", file=sys.stderr)
+    except ConfigError as err:  # an invalid setting on the command line: a usage error
+        print(f"soundclr: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:
+        what = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
+        print(f"soundclr: {what}; a run in progress resumes from its last checkpoint when the same command runs again",
+              file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        if os.environ.get("SOUNDCLR_DEBUG"):
+            raise
+        print(f"soundclr: error: {err}\n(set SOUNDCLR_DEBUG=1 for the full traceback)", file=sys.stderr)
+        return 1
     except Exception as err:  # the library's own error classes: one clear line, no traceback
-        if type(err).__name__ in ("DatasetError", "DownloadError", "WeightsError", "NotebookError"):
+        if type(err).__name__ in RUNTIME_ERRORS and not os.environ.get("SOUNDCLR_DEBUG"):
             print(f"soundclr: error: {err}", file=sys.stderr)
-            return 2
+            return 1
         raise
+    finally:
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def _dispatch(args) -> int:
@@ -120,33 +208,30 @@ def _dispatch(args) -> int:
         if args.data_command == "download":
             from .download import download
             path = download(args.name, args.root, keep_archive=args.keep_archive)
-            print(f"{args.name} is ready in {path}")
+            note = " (ESC-10 is read from the ESC-50 folder: --dataset esc10)" if args.name == "esc10" else ""
+            print(f"{args.name} is ready in {path}{note}")
             return 0
         from .data import load_bank
         cfg = preset("paper", dataset=args.name, data_root=args.root, sample_rate=args.sample_rate, on_bad_file=args.on_bad_file)
         bank = load_bank(cfg)
         seconds = (bank.lengths.float() / bank.sample_rate)
-        print(f"{bank.dataset}: {len(bank)} clips, {bank.n_classes} classes, folds {sorted(set(bank.folds.tolist()))}, "
+        print(f"{bank.dataset}: {len(bank)} clips, {bank.n_classes} classes, folds {bank.fold_ids}, "
               f"{bank.sample_rate} Hz, {seconds.min():.2f}-{seconds.max():.2f} s per clip")
         return 0
 
     if args.command == "train":
-        from .experiment import grid, run_grid
-        cfg = _config_from_args(args)
-        try:
-            i, n = (int(t) for t in args.shard.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard {args.shard!r} is not valid: expected 'i/n', e.g. 0/4") from None
-        schemes = args.schemes.split(",") if args.schemes else None
-        for s in schemes or []:
-            cfg.override(scheme=s)  # validates the name
-        runs = grid(cfg, args.experiment, schemes=schemes, folds=args.folds, seeds=args.seeds, results=args.results)
-        import os
-        summaries = run_grid(runs, shard=(i, n), verbose=os.environ.get("RANK", "0") == "0")
-        for s in summaries if os.environ.get("RANK", "0") == "0" else []:
-            print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
-                  f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
+        return _train(args)
+
+    if args.command == "status":
+        import json
+
+        from .worker import format_status, status
+        entries = status(args.results, args.dataset, args.experiment)
+        print(json.dumps(entries, indent=1) if args.json else format_status(entries, details=not args.brief))
         return 0
+
+    if args.command == "slurm":
+        return _slurm(args)
 
     if args.command == "evaluate":
         from .experiment import noise_accuracy
@@ -164,9 +249,69 @@ def _dispatch(args) -> int:
     if args.command == "reproduce":
         from .reproduce import reproduce
         reproduce(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
-                  size=args.size, build=not args.no_build)
+                  size=args.size, build=not args.no_build, workers=args.workers)
         return 0
     return 1
+
+
+def _train(args) -> int:
+    from .experiment import grid, run_grid
+    cfg = _config_from_args(args)
+    try:
+        i, n = (int(t) for t in args.shard.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {args.shard!r} is not valid: expected 'i/n', e.g. 0/4") from None
+    schemes = args.schemes.split(",") if args.schemes else None
+    for s in schemes or []:
+        cfg.override(scheme=s)  # validates the name
+    runs = grid(cfg, args.experiment, schemes=schemes, folds=args.folds, seeds=args.seeds, results=args.results)
+    lead = os.environ.get("RANK", "0") == "0"
+    summaries = run_grid(runs, shard=(i, n), verbose=lead, progress=not args.quiet and lead,
+                         retry_failed=args.retry_failed)
+    for s in summaries if lead else []:
+        print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
+              f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
+    if lead:
+        left = len([r for r in runs if not r.finished])
+        if left:
+            print(f"{left} run(s) of this grid are not finished (held by other workers, failed, or in other shards): "
+                  f"soundclr status --results {args.results} --dataset {cfg.data.dataset} --experiment {args.experiment}")
+    return 0
+
+
+def _slurm(args) -> int:
+    from pathlib import Path
+
+    from .slurm import sbatch_script, submit, write_script
+    train_args = list(args.train_args)
+    if train_args[:1] == ["--"]:
+        train_args = train_args[1:]
+    if not train_args:
+        raise ConfigError("give the grid after `--`, e.g. soundclr slurm --workers 8 -- --dataset esc50 --preset paper "
+                          "--schemes ce,supcon,hybrid --folds 1,2,3,4,5 --seeds 0,1,2,3,4")
+    parsed = build_parser().parse_args(["train", *train_args])     # a typo fails here, not on the cluster
+    cfg = _config_from_args(parsed)
+    results = Path(parsed.results).resolve()
+    if "--results" not in train_args:
+        train_args += ["--results", str(results)]
+    else:   # the tasks may start in another folder: make the path absolute
+        k = train_args.index("--results")
+        train_args[k + 1] = str(results)
+    if "--quiet" not in train_args:
+        train_args.append("--quiet")     # no progress bars in the task's output file: one line per run
+    job = args.job_name or f"soundclr-{cfg.data.dataset}-{parsed.experiment}"
+    text = sbatch_script(train_args, workers=args.workers, time_limit=args.time, partition=args.partition,
+                         gpus_per_worker=args.gpus_per_worker, gpus_per_run=args.gpus_per_run,
+                         cpus_per_worker=args.cpus_per_worker, mem=args.mem, job_name=job,
+                         output_dir=results / "slurm", extra_sbatch=args.sbatch)
+    path = write_script(text, results / "slurm", job)
+    print(f"wrote {path}")
+    if args.submit:
+        job_id = submit(path)
+        print(f"submitted job array {job_id} ({args.workers} tasks); progress: soundclr status --results {results}")
+    else:
+        print(f"submit it with: sbatch {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class RunConfig:
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"            # "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp32"
     compile: bool = False              # torch.compile the model (same results; faster on some GPUs; measure first)
+    claim_stale_seconds: float = 900.0 # a worker's claim on a run with no heartbeat for this long is taken over
     checkpoint_every: int = 1          # epochs between resumable checkpoints ...
     checkpoint_seconds: float = 60.0   # ... and at least this many seconds (a ResNet-50 checkpoint is ~300 MB)
 
@@ -121,7 +122,8 @@ SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentCon
             "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
 
 # Fields that change how a run executes but not what it computes: left out of the run's identity.
-EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile"}
+EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile",
+                    "claim_stale_seconds"}
 
 
 def _field_index() -> dict[str, str]:

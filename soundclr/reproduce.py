@@ -115,7 +115,7 @@ def build_book(root: Path | None = None) -> Path:
 
 
 def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str = "auto", results: str = "results",
-              data_root: str = "data", size: str | None = None, build: bool = True) -> Path | None:
+              data_root: str = "data", size: str | None = None, build: bool = True, workers: int | None = None) -> Path | None:
     t0 = time.time()
     run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size)
     html = build_book() if build else None

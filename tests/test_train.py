@@ -165,11 +165,13 @@ def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
     top = predict_file(tmp_path / "clip.wav", run, top=5)
     assert len(top) == 5 and abs(sum(p for _, p in top)) <= 1.0 + 1e-6 and top[0][1] >= top[-1][1]
     assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(run)]) == 0
-    assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(tmp_path / "nothing")]) == 2
+    # runtime errors exit 1, usage errors 2 (as argparse does)
+    assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(tmp_path / "nothing")]) == 1
     assert main(["train", *common, "--window", "triangle"]) == 2
-    assert main(["train", "--preset", "paper", "--dataset", "esc50", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "r2")]) == 2
-    with pytest.raises(SystemExit):
+    assert main(["train", "--preset", "paper", "--dataset", "esc50", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "r2")]) == 1
+    with pytest.raises(SystemExit) as usage:
         main(["train", "--no-such-setting", "1"])
+    assert usage.value.code == 2
 
 
 def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):

@@ -1,0 +1,178 @@
+"""Run claims: several workers on one grid train each run exactly once; a killed worker's run is
+taken over and resumed; `soundclr status` reports what is finished, running, stale, failed and to do."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from soundclr import worker
+from soundclr.cli import main
+from soundclr.experiment import grid, run_grid
+
+
+# -- the claim protocol ------------------------------------------------------------------------
+def test_one_claim_at_a_time_and_release(tmp_path):
+    first = worker.claim(tmp_path / "run", stale_seconds=60)
+    assert first is not None and (tmp_path / "run" / "claim.json").exists()
+    assert worker.claim(tmp_path / "run", stale_seconds=60) is None          # fresh: held
+    first.beat({"epoch": 3, "seconds": 1.5})
+    held = worker.read_claim(tmp_path / "run")
+    assert held["epoch"] == 3 and held["pid"] == os.getpid() and held["token"] == first.token
+    first.release()
+    assert not (tmp_path / "run" / "claim.json").exists()
+    assert worker.claim(tmp_path / "run", stale_seconds=60) is not None      # free again
+
+
+def test_a_stale_claim_is_taken_over_and_its_owner_notices(tmp_path):
+    old = worker.claim(tmp_path / "run", stale_seconds=0.2)
+    time.sleep(0.3)
+    new = worker.claim(tmp_path / "run", stale_seconds=0.2)
+    assert new is not None and new.token != old.token
+    with pytest.raises(worker.ClaimLost, match="took this run over"):
+        old.beat({"epoch": 1, "seconds": 0.1})
+    old.release()                                         # must not remove the taker's claim
+    assert worker.read_claim(tmp_path / "run")["token"] == new.token
+
+
+def test_the_heartbeat_thread_keeps_a_claim_fresh(tmp_path):
+    held = worker.claim(tmp_path / "run", stale_seconds=0.4)
+    held.start_heartbeat(every=0.05)
+    time.sleep(0.6)
+    assert worker.claim(tmp_path / "run", stale_seconds=0.4) is None         # still fresh after 0.6 s > 0.4 s
+    held.release()
+
+
+def test_a_failure_is_recorded_and_skipped_until_retried(tmp_path):
+    held = worker.claim(tmp_path / "run", stale_seconds=60)
+    try:
+        raise RuntimeError("CUDA out of memory")
+    except RuntimeError as err:
+        held.fail(err)
+    failed = json.loads((tmp_path / "run" / "failed.json").read_text())
+    assert failed["error"] == "RuntimeError: CUDA out of memory" and "Traceback" in failed["traceback"]
+    assert worker.claim(tmp_path / "run", stale_seconds=60) is None
+    again = worker.claim(tmp_path / "run", stale_seconds=60, retry_failed=True)
+    assert again is not None and not (tmp_path / "run" / "failed.json").exists()
+
+
+def test_concurrent_claims_have_one_winner(tmp_path):
+    """Many processes racing for the same (stale) claim: exactly one gets it."""
+    old = worker.claim(tmp_path / "run", stale_seconds=30)
+    info = worker.read_claim(tmp_path / "run")
+    info["heartbeat"] -= 3600                                 # a worker that died an hour ago
+    (tmp_path / "run" / "claim.json").write_text(json.dumps(info))
+    code = ("import sys, time; from soundclr import worker; t = float(sys.argv[1]);\n"
+            "time.sleep(max(0, t - time.time()));\n"
+            "c = worker.claim(sys.argv[2], stale_seconds=30); print('won' if c else 'lost')")
+    start = time.time() + 2.0
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    answers = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert answers.count("won") == 1, answers
+
+
+# -- workers on a grid -------------------------------------------------------------------------
+def _train_cmd(root, results, *extra):
+    return [sys.executable, "-m", "soundclr", "train", "--preset", "quick", "--dataset", "synthetic", "--data-root", str(root),
+            "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "32", "--schemes", "ce,hybrid", "--folds", "1,2",
+            "--seeds", "0", "--results", str(results), "--device", "cpu", "--quiet", *extra]
+
+
+def _finished_lines(output: str) -> list[str]:
+    return [line.split("] ", 1)[1].split(":")[0] for line in output.splitlines() if line.startswith("[") and ": final " in line]
+
+
+def _metrics(results):
+    out = {}
+    for m in sorted(results.glob("synthetic/main/*/metrics.jsonl")):
+        out[m.parent.name] = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in m.read_text().splitlines()]
+    return out
+
+
+def test_three_workers_train_each_run_once_and_match_one(synthetic_root, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(_train_cmd(synthetic_root, tmp_path / "shared"), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+    trained = [name for out, _ in outputs for name in _finished_lines(out)]
+    assert len(trained) == 4 and len(set(trained)) == 4, trained          # 4 runs, each trained by one worker
+    assert sum(1 for out, _ in outputs if _finished_lines(out)) >= 2       # the work was shared
+    one = subprocess.run(_train_cmd(synthetic_root, tmp_path / "alone"), env=env, capture_output=True, text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert _metrics(tmp_path / "shared") == _metrics(tmp_path / "alone")
+    assert not list((tmp_path / "shared").rglob("claim.json"))            # every claim released
+    # status: a finished grid
+    entries = {e["experiment"]: e for e in worker.status(tmp_path / "shared")}
+    assert entries["main"]["runs"] == entries["main"]["finished"] == 4
+    assert entries["main"]["todo"] == entries["main"]["running"] == entries["main"]["failed"] == []
+
+
+def test_a_killed_worker_is_taken_over_and_the_run_resumes(synthetic_root, synthetic_bank, tmp_path):
+    args = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "8",
+            "--warmup-epochs", "1", "--batch-size", "32", "--schemes", "hybrid", "--folds", "1", "--device", "cpu",
+            "--checkpoint-seconds", "0", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")      # the same threads in every process: the same float sums
+    cmd = [sys.executable, "-m", "soundclr", "train", *args]
+    victim = subprocess.Popen([*cmd, "--results", str(tmp_path / "r")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run_dir = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = list((tmp_path / "r").glob("synthetic/main/*/checkpoint.pt"))
+        if found and len((found[0].parent / "metrics.jsonl").read_text().splitlines()) >= 3:
+            run_dir = found[0].parent
+            break
+        time.sleep(0.05)
+    assert run_dir is not None, "the worker never wrote a checkpoint"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert (run_dir / "claim.json").exists() and not (run_dir / "summary.json").exists()
+    status = {e["experiment"]: e for e in worker.status(tmp_path / "r")}["main"]
+    assert len(status["running"]) == 1                                   # not yet stale (900 s by default)
+    # a second worker with a short staleness takes the run over and resumes it from the checkpoint
+    time.sleep(1.2)
+    taker = subprocess.run([*cmd, "--results", str(tmp_path / "r"), "--claim-stale-seconds", "1"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert taker.returncode == 0, taker.stderr[-2000:]
+    assert (run_dir / "summary.json").exists() and not (run_dir / "claim.json").exists()
+    whole = subprocess.run([*cmd, "--results", str(tmp_path / "whole")], env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
+
+
+def test_status_shows_running_stale_failed_and_todo(synthetic_root, tmp_path, capsys):
+    from soundclr import preset
+    cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=1, warmup_epochs=1)
+    runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2, 3, 4], results=tmp_path)
+    from soundclr.experiment import write_manifest
+    write_manifest(runs)
+    fresh = worker.claim(runs[0].directory, stale_seconds=60, epochs=1)
+    stale = worker.claim(runs[1].directory, stale_seconds=0.01, epochs=1)
+    held = worker.claim(runs[2].directory, stale_seconds=60)
+    try:
+        raise ValueError("setting lr=-1 is not valid")
+    except ValueError as err:
+        held.fail(err)
+    time.sleep(0.05)
+    # the stale claim is judged by the run's own configuration (900 s): make it old instead
+    info = worker.read_claim(runs[1].directory)
+    info["heartbeat"] -= 10_000
+    (runs[1].directory / "claim.json").write_text(json.dumps(info))
+    e = worker.status(tmp_path, "synthetic", "toy")[0]
+    assert e["runs"] == 4 and e["finished"] == 0
+    assert [r["run"] for r in e["running"]] == [runs[0].directory.name]
+    assert [r["run"] for r in e["stale"]] == [runs[1].directory.name]
+    assert e["failed"][0]["error"] == "ValueError: setting lr=-1 is not valid"
+    assert [r["run"] for r in e["todo"]] == [runs[3].directory.name]
+    assert main(["status", "--results", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "synthetic/toy: 4 runs: 0 finished, 1 running, 1 stale, 1 failed, 1 to do" in text
+    assert "failed   " in text and "setting lr=-1 is not valid" in text
+    fresh.release()
+    # a grid run skips the held and the failed run, and trains the others
+    run_grid(runs, progress=False, verbose=False)
+    assert [r.finished for r in runs] == [True, True, False, True]
