@@ -33,7 +33,8 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) tests/setup_browser.py
-	$(PY) -m pytest
+	$(PY) tests/setup_slurm.py
+	SOUNDCLR_REQUIRE_SLURM=1 $(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not book"
