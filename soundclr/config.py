@@ -81,6 +81,7 @@ class ModelConfig:
     weights: str = "imagenet"          # "imagenet", "none", or a path to a state dict
     projection_dim: int = 64
     normalize: str = "sample"          # L2-normalise h and z per clip; "batch" = the released code's pre-2023 bug
+    tiny_design: str = "pooled-centred" # the tiny backbone: "pooled-centred" (max-pool stem, centred features) or "plain"
     mono_first_conv: str = "fresh"     # 3-channel weights into a 1-channel model: "fresh" first conv, or RGB filters' "sum" / "mean"
 
 
@@ -97,8 +98,9 @@ class OptimConfig:
     alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
     supcon_form: str = "out"           # Khosla's L_out (released code) or "in" (Eq. 3 as typeset)
     no_positive: str = "exclude"       # anchors without a positive: "exclude" from the mean, or "zero" (released code)
+    stage1_stretch: float = 1.0        # supcon scheme: stage 1 runs this many times `epochs`, warm-up stretched, gamma^(1/k)
     stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
-    stage2_gamma: float = 0.995
+    stage2_gamma: float = 0.995        # stage 2's decay per epoch after the same warm-up
     stage2_lr: float | None = None     # None: same as lr
     stage2_start: str = "best_test"    # stage 2 starts from stage 1's "final" epoch, or its lowest SupCon loss on the
                                        # test fold ("best_test": the released code) or on the validation fold ("best_val")
@@ -199,6 +201,20 @@ class Config:
     def n_folds(self) -> int:
         return N_FOLDS[self.data.dataset]
 
+    def stages(self) -> list[dict]:
+        """The training stages of this configuration's scheme: per stage its epochs, warm-up
+        epochs and decay (``gamma``). Stage 1 of the two-stage scheme is ``stage1_stretch``
+        times ``epochs`` long, with the warm-up stretched and the decay slowed to match."""
+        o, k = self.optim, self.optim.stage1_stretch if self.run.scheme == "supcon" else 1.0
+        out = [{"epochs": int(round(o.epochs * k)), "warmup": int(round(o.warmup_epochs * k)), "gamma": o.gamma ** (1.0 / k)}]
+        if self.run.scheme == "supcon":
+            out.append({"epochs": o.stage2_epochs, "warmup": o.warmup_epochs, "gamma": o.stage2_gamma})
+        return out
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(s["epochs"] for s in self.stages())
+
     # -- checks ----------------------------------------------------------------
     def validate(self) -> None:
         def choice(name: str, value: Any, allowed: tuple) -> None:
@@ -221,6 +237,7 @@ class Config:
         choice("precision", self.run.precision, ("auto", "bf16", "fp32"))
         choice("stft_pad", self.features.stft_pad, ("reflect", "constant"))
         choice("mono_first_conv", self.model.mono_first_conv, ("fresh", "sum", "mean"))
+        choice("tiny_design", self.model.tiny_design, ("pooled-centred", "plain"))
         choice("stage2_start", self.optim.stage2_start, ("final", "best_test", "best_val"))
         if not self.features.amplitude_scale > 0:
             raise ConfigError(f"setting amplitude_scale={self.features.amplitude_scale} is not valid: it must be > 0")
@@ -241,6 +258,8 @@ class Config:
         if self.optim.epochs < 1 or (self.run.scheme == "supcon" and self.optim.stage2_epochs < 1):
             raise ConfigError(f"setting epochs={self.optim.epochs} / stage2_epochs={self.optim.stage2_epochs} is not valid: "
                               "train at least one epoch (and one stage-2 epoch for the supcon scheme)")
+        if not self.optim.stage1_stretch >= 1.0:
+            raise ConfigError(f"setting stage1_stretch={self.optim.stage1_stretch} is not valid: it must be >= 1")
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "epochs", "stage2_epochs", "warmup_epochs"):
             if self.get(name) < 0:
                 raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be >= 0")
@@ -307,13 +326,15 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 PRESETS: dict[str, dict[str, Any]] = {
     # Every value of the paper / its released code (reference-implementation.md).
     "paper": {},
-    # A 2-core CPU: 16 kHz, 512/256 STFT, 64 mels, tiny backbone, few epochs.
+    # The offline default, sized for make book on a 2-core CPU: 8 kHz, 256-sample STFT, 32 mels, the tiny
+    # backbone. The training settings (lr, epochs and schedule, masks, temperature, stage-1 stretch) were
+    # chosen on validation folds by studies/tune_quick.py; the book's tuning page shows the study.
     "quick": dict(
-        sample_rate=16000, n_fft=512, hop_length=256, n_mels=64, channels=1,
-        freq_mask_width=16, time_mask_width=16,
-        backbone="tiny", weights="none",
-        epochs=12, warmup_epochs=2, batch_size=32, lr=2e-3, stage2_epochs=6, stage2_lr=1e-2,
-        temperature=0.2, stage2_start="final",
+        sample_rate=8000, n_fft=256, hop_length=256, n_mels=32, channels=1,
+        freq_masks=0, time_masks=1, freq_mask_width=8, time_mask_width=6,
+        backbone="tiny", weights="none", batch_size=32,
+        lr=1e-2, epochs=40, warmup_epochs=4, gamma=0.05 ** (1 / 35), temperature=0.1,
+        stage1_stretch=2.0, stage2_epochs=40, stage2_gamma=0.05 ** (1 / 35), stage2_lr=None, stage2_start="final",
     ),
 }
 

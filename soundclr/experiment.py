@@ -101,7 +101,7 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
         if claims:
             c = run.config.run
             held = claim(run.directory, stale_seconds=c.claim_stale_seconds, retry_failed=retry_failed,
-                         epochs=run.config.optim.epochs + (run.config.optim.stage2_epochs if c.scheme == "supcon" else 0)) \
+                         epochs=run.config.total_epochs) \
                 if rank == 0 else None
             if world > 1:
                 decision = [held is not None]
@@ -195,10 +195,10 @@ def write_manifest(runs: Sequence[Run]) -> None:
     ``soundclr status`` knows the runs that have not started yet."""
     by_folder: dict[Path, dict] = {}
     for run in runs:
-        o, r = run.config.optim, run.config.run
+        r = run.config.run
         by_folder.setdefault(run.directory.parent, {})[run.directory.name] = {
             "scheme": r.scheme, "fold": r.test_fold, "seed": r.seed, "variant": run.variant,
-            "epochs": o.epochs + (o.stage2_epochs if r.scheme == "supcon" else 0)}
+            "epochs": run.config.total_epochs}
     for folder, entries in by_folder.items():
         path = folder / MANIFEST
         try:
@@ -260,7 +260,7 @@ def load_metrics(df: pd.DataFrame) -> pd.DataFrame:
 
 
 SCHEME_ORDER = ["ce", "supcon", "hybrid"]
-SCHEME_LABEL = {"ce": "Cross-entropy", "supcon": "Supervised contrastive (2 stages)", "hybrid": "Hybrid (SoundCLR)"}
+SCHEME_LABEL = {"ce": "Cross-entropy", "supcon": "SupCon, two stages", "hybrid": "Hybrid (SoundCLR)"}
 
 
 def _ordered(df: pd.DataFrame, column: str = "scheme") -> pd.DataFrame:
@@ -340,9 +340,9 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
         check_bank(bank, cfg)
         pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=cfg.run.seed).to(dev)
         test = bank.split(cfg.run.test_fold).test
+        model = model.to(memory_format=torch.channels_last)      # as in training: the same kernels, the same numbers
         if dev.type == "cuda":
             bank = bank.to(dev)
-            model = model.to(memory_format=torch.channels_last)
         for s in missing:
             res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed, outputs=False,
                            batch_size=max(cfg.optim.batch_size * 2, 64), autocast=uses_bf16(cfg, dev))

@@ -1,17 +1,24 @@
-"""What each notebook runs, per preset and size: one place, so every notebook agrees.
+"""What each notebook runs, per preset and size: one place, so that every notebook agrees.
 
-The notebooks take a handful of papermill parameters (dataset, preset, size,
-device, results folder, ...) and ask ``make_plan`` which folds, seeds,
-sweep values and variants to run. The ``paper`` preset runs the paper's
-grids in full; ``quick`` (a 2-core CPU) and ``tiny`` (tests) shrink the
-expensive sweeps, and ``Plan.reductions`` says so in plain words for the page.
+The notebooks take a handful of papermill parameters (dataset, preset, size, device,
+results folder, ...) and ask :func:`make_plan` for a :class:`Plan`: the configuration and
+every grid of runs the book shows (:meth:`Plan.main_runs` for Table III, Fig. 4, 5 and the
+UMAPs; :meth:`Plan.alpha_runs` for Table II; :meth:`Plan.ablation_runs` for Fig. 3;
+:meth:`Plan.masking_runs` for Table I; :meth:`Plan.fill_runs` for the mask-fill ablation).
+``soundclr reproduce`` trains :meth:`Plan.all_runs` first, with several workers, and the
+notebooks then find their runs finished.
+
+The ``paper`` preset runs the paper's grids in full; ``quick`` (a 2-core CPU) runs every
+fold but fewer seeds, values and panels; ``tiny`` (tests) the least. :meth:`Plan.reductions`
+says in words what a size leaves out compared with the paper.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .config import Config, preset
+from .config import SCHEMES, Config, preset
 
 PAPER_ALPHAS = (0.01, 0.25, 0.5, 0.75, 0.99)
 PAPER_NOISE = (0.0, 1e-4, 5e-4, 1e-3)
@@ -20,6 +27,24 @@ PAPER_MASK_COUNTS = (0, 1, 2, 3)                     # f, t in 0..3
 
 NO_WAVE_AUG = dict(trim="none", scale=False, random_crop=False)
 NO_SPEC_AUG = dict(freq_masks=0, time_masks=0)
+PAPER_MASKS = dict(freq_masks=2, time_masks=1)       # Table I's best: f = 2, t = 1
+
+# Fig. 3's bars in the paper's order: what each adds, in words for the page.
+ABLATION_LABELS = {
+    "random-1ch": "random init, 1 channel, no augmentation",
+    "random-3ch": "random init, 3 channels, no augmentation",
+    "imagenet-1ch": "ImageNet, 1 channel, no augmentation",
+    "imagenet-3ch": "ImageNet, 3 channels, no augmentation",
+    "imagenet-3ch-wave": "ImageNet, 3 channels, + wave augmentation",
+    "imagenet-3ch-wave-spec": "ImageNet, 3 channels, + wave and spectrogram augmentation",
+    "random-1ch-wave": "random init, 1 channel, + wave augmentation",
+    "random-1ch-wave-spec": "random init, 1 channel, + wave augmentation and the paper's masks (f = 2, t = 1)",
+    "random-1ch-wave-preset": "random init, 1 channel, + wave augmentation and this preset's masks",
+    "random-3ch-wave": "random init, 3 channels, + wave augmentation",
+    "random-3ch-wave-spec": "random init, 3 channels, + wave augmentation and the paper's masks (f = 2, t = 1)",
+    "random-3ch-wave-preset": "random init, 3 channels, + wave augmentation and this preset's masks",
+}
+FILL_LABELS = {"zero": "0 dB: the loudest value (paper)", "min": "the floor: silence", "mean": "the clip's mean"}
 
 
 @dataclass
@@ -30,48 +55,123 @@ class Plan:
     seeds: list[int]
     alphas: list[float]
     alpha_folds: list[int]
+    alpha_seeds: list[int]
     mask_panels: list[tuple[int, int]]
     freq_mask_counts: list[int]
     time_mask_counts: list[int]
+    mask_folds: list[int]
     ablation: dict[str, dict[str, Any]]
     ablation_skipped: dict[str, str]
     ablation_folds: list[int]
+    ablation_seeds: list[int]
+    fills: list[str]
     noise_stds: list[float]
     ensemble_k: int
     results: str
     reductions: list[str] = field(default_factory=list)
 
+    # -- the grids -------------------------------------------------------------------------
+    def _grid(self, experiment: str, schemes, folds, seeds, variants=None):
+        from .experiment import grid
+        return grid(self.config, experiment, schemes=list(schemes), folds=folds, seeds=seeds, variants=variants,
+                    results=Path(self.results))
+
+    def main_runs(self, schemes=SCHEMES):
+        """Table III, Table IV, Fig. 4, Fig. 5, the UMAPs: every scheme x fold x seed."""
+        return self._grid("main", schemes, self.folds, self.seeds)
+
+    def alpha_runs(self):
+        """Table II: the hybrid loss for each alpha."""
+        return self._grid("alpha", ["hybrid"], self.alpha_folds, self.alpha_seeds,
+                          {f"alpha{a:g}": {"alpha": a} for a in self.alphas})
+
+    def ablation_runs(self):
+        """Fig. 3: transfer learning, channels, wave and spectrogram augmentation (cross-entropy)."""
+        return self._grid("ablation", ["ce"], self.ablation_folds, self.ablation_seeds, self.ablation)
+
+    def masking_runs(self):
+        """Table I: the number of frequency and time masks for each (F, T) panel (cross-entropy)."""
+        variants = {f"F{F}T{T}f{f}t{t}": dict(freq_mask_width=F, time_mask_width=T, freq_masks=f, time_masks=t)
+                    for F, T in self.mask_panels for f in self.freq_mask_counts for t in self.time_mask_counts}
+        return self._grid("masking", ["ce"], self.mask_folds, self.ablation_seeds, variants)
+
+    def fill_runs(self):
+        """What the masks are filled with (cross-entropy): the paper's 0 dB, silence, the mean."""
+        return self._grid("mask-fill", ["ce"], self.mask_folds, self.ablation_seeds,
+                          {f"fill-{f}": {"mask_fill": f} for f in self.fills})
+
+    def all_runs(self):
+        """Every run the book needs, each computation once (runs of the same configuration in two
+        experiments, e.g. alpha = 0.5 in Table II and the hybrid of Table III, are trained once and
+        copied), the main grid first."""
+        seen, out = set(), []
+        for run in [*self.main_runs(), *self.alpha_runs(), *self.ablation_runs(), *self.masking_runs(), *self.fill_runs()]:
+            key = run.config.identity()
+            if key not in seen:
+                seen.add(key)
+                out.append(run)
+        return out
+
+    # -- words for the pages -------------------------------------------------------------------
+    def settings_line(self) -> str:
+        """One line: the settings this page ran, with every one that differs from the paper's."""
+        c = self.config.resolved()
+        paper = preset("paper", dataset=c.data.dataset).resolved()
+        base = (f"**Settings**: dataset `{c.data.dataset}`, preset `{self.size}`; backbone `{c.model.backbone}` "
+                f"(weights `{c.model.weights}`), {c.features.channels} channel{'s' if c.features.channels > 1 else ''}, "
+                f"{c.data.sample_rate / 1000:g} kHz, {c.data.clip_seconds:g}-s clips, {c.features.n_mels} mel bands; "
+                f"{c.optim.epochs} epochs, batch {c.optim.batch_size}, lr {c.optim.lr:g}, temperature {c.optim.temperature:g}; "
+                f"test folds {_span(self.folds)}, seeds {_span(self.seeds)}.")
+        changed = [f"`{k}` {_fmt(v)} (paper: {_fmt(paper.get(k))})" for k, v in _flat(c).items()
+                   if k not in EXECUTION_ONLY and v != paper.get(k)]
+        if changed:
+            base += " Differs from the paper's settings in: " + ", ".join(changed) + "."
+        return base
+
     def describe(self) -> str:
         """Markdown: what this page ran, and what it left out compared with the paper."""
-        c = self.config
-        lines = [f"**Settings**: dataset `{c.data.dataset}`, preset `{self.size}`, backbone `{c.model.backbone}` "
-                 f"(weights `{c.model.weights}`), {c.optim.epochs} epochs, batch {c.optim.batch_size}, "
-                 f"test folds {self.folds}, seeds {self.seeds}."]
+        lines = [self.settings_line()]
         if self.reductions:
             lines.append("**Reduced from the paper on this preset**: " + "; ".join(self.reductions) + ".")
         return "\n\n".join(lines)
+
+
+EXECUTION_ONLY = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile",
+                  "claim_stale_seconds", "scheme", "test_fold", "val_fold", "seed", "dataset"}
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {k: v for sec in cfg.to_dict().values() for k, v in sec.items()}
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _span(values: list[int]) -> str:
+    values = list(values)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(map(str, values))
 
 
 def imagenet_weights_available(backbone: str) -> bool:
     """Whether torchvision's ImageNet weights for ``backbone`` are already in the torch hub cache."""
     if backbone == "tiny":
         return False
-    import os
-
-    import torch
-    from torchvision.models import get_model_weights
-    url = get_model_weights(backbone)["IMAGENET1K_V1"].url
-    return os.path.exists(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)))
+    from .model import imagenet_cache_path
+    return imagenet_cache_path(backbone).exists()
 
 
 def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: str | None = None,
               device: str = "auto", results: str = "results", data_root: str = "data",
               epochs: int | None = None, folds: list[int] | None = None, seeds: list[int] | None = None,
-              **settings: Any) -> Plan:
+              alphas: list[float] | None = None, noise_stds: list[float] | None = None, **settings: Any) -> Plan:
     """The configuration and the grids a notebook runs.
 
     ``size``: ``None`` (the preset's own), or ``"tiny"`` (smallest settings, for tests).
-    ``epochs``, ``folds``, ``seeds`` and any configuration setting override the plan.
+    ``epochs``, ``folds``, ``seeds``, ``alphas``, ``noise_stds`` and any configuration setting
+    override the plan.
     """
     cfg = preset(preset_name, dataset=dataset, device=device, data_root=data_root, **settings)
     size = size or preset_name
@@ -80,23 +180,28 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
     all_folds = list(range(1, cfg.n_folds + 1))
     reductions: list[str] = []
     if size == "paper":
-        p = dict(folds=all_folds, seeds=[0, 1, 2, 3, 4], alphas=list(PAPER_ALPHAS), alpha_folds=all_folds,
+        p = dict(folds=all_folds, seeds=[0, 1, 2, 3, 4], alphas=list(PAPER_ALPHAS), alpha_folds=all_folds, alpha_seeds=[0],
                  mask_panels=list(PAPER_MASK_PANELS), freq_mask_counts=list(PAPER_MASK_COUNTS),
-                 time_mask_counts=list(PAPER_MASK_COUNTS), ablation_folds=all_folds)
+                 time_mask_counts=list(PAPER_MASK_COUNTS), mask_folds=all_folds, ablation_folds=all_folds,
+                 ablation_seeds=[0], fills=["zero", "min", "mean"])
     elif size == "quick":
-        p = dict(folds=[1, 2, 3], seeds=[0, 1], alphas=list(PAPER_ALPHAS), alpha_folds=[1],
-                 mask_panels=[(cfg.augment.freq_mask_width, cfg.augment.time_mask_width)], freq_mask_counts=[0, 1, 2],
-                 time_mask_counts=[0, 1], ablation_folds=[1])
-        reductions += ["the main grid uses test folds 1-3 and 2 seeds (the paper: every fold, 5 seeds), so the "
-                       "ensembles of Table IV have 2 members (the paper: 5)",
-                       "the alpha sweep (Table II), the ablation (Fig. 3) and the masking grid (Table I) use test fold 1 and seed 0 only",
-                       f"Table I has one panel (F={cfg.augment.freq_mask_width}, T={cfg.augment.time_mask_width}, scaled to "
-                       f"{cfg.features.n_mels} mel bands), f in 0..2 and t in 0..1 (the paper: three panels, f and t in 0..3)"]
+        p = dict(folds=all_folds, seeds=[0, 1], alphas=list(PAPER_ALPHAS), alpha_folds=all_folds, alpha_seeds=[0],
+                 mask_panels=[(cfg.augment.freq_mask_width, cfg.augment.time_mask_width)], freq_mask_counts=[0, 2],
+                 time_mask_counts=[0, 1], mask_folds=all_folds[:2], ablation_folds=all_folds, ablation_seeds=[0],
+                 fills=["zero", "min", "mean"])
+        reductions += ["the main grid (Table III, Fig. 4, 5) uses 2 seeds (the paper: 5), so the ensembles of Table IV "
+                       "have 2 members (the paper: 5)",
+                       "the alpha sweep (Table II) and the ablation (Fig. 3) use one seed on every fold; Fig. 3 leaves out "
+                       "the comparison of one and three channels without ImageNet weights",
+                       f"Table I has one panel (F = {cfg.augment.freq_mask_width} of {cfg.features.n_mels} mel bands, "
+                       f"T = {cfg.augment.time_mask_width} of {_frames(cfg)} frames: the paper's widths in proportion) and "
+                       "f, t in {0, 2} x {0, 1}, on test folds 1 and 2 (the paper: three panels, f and t in 0..3, every fold); "
+                       "the mask-fill ablation uses the same two folds"]
     else:  # tiny: for tests
         cfg = cfg.override(epochs=2, warmup_epochs=1, stage2_epochs=1, batch_size=32)
-        p = dict(folds=[1], seeds=[0, 1], alphas=[0.5, 0.99], alpha_folds=[1],
+        p = dict(folds=[1], seeds=[0, 1], alphas=[0.5, 0.99], alpha_folds=[1], alpha_seeds=[0],
                  mask_panels=[(cfg.augment.freq_mask_width, cfg.augment.time_mask_width)], freq_mask_counts=[0, 1],
-                 time_mask_counts=[1], ablation_folds=[1])
+                 time_mask_counts=[1], mask_folds=[1], ablation_folds=[1], ablation_seeds=[0], fills=["zero", "mean"])
         reductions += ["tiny test settings: 2 epochs, test fold 1, 2 seeds, 2 alpha values, f in 0..1, t = 1"]
     if epochs is not None:
         cfg = cfg.override(epochs=epochs)
@@ -104,6 +209,8 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
         p["folds"] = list(folds)
     if seeds is not None:
         p["seeds"] = list(seeds)
+    if alphas is not None:
+        p["alphas"] = list(alphas)
 
     # Fig. 3: transfer learning, 1 vs 3 channels, wave and spectrogram augmentation.
     none_aug = {**NO_WAVE_AUG, **NO_SPEC_AUG}
@@ -113,7 +220,7 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
         "imagenet-1ch": dict(weights="imagenet", channels=1, **none_aug),
         "imagenet-3ch": dict(weights="imagenet", channels=3, **none_aug),
         "imagenet-3ch-wave": dict(weights="imagenet", channels=3, **NO_SPEC_AUG),
-        "imagenet-3ch-wave-spec": dict(weights="imagenet", channels=3),
+        "imagenet-3ch-wave-spec": dict(weights="imagenet", channels=3, **PAPER_MASKS),
     }
     skipped = {}
     if not imagenet_weights_available(cfg.model.backbone):
@@ -122,9 +229,21 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
         for name in [n for n in ablation if n.startswith("imagenet")]:
             skipped[name] = why
             del ablation[name]
-        ablation["random-3ch-wave"] = dict(weights="none", channels=3, **NO_SPEC_AUG)
-        ablation["random-3ch-wave-spec"] = dict(weights="none", channels=3)
+        ch = cfg.features.channels
+        if size == "quick":
+            skipped["random-3ch"] = "left out of the quick preset to fit the CPU budget"
+            del ablation["random-3ch"]
+        ablation[f"random-{ch}ch-wave"] = dict(weights="none", channels=ch, **NO_SPEC_AUG)
+        ablation[f"random-{ch}ch-wave-spec"] = dict(weights="none", channels=ch, **PAPER_MASKS)
+        if (cfg.augment.freq_masks, cfg.augment.time_masks) != (PAPER_MASKS["freq_masks"], PAPER_MASKS["time_masks"]):
+            ablation[f"random-{ch}ch-wave-preset"] = dict(weights="none", channels=ch)   # = the main grid's cross-entropy
         reductions.append(f"Fig. 3's transfer-learning bars are left out because {why}; the augmentation "
-                          "steps are shown on a randomly initialised backbone instead")
-    return Plan(config=cfg, size=size, ablation=ablation, ablation_skipped=skipped, noise_stds=list(PAPER_NOISE),
+                          f"steps are shown on a randomly initialised {ch}-channel backbone instead")
+    return Plan(config=cfg, size=size, ablation=ablation, ablation_skipped=skipped,
+                noise_stds=list(noise_stds) if noise_stds is not None else list(PAPER_NOISE),
                 ensemble_k=len(p["seeds"]), results=results, reductions=reductions, **p)
+
+
+def _frames(cfg: Config) -> int:
+    c = cfg.resolved()
+    return 1 + c.data.clip_samples // c.features.hop_length

@@ -8,6 +8,7 @@ its partly executed copy is kept as ``<name>.failed.ipynb`` for inspection.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ NOTEBOOKS = [
     ("representations", "representations", {}),
     ("robustness", "robustness", {}),
     ("ablation", "ablation", {}),
+    ("claims", "claims", {}),          # last: it reads every run (its page comes right after the introduction)
 ]
 
 DATASET_TITLES = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic dataset"}
@@ -44,47 +46,76 @@ def repo_root() -> Path:
 
 def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
                   data_root: str = "data", size: str | None = None, only: list[str] | None = None,
-                  out_dir: Path | None = None) -> list[Path]:
-    import nbformat
-    import papermill
+                  out_dir: Path | None = None, jobs: int | None = None) -> list[Path]:
+    """Execute every notebook (or those in ``only``) with papermill into ``out_dir``, ``jobs`` at a
+    time (default: 2 on a machine with 2 or more cores), each in its own process and kernel. A
+    failed notebook stops the rest with the failing cell's error; its executed copy is kept as
+    ``<name>.failed.ipynb``."""
+    from concurrent.futures import ThreadPoolExecutor
 
     root = repo_root()
     out_dir = Path(out_dir) if out_dir else root / "book" / "generated" / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"dataset": dataset, "preset": preset, "device": device, "size": size,
+    params = {"dataset": dataset, "preset": preset, "device": device, "size": size, "interactive": False,
               "results": str(Path(results).resolve()), "data_root": str(Path(data_root).resolve())}
-    written = []
-    for name, source, extra in NOTEBOOKS:
-        if only and name not in only:
-            continue
-        src = root / "notebooks" / f"{source}.ipynb"
-        out = out_dir / f"{name}.ipynb"
-        tmp = out_dir / f".{name}.running.ipynb"
-        t0 = time.time()
-        print(f"[reproduce] {dataset}: running {src.name} -> {out.relative_to(root) if out.is_relative_to(root) else out}", flush=True)
+    todo = [(name, source, extra) for name, source, extra in NOTEBOOKS if not only or name in only]
+    jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(_run_one, root, out_dir, dataset, name, source, {**params, **extra})
+                   for name, source, extra in todo]
         try:
-            papermill.execute_notebook(str(src), str(tmp), parameters={**params, **extra}, kernel_name="python3",
-                                       cwd=str(root), progress_bar=False, log_output=False,
-                                       stdout_file=sys.stdout)  # the notebooks' progress lines, as they come
-        except papermill.PapermillExecutionError as err:
-            failed = out_dir / f"{name}.failed.ipynb"
-            os.replace(tmp, failed)
-            raise NotebookError(f"notebook {src.name} ({name}) failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                                f"the executed copy is in {failed}") from None
-        nb = nbformat.read(tmp, as_version=4)
-        _for_the_book(nb, dataset, extra.get("scheme"))
-        nbformat.write(nb, tmp)
-        os.replace(tmp, out)
-        (out_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
-        print(f"[reproduce] {name}: {time.time() - t0:.0f} s", flush=True)
-        written.append(out)
+            written = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
     return written
+
+
+def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, params: dict) -> Path:
+    import nbformat
+    src = root / "notebooks" / f"{source}.ipynb"
+    out = out_dir / f"{name}.ipynb"
+    tmp = out_dir / f".{name}.running.ipynb"
+    t0 = time.time()
+    print(f"[reproduce] {dataset}: running {src.name} -> {out.relative_to(root) if out.is_relative_to(root) else out}", flush=True)
+    cmd = [sys.executable, "-m", "papermill", str(src), str(tmp), "-y", json.dumps(params), "-k", "python3",
+           "--cwd", str(root), "--no-progress-bar"]
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if r.returncode != 0:
+        failed = out_dir / f"{name}.failed.ipynb"
+        if tmp.exists():
+            os.replace(tmp, failed)
+            where, what = _failing_cell(failed)
+        else:
+            where, what = "?", (r.stderr.strip().splitlines() or ["papermill failed"])[-1]
+        raise NotebookError(f"notebook {src.name} ({name}) failed in cell {where}: {what}\n"
+                            f"the executed copy is in {failed}")
+    nb = nbformat.read(tmp, as_version=4)
+    _for_the_book(nb, dataset, params.get("scheme"))
+    nbformat.write(nb, tmp)
+    os.replace(tmp, out)
+    (out_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    print(f"[reproduce] {dataset}: {name} done in {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def _failing_cell(path: Path) -> tuple[str, str]:
+    """The execution count and the error of the first cell with an error output."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return str(cell.get("execution_count")), f"{output.get('ename')}: {output.get('evalue')}"
+    return "?", "unknown error"
 
 
 def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
     """Name the dataset (and scheme) in the page's first heading, so the book's table of
-    contents tells pages apart, and leave papermill's injected-parameters cell (machine
-    paths) out of the page: the page states its settings in words."""
+    contents tells pages apart, and leave the parameters cells out of the page (the notebook's
+    defaults, and papermill's injected values with machine paths): the page states the values
+    it ran in its Settings line."""
     from .experiment import SCHEME_LABEL
 
     label = DATASET_TITLES.get(dataset, dataset)
@@ -99,8 +130,8 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
             break
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        if ("injected-parameters" in tags or "parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")   # the page states the values it ran in its Settings line
 
 
 def build_book(root: Path | None = None) -> Path:
@@ -114,10 +145,81 @@ def build_book(root: Path | None = None) -> Path:
     return root / "_build" / "html"
 
 
+def default_workers(device: str = "auto") -> int:
+    """Training processes for one machine: one per GPU run on CUDA; on a CPU two (each with half
+    the cores: small networks use two single-threaded processes better than one with two threads)."""
+    import torch
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
+               data_root: str = "data", size: str | None = None, workers: int | None = None) -> int:
+    """Train every run the book needs (``Plan.all_runs``) with ``workers`` processes on this machine;
+    the run claims give each run to one of them. Streams their progress lines; returns the number
+    of runs. The data is decoded once, here, before the workers start."""
+    from .data import load_bank
+    from .plan import make_plan
+
+    plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
+                     data_root=str(Path(data_root).resolve()))
+    runs = plan.all_runs()
+    todo = [r for r in runs if not r.finished]
+    workers = max(1, min(workers or default_workers(device), len(todo) or 1))
+    print(f"[reproduce] {dataset}: {len(runs)} training runs for the book, {len(runs) - len(todo)} already finished; "
+          f"{len(todo)} to train with {workers} worker(s)", flush=True)
+    if not todo:
+        return len(runs)
+    load_bank(plan.config, progress=True)            # decode (or generate) the data once, before the workers
+    t0 = time.time()
+    if workers == 1:
+        from .experiment import run_grid
+        run_grid(runs, progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
+    else:
+        from .worker import run_workers
+        args = json.dumps(dict(dataset=dataset, preset=preset, device=device, results=str(Path(results).resolve()),
+                               data_root=str(Path(data_root).resolve()), size=size))
+        try:
+            run_workers([sys.executable, "-m", "soundclr.reproduce", "--train-worker", args], workers)
+        except RuntimeError as err:
+            raise NotebookError(f"training for the book failed: {err}") from None
+    left = [r for r in runs if not r.finished]
+    if left:
+        raise NotebookError(f"{len(left)} run(s) of the book did not finish (first: {left[0].directory}); "
+                            f"see soundclr status --results {results}")
+    print(f"[reproduce] {dataset}: trained {len(todo)} runs in {time.time() - t0:.0f} s", flush=True)
+    return len(runs)
+
+
+def _train_worker(args: dict) -> int:
+    """One training worker of ``train_plan`` (a separate process)."""
+    from .experiment import run_grid
+    from .plan import make_plan
+    plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
+                     data_root=args["data_root"])
+    run_grid(plan.all_runs(), progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
+    return 0
+
+
 def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str = "auto", results: str = "results",
               data_root: str = "data", size: str | None = None, build: bool = True, workers: int | None = None) -> Path | None:
     t0 = time.time()
+    train_plan(dataset, preset, device=device, results=results, data_root=data_root, size=size, workers=workers)
     run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size)
     html = build_book() if build else None
     print(f"[reproduce] done in {time.time() - t0:.0f} s" + (f": open {html / 'index.html'}" if html else ""), flush=True)
     return html
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--train-worker":
+        import signal
+
+        from .cli import _raise_terminated
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            sys.exit(_train_worker(json.loads(sys.argv[2])))
+        except KeyboardInterrupt:
+            sys.exit(143)
+    sys.exit("usage: python -m soundclr.reproduce --train-worker '<json>' (used by soundclr reproduce)")
