@@ -16,7 +16,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 8589934592
 export MALLOC_TRIM_THRESHOLD_ ?= 8589934592
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install book check-book test test-fast bench clean
+.PHONY: install book check-book test test-fast bench lab clean
 
 install: $(STAMP)
 
@@ -44,9 +44,14 @@ check-book: $(STAMP)
 	$(PY) tests/setup_browser.py
 	SOUNDCLR_REQUIRE_BOOK=1 $(PY) -m pytest -m book
 
+# Jupyter Lab on the notebooks, from the project's environment (kernel "python3" = .venv).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/paper_cost.py
 
 clean:
 	rm -rf _build book/generated

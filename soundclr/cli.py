@@ -52,28 +52,9 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
 
 
-def _setting_comments() -> dict[str, str]:
-    """Each configuration field's comment in config.py: the flag's help text."""
-    import inspect
-    import re
-
-    from . import config
-    comments: dict[str, str] = {}
-    last = None
-    for line in inspect.getsource(config).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
-        if m:
-            last = m.group(1)
-            comments[last] = m.group(2).strip()
-        elif last and re.match(r"\s+#\s*(.+)$", line):   # a comment continued on the next line
-            comments[last] += " " + line.strip().lstrip("#").strip()
-        else:
-            last = None
-    return comments
-
-
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    comments = _setting_comments()
+    from .config import setting_descriptions
+    comments = setting_descriptions()
     for section, cls in SECTIONS.items():
         group = p.add_argument_group(f"{section} settings")
         for f in fields(cls):
@@ -142,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                     help="another #SBATCH line, e.g. --sbatch=--account=mylab (repeatable)")
     sl.add_argument("--submit", action="store_true", help="submit the script with sbatch (default: only write it)")
-    sl.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `soundclr train`")
+    sl.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `soundclr train` (a grid), "
+                    "or `reproduce` and its arguments (every run the book of a dataset needs)")
 
     ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
     ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
@@ -166,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--workers", type=int, default=None, help="training processes on this machine (default: 2 on a "
                     "CPU with 2+ cores, 1 on a GPU)")
     rp.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the book")
+    rp.add_argument("--train-only", action="store_true", help="only train the runs the book needs (e.g. on cluster "
+                    "nodes, as workers of `soundclr slurm`); no notebooks, no book")
     return parser
 
 
@@ -247,7 +231,11 @@ def _dispatch(args) -> int:
         return 0
 
     if args.command == "reproduce":
-        from .reproduce import reproduce
+        from .reproduce import reproduce, train_plan
+        if args.train_only:
+            train_plan(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
+                       size=args.size, workers=args.workers)
+            return 0
         reproduce(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
                   size=args.size, build=not args.no_build, workers=args.workers)
         return 0
@@ -286,21 +274,33 @@ def _slurm(args) -> int:
     train_args = list(args.train_args)
     if train_args[:1] == ["--"]:
         train_args = train_args[1:]
+    command = train_args.pop(0) if train_args[:1] in (["train"], ["reproduce"]) else "train"
     if not train_args:
         raise ConfigError("give the grid after `--`, e.g. soundclr slurm --workers 8 -- --dataset esc50 --preset paper "
-                          "--schemes ce,supcon,hybrid --folds 1,2,3,4,5 --seeds 0,1,2,3,4")
-    parsed = build_parser().parse_args(["train", *train_args])     # a typo fails here, not on the cluster
-    cfg = _config_from_args(parsed)
+                          "--schemes ce,supcon,hybrid --folds 1,2,3,4,5 --seeds 0,1,2,3,4 (or `-- reproduce --dataset "
+                          "esc50 --preset paper` for every run of the book)")
+    parsed = build_parser().parse_args([command, *train_args])     # a typo fails here, not on the cluster
     results = Path(parsed.results).resolve()
     if "--results" not in train_args:
         train_args += ["--results", str(results)]
-    else:   # the tasks may start in another folder: make the path absolute
+    else:   # the tasks may start in another folder: make the paths absolute
         k = train_args.index("--results")
         train_args[k + 1] = str(results)
-    if "--quiet" not in train_args:
-        train_args.append("--quiet")     # no progress bars in the task's output file: one line per run
-    job = args.job_name or f"soundclr-{cfg.data.dataset}-{parsed.experiment}"
-    text = sbatch_script(train_args, workers=args.workers, time_limit=args.time, partition=args.partition,
+    if command == "train":
+        cfg = _config_from_args(parsed)
+        dataset, experiment = cfg.data.dataset, parsed.experiment
+        if "--quiet" not in train_args:
+            train_args.append("--quiet")     # no progress bars in the task's output file: one line per run
+    else:
+        dataset, experiment = parsed.dataset, "book"
+        data_root = str(Path(parsed.data_root).resolve())
+        if "--data-root" in train_args:
+            train_args[train_args.index("--data-root") + 1] = data_root
+        else:
+            train_args += ["--data-root", data_root]
+        train_args += ["--train-only", "--workers", "1"]
+    job = args.job_name or f"soundclr-{dataset}-{experiment}"
+    text = sbatch_script(train_args, workers=args.workers, time_limit=args.time, partition=args.partition, command=command,
                          gpus_per_worker=args.gpus_per_worker, gpus_per_run=args.gpus_per_run,
                          cpus_per_worker=args.cpus_per_worker, mem=args.mem, job_name=job,
                          output_dir=results / "slurm", extra_sbatch=args.sbatch)

@@ -36,7 +36,7 @@ N_FOLDS = {"esc50": 5, "esc10": 5, "us8k": 10, "synthetic": 5}
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthetic"
+    dataset: str = "synthetic"         # esc50, esc10, us8k, or synthetic (the embedded, offline default)
     data_root: str = "data"            # each dataset lives in data_root/<name>/
     sample_rate: int = 44100           # every clip is resampled to this rate
     clip_seconds: float | None = None  # None: 5 s (ESC), 4 s (US8K), 2.5 s (synthetic)
@@ -50,10 +50,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    n_fft: int = 1024
-    hop_length: int = 512
+    n_fft: int = 1024                  # STFT window length in samples (the paper: 1024)
+    hop_length: int = 512              # STFT hop in samples (the paper: 50 % overlap)
     window: str = "hamming"            # paper: "hamming"; released code: "hann"
-    n_mels: int = 128
+    n_mels: int = 128                  # mel bands
     top_db: float = 80.0               # dB floor below each clip's maximum
     stft_pad: str = "reflect"          # STFT centring pad: "reflect" (librosa < 0.9, the released code) or "constant" (zeros)
     amplitude_scale: float = 32768.0   # waves in [-1, 1] times this before the power (released code: 32768; moves the amin floor)
@@ -65,13 +65,13 @@ class AugmentConfig:
     trim: str = "zeros"                # "zeros" (released code), "threshold", "none"
     trim_db: float = 60.0              # threshold rule: dB below the clip's peak
     scale: bool = True                 # random scaling 1.25^U(-1, 1)
-    scale_max: float = 1.25
+    scale_max: float = 1.25            # the largest scaling factor s (and 1/s the smallest)
     random_crop: bool = True           # random pad/crop offset in training (eval is centred)
     pad: str = "edge"                  # pad value: "edge" samples (released code; the paper is silent) or "zero"
-    freq_masks: int = 2                # f
-    freq_mask_width: int = 32          # F
-    time_masks: int = 1                # t
-    time_mask_width: int = 32          # T
+    freq_masks: int = 2                # f: frequency masks per clip (Table I)
+    freq_mask_width: int = 32          # F: the widest frequency mask, in mel bands
+    time_masks: int = 1                # t: time masks per clip (Table I)
+    time_mask_width: int = 32          # T: the widest time mask, in frames
     mask_fill: str = "zero"            # "zero" (paper: the loudest value!), "min", "mean"
 
 
@@ -79,9 +79,9 @@ class AugmentConfig:
 class ModelConfig:
     backbone: str = "resnet50"         # resnet18, resnet34, resnet50, tiny
     weights: str = "imagenet"          # "imagenet", "none", or a path to a state dict
-    projection_dim: int = 64
+    projection_dim: int = 64           # D_g: outputs of the linear projection head (the paper: 64)
     normalize: str = "sample"          # L2-normalise h and z per clip; "batch" = the released code's pre-2023 bug
-    tiny_design: str = "pooled-centred" # the tiny backbone: "pooled-centred" (max-pool stem, centred features) or "plain"
+    tiny_design: str = "pooled-centred"  # the tiny backbone: "pooled-centred" (max-pool stem, centred features) or "plain"
     mono_first_conv: str = "fresh"     # 3-channel weights into a 1-channel model: "fresh" first conv, or RGB filters' "sum" / "mean"
 
 
@@ -89,11 +89,11 @@ class ModelConfig:
 class OptimConfig:
     optimizer: str = "adamw"           # "adam" (paper text) or "adamw" (released code)
     lr: float | None = None            # None: 5e-4 (ESC), 1e-4 (US8K)
-    weight_decay: float = 1e-3
-    warmup_epochs: int = 10
+    weight_decay: float = 1e-3         # AdamW's decoupled weight decay (released code: 1e-3)
+    warmup_epochs: int = 10            # linear warm-up epochs: lr x (0.1 + 0.9 (e + 1) / W)
     gamma: float = 0.98                # exponential decay per epoch after warm-up
-    epochs: int = 800
-    batch_size: int = 128
+    epochs: int = 800                  # training epochs (stage 1 of the supcon scheme)
+    batch_size: int = 128              # clips per batch (SupCon contrasts the clips of a batch)
     temperature: float = 0.05          # SupCon temperature
     alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
     supcon_form: str = "out"           # Khosla's L_out (released code) or "in" (Eq. 3 as typeset)
@@ -109,9 +109,9 @@ class OptimConfig:
 @dataclass(frozen=True)
 class RunConfig:
     scheme: str = "hybrid"             # "ce", "supcon", "hybrid"
-    test_fold: int = 1
+    test_fold: int = 1                 # the held-out fold scored (the grid sets it from --folds)
     val_fold: int | None = None        # a validation fold held out of training (3/1/1 protocol)
-    seed: int = 0
+    seed: int = 0                      # initialisation, clip order and augmentation draws
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"            # "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp32"
     compile: bool = False              # torch.compile the model (same results; faster on some GPUs; measure first)
@@ -293,6 +293,26 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
+def setting_descriptions() -> dict[str, str]:
+    """Each setting's description: the comment beside its field in this file (continued on the
+    next lines when they hold only a comment). The command line's help and the book's API page
+    show these, so a setting is described in one place."""
+    import inspect
+    import re
+    out: dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(inspect.getmodule(setting_descriptions)).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
+        if m and m.group(1) in FIELD_SECTION:
+            last = m.group(1)
+            out[last] = m.group(2).strip()
+        elif last and re.match(r"\s+#\s*(.+)$", line):
+            out[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return out
+
+
 def _unknown(name: str) -> str:
     return f"unknown setting {name!r}: valid settings are {', '.join(sorted(FIELD_SECTION))}"
 
@@ -324,7 +344,7 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Every value of the paper / its released code (reference-implementation.md).
+    # Every value of the paper, and of its released code where the paper is silent (book: differences).
     "paper": {},
     # The offline default, sized for make book on a 2-core CPU: 8 kHz, 256-sample STFT, 32 mels, the tiny
     # backbone. The training settings (lr, epochs and schedule, masks, temperature, stage-1 stretch) were

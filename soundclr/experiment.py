@@ -330,7 +330,10 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
 
     run = Path(run)
     cache_path = run / "noise.json"
-    cache = read_json(cache_path) if cache_path.exists() else {}
+    try:
+        cache = read_json(cache_path) if cache_path.exists() else {}
+    except ValueError:       # a damaged cache is only a cache: compute it again
+        cache = {}
     missing = [s for s in stds if f"{s:g}:{seed}" not in cache]
     if missing:
         cfg = load_config(run).override(device=device).resolved()

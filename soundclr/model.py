@@ -30,11 +30,8 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -223,25 +220,24 @@ def imagenet_cache_path(backbone: str) -> Path:
 
 
 def _download(url: str, dst: Path, timeout: float) -> None:
-    """Download ``url`` to ``dst`` through a temporary file; check torchvision's sha256 prefix."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".partial")
-        try:
-            sha = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                while chunk := response.read(1 << 20):
-                    sha.update(chunk)
-                    out.write(chunk)
-            # torchvision names its files <name>-<first hex digits of the sha256>.pth
-            prefix = dst.stem.rsplit("-", 1)[-1]
-            if not sha.hexdigest().startswith(prefix):
-                raise WeightsError(f"downloaded {url} but its sha256 {sha.hexdigest()[:12]}... does not start with "
-                                   f"{prefix}: the download is corrupt; try again or put the file in {dst.parent} by hand.")
-            os.replace(tmp, dst)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    """Download ``url`` to ``dst`` with torch's own downloader (a progress bar, a temporary file
+    renamed on success, and torchvision's sha256 prefix checked); a stalled network gives up
+    after ``timeout`` seconds."""
+    import socket
+    # torchvision names its files <name>-<first hex digits of the sha256>.pth
+    prefix = dst.stem.rsplit("-", 1)[-1]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=True)
+    except RuntimeError as e:
+        if "hash" not in str(e).lower():
+            raise
+        raise WeightsError(f"downloaded {url} but its sha256 does not start with {prefix}: the download is corrupt; "
+                           f"try again or put the file in {dst.parent} by hand.") from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _load_imagenet(backbone: str, timeout: float) -> dict[str, torch.Tensor]:

@@ -128,6 +128,31 @@ class Plan:
             base += " Differs from the paper's settings in: " + ", ".join(changed) + "."
         return base
 
+    def provenance_line(self) -> str:
+        """Where the results of the main grid came from: the versions, the device, the code's git
+        commit, and the training time, read from the finished runs' summaries."""
+        from .store import read_json
+        found = []
+        for run in self.main_runs():
+            if run.finished:
+                try:
+                    found.append(read_json(run.directory / "summary.json"))
+                except ValueError:
+                    continue
+        if not found:
+            return ""
+        provs = [s.get("provenance") or {} for s in found]
+
+        def values(key):
+            return sorted({str(p.get(key)) for p in provs if p.get(key)})
+        commits = [c[:12] + ("+modified" if c.endswith("+modified") else "") for c in values("git_commit")]
+        hours = sum(s.get("seconds", 0) for s in found) / 3600
+        return (f"**Provenance**: {len(found)} main-grid runs trained with soundclr {', '.join(values('soundclr'))}, "
+                f"torch {', '.join(values('torch'))}, torchaudio {', '.join(values('torchaudio'))}, torchvision "
+                f"{', '.join(values('torchvision'))}, on {'; '.join(values('device'))}"
+                + (f", code at commit {', '.join(commits)}" if commits else "")
+                + (f"; {hours * 60:.0f} minutes of training in all." if hours < 2 else f"; {hours:.1f} hours of training in all."))
+
     def describe(self) -> str:
         """Markdown: what this page ran, and what it left out compared with the paper."""
         lines = [self.settings_line()]
@@ -166,12 +191,14 @@ def imagenet_weights_available(backbone: str) -> bool:
 def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: str | None = None,
               device: str = "auto", results: str = "results", data_root: str = "data",
               epochs: int | None = None, folds: list[int] | None = None, seeds: list[int] | None = None,
-              alphas: list[float] | None = None, noise_stds: list[float] | None = None, **settings: Any) -> Plan:
+              alphas: list[float] | None = None, noise_stds: list[float] | None = None, imagenet: bool | None = None,
+              **settings: Any) -> Plan:
     """The configuration and the grids a notebook runs.
 
     ``size``: ``None`` (the preset's own), or ``"tiny"`` (smallest settings, for tests).
     ``epochs``, ``folds``, ``seeds``, ``alphas``, ``noise_stds`` and any configuration setting
-    override the plan.
+    override the plan. ``imagenet``: whether ImageNet weights can be had (default: whether
+    they are in the torch hub cache); without them Fig. 3's transfer-learning bars are left out.
     """
     cfg = preset(preset_name, dataset=dataset, device=device, data_root=data_root, **settings)
     size = size or preset_name
@@ -223,7 +250,8 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
         "imagenet-3ch-wave-spec": dict(weights="imagenet", channels=3, **PAPER_MASKS),
     }
     skipped = {}
-    if not imagenet_weights_available(cfg.model.backbone):
+    if not (imagenet if imagenet is not None and cfg.model.backbone != "tiny" else
+            imagenet_weights_available(cfg.model.backbone)):
         why = (f"the `{cfg.model.backbone}` backbone has no ImageNet weights" if cfg.model.backbone == "tiny"
                else "ImageNet weights are not in the torch hub cache (offline)")
         for name in [n for n in ablation if n.startswith("imagenet")]:
@@ -235,7 +263,8 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
             del ablation["random-3ch"]
         ablation[f"random-{ch}ch-wave"] = dict(weights="none", channels=ch, **NO_SPEC_AUG)
         ablation[f"random-{ch}ch-wave-spec"] = dict(weights="none", channels=ch, **PAPER_MASKS)
-        if (cfg.augment.freq_masks, cfg.augment.time_masks) != (PAPER_MASKS["freq_masks"], PAPER_MASKS["time_masks"]):
+        preset_masks = (cfg.augment.freq_masks, cfg.augment.time_masks)
+        if preset_masks not in ((PAPER_MASKS["freq_masks"], PAPER_MASKS["time_masks"]), (0, 0)):
             ablation[f"random-{ch}ch-wave-preset"] = dict(weights="none", channels=ch)   # = the main grid's cross-entropy
         reductions.append(f"Fig. 3's transfer-learning bars are left out because {why}; the augmentation "
                           f"steps are shown on a randomly initialised {ch}-channel backbone instead")

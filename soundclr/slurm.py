@@ -36,8 +36,9 @@ class SlurmError(RuntimeError):
 def sbatch_script(train_args: list[str], *, workers: int, time_limit: str = "24:00:00", partition: str | None = None,
                   gpus_per_worker: int = 1, gpus_per_run: int = 1, cpus_per_worker: int = 8, mem: str | None = None,
                   job_name: str = "soundclr", output_dir: Path | str = "results/slurm", workdir: Path | str | None = None,
-                  python: str | None = None, extra_sbatch: list[str] | None = None) -> str:
-    """The text of an sbatch script that runs ``soundclr train <train_args>`` as ``workers`` array tasks."""
+                  python: str | None = None, extra_sbatch: list[str] | None = None, command: str = "train") -> str:
+    """The text of an sbatch script that runs ``soundclr <command> <train_args>`` (``train``: a grid;
+    ``reproduce ... --train-only``: every run of the book) as ``workers`` array tasks."""
     if workers < 1:
         raise ValueError(f"--workers {workers} is not valid: at least 1 array task")
     if gpus_per_run > 1 and gpus_per_worker < gpus_per_run:
@@ -74,9 +75,9 @@ def sbatch_script(train_args: list[str], *, workers: int, time_limit: str = "24:
     args = " ".join(shlex.quote(a) for a in train_args)
     if gpus_per_run > 1:
         lines.append(f"exec srun --kill-on-bad-exit=1 {shlex.quote(python)} -m torch.distributed.run --standalone "
-                     f"--nproc_per_node={gpus_per_run} -m soundclr.cli train {args}")
+                     f"--nproc_per_node={gpus_per_run} -m soundclr.cli {command} {args}")
     else:
-        lines.append(f"exec {shlex.quote(python)} -m soundclr.cli train {args}")
+        lines.append(f"exec {shlex.quote(python)} -m soundclr.cli {command} {args}")
     return "\n".join(lines) + "\n"
 
 

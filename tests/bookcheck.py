@@ -202,7 +202,7 @@ async function probe(url) {
   frame.src = url;  // before insertion: an inserted frame without src first "loads" about:blank
   document.body.appendChild(frame);
   const result = {page: url, loaded: await within(loaded, LOAD_MS), broken_images: [], untypeset_math: 0,
-                  math: 0, mathjax: false, images: 0, title: ""};
+                  math: 0, mathjax: false, images: 0, title: "", shrunk_images: []};
   try { return await inspect(frame, result); }
   finally { frame.remove(); }
 }
@@ -225,6 +225,10 @@ async function inspect(frame, result) {
   for (const img of images) {
     if (!img.complete || img.naturalWidth === 0) {
       result.broken_images.push(img.getAttribute("src") || img.currentSrc || "(no src)");
+    } else if (img.closest("article") && img.naturalWidth > 1.03 * img.getBoundingClientRect().width) {
+      // wider than the text column: the browser scales it down, and its fonts with it
+      result.shrunk_images.push([img.getAttribute("src") || "(no src)", img.naturalWidth,
+                                 Math.round(img.getBoundingClientRect().width)]);
     }
   }
   const math = Array.from(doc.querySelectorAll("span.math, div.math"));
@@ -346,7 +350,8 @@ class BrowserReport:
     """What headless Chromium saw: one dict per page, and the requests that failed.
 
     Each page dict has ``page``, ``loaded``, ``title``, ``images`` (count),
-    ``broken_images`` (their src), ``math`` (count of formulas),
+    ``broken_images`` (their src), ``shrunk_images`` (src, natural and shown width of the
+    figures wider than the text column), ``math`` (count of formulas),
     ``untypeset_math`` and ``mathjax`` (whether MathJax finished), or ``error``.
     ``http_errors`` holds ``(status, path, referring page)`` for every request
     the server answered with an error. ``failure`` says why there is no report.
@@ -422,6 +427,9 @@ def report_problems(report: BrowserReport, *, page_timeout: float = 20.0) -> lis
             problems.append(f"{page}: did not finish loading in the browser within {page_timeout:g} s")
         for src in r.get("broken_images", []):
             problems.append(f"{page}: broken image in the browser: {src!r} did not load or decode")
+        for src, natural, shown in r.get("shrunk_images", []):
+            problems.append(f"{page}: figure {src!r} is {natural} px wide but the text column shows it at {shown} px "
+                            "(its fonts shrink): make the figure narrower")
         if r.get("untypeset_math"):
             state = "MathJax loaded but did not finish" if r.get("mathjax") else "MathJax did not load"
             problems.append(f"{page}: {r['untypeset_math']} of {r['math']} formulas were not typeset ({state}); "

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bookcheck  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-HAND_WRITTEN = ["intro", "method", "differences", "results", "reproduce", "api", "references"]
-NOTEBOOK_PAGES = ["augmentations", "training-ce", "training-supcon", "training-hybrid", "results",
+HAND_WRITTEN = ["intro", "method", "differences", "results", "tuning", "reproduce", "api", "references"]
+NOTEBOOK_PAGES = ["claims", "augmentations", "training-ce", "training-supcon", "training-hybrid", "results",
                   "representations", "robustness", "ablation"]
 # The paper's figures and tables that the executed notebooks must show, per dataset.
 LABELS = ["Fig. 2", "Fig. 3", "Fig. 4", "Fig. 5", "Table I", "Table II", "Table III", "Table IV", "UMAP"]
@@ -240,7 +240,7 @@ def _article_text(page: Path) -> str:
     return re.sub(r"\s+", " ", words)
 
 
-def real_book_problems(html: Path, generated: Path, *, browser: bool = True) -> list[str]:
+def real_book_problems(html: Path, generated: Path, *, browser: bool = True, convergence: bool = True) -> list[str]:
     """Everything wrong with a built book whose notebooks were executed into ``generated``."""
     problems: list[str] = []
     for name in HAND_WRITTEN:
@@ -273,6 +273,7 @@ def real_book_problems(html: Path, generated: Path, *, browser: bool = True) -> 
         for page in pages:
             if re.search(r'class="[^"]*\btraceback\b', page.read_text(encoding="utf-8")):
                 problems.append(f"{page.relative_to(html)} shows a Python traceback")
+    problems += reader_problems(html, generated, datasets, convergence=convergence)
     if not browser:
         return problems + bookcheck.static_problems(html)
     if bookcheck.find_chromium() is None:
@@ -282,6 +283,67 @@ def real_book_problems(html: Path, generated: Path, *, browser: bool = True) -> 
     return problems + bookcheck.check_built_book(html)
 
 
+PARAMETER_LINES = ('preset = "', "interactive = ", "data_root = ")   # the notebooks' parameters cell
+
+
+def reader_problems(html: Path, generated: Path, datasets: list[str], *, convergence: bool = True) -> list[str]:
+    """What a reader must not see, and what the evidence needs: a parameters cell on a generated
+    page, "+-" in a table, a module missing from the API page, a claim missing from a Claims page,
+    and an unconverged main-grid run behind the pages."""
+    import pkgutil
+
+    import soundclr
+    problems = []
+    for dataset in datasets:
+        for page in sorted((html / "book" / "generated" / dataset).glob("*.html")):
+            text = page.read_text(encoding="utf-8")
+            body = htmllib.unescape(re.sub(r"<[^>]+>", "", text))
+            shown = [line for line in PARAMETER_LINES if line in body]
+            if shown:
+                problems.append(f"{page.relative_to(html)} shows a parameters cell ({shown[0]!r}...): tag it remove-cell")
+            for table in re.findall(r"<table.*?</table>", text, flags=re.S):
+                if "+-" in htmllib.unescape(re.sub(r"<[^>]+>", "", table)):
+                    problems.append(f"{page.relative_to(html)}: a table writes '+-' instead of '±'")
+                    break
+        claims_page = html / "book" / "generated" / dataset / "claims.html"
+        if claims_page.is_file():
+            from soundclr.claims import CLAIM_IDS
+            text = _article_text(claims_page)
+            missing = [c for c in CLAIM_IDS if not re.search(rf"\b{c}\b", text)]
+            if missing:
+                problems.append(f"{dataset}: the Claims page lacks the claims {missing}")
+        if convergence:
+            problems += _convergence_problems(generated / dataset / "claims.ipynb", dataset)
+    api = html / "book" / "api.html"
+    if api.is_file():
+        text = api.read_text(encoding="utf-8")
+        modules = [m.name for m in pkgutil.iter_modules(soundclr.__path__) if not m.name.startswith("_")]
+        missing = [m for m in modules if f"soundclr.{m}" not in text]
+        if missing:
+            problems.append(f"book/api.html does not document the modules {missing}")
+    return problems
+
+
+def _convergence_problems(notebook: Path, dataset: str) -> list[str]:
+    """Every main-grid run behind a dataset's pages must pass soundclr.claims.convergence."""
+    if not notebook.is_file():
+        return []
+    from soundclr.claims import main_grid_convergence
+    from soundclr.plan import make_plan
+    params = nbformat.read(notebook, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    if not params:
+        return [f"{notebook}: no papermill parameters: cannot tell which runs the pages show"]
+    keys = ("dataset", "preset", "size", "device", "results", "data_root", "epochs", "folds", "seeds")
+    p = {k: params.get(k) for k in keys}
+    plan = make_plan(p["dataset"], p["preset"], size=p["size"], device=p["device"] or "auto", results=p["results"],
+                     data_root=p["data_root"], epochs=p["epochs"], folds=p["folds"], seeds=p["seeds"])
+    conv = main_grid_convergence(plan)
+    if conv.empty:
+        return [f"{dataset}: no finished main-grid run in {p['results']}"]
+    return [f"{dataset}: main-grid run {r.scheme} fold {r.fold} seed {r.seed} has not converged: {r.reasons}"
+            for r in conv.itertuples() if not r.converged]
+
+
 def test_real_book_checks_report_missing_pages_labels_and_stale_builds(fake_book):
     html, _ = fake_book
     generated = html.parent.parent / "book" / "generated"
@@ -289,12 +351,29 @@ def test_real_book_checks_report_missing_pages_labels_and_stale_builds(fake_book
     problems = real_book_problems(html, generated, browser=False)
     assert "esc50/training-ce.ipynb has no page in the built book: the build is stale, rebuild with " \
            "`jupyter-book build .`" in problems
-    assert "synthetic: no page for the notebooks ['training-ce', 'training-supcon', 'representations', " \
+    assert "synthetic: no page for the notebooks ['claims', 'training-ce', 'training-supcon', 'representations', " \
            "'robustness']" in problems, problems
     for label in ("Fig. 2", "Fig. 5", "Table I", "Table II", "UMAP"):
         assert f"synthetic: no generated page mentions {label!r}" in problems
     assert "synthetic: no generated page mentions 'Table III'" not in problems
     assert not any("shows no figure" in p or "traceback" in p for p in problems), problems
+
+
+def test_reader_checks_catch_parameters_plus_minus_and_missing_claims(fake_book, tmp_path):
+    html, _ = fake_book
+    copy = tmp_path / "html"
+    shutil.copytree(html, copy)
+    page = copy / "book" / "generated" / "esc50" / "results.html"
+    text = page.read_text(encoding="utf-8")
+    page.write_text(text.replace("</article>", '<pre>preset = "quick"</pre><table><tr><td>91.2 +- 0.4</td></tr></table>'
+                                               "</article>"), encoding="utf-8")
+    (copy / "book" / "generated" / "esc50" / "claims.html").write_text(
+        "<html><body><article>C1 the hybrid beats cross-entropy; C2 ...</article></body></html>", encoding="utf-8")
+    problems = reader_problems(copy, tmp_path / "no-notebooks", ["esc50"])
+    assert any("results.html shows a parameters cell" in p for p in problems), problems
+    assert any("results.html: a table writes '+-'" in p for p in problems), problems
+    assert any(p.startswith("esc50: the Claims page lacks the claims ['C3'") for p in problems), problems
+    assert not any("synthetic" in p for p in problems)
 
 
 @pytest.mark.book

@@ -81,7 +81,7 @@ def test_tiny_is_far_cheaper_than_resnet18():
     x = torch.randn(1, 1, 64, 157)
     flops = {}
     for backbone in ("tiny", "resnet18"):
-        m = build_model(cfg(backbone), n_classes=10)
+        m = build_model(cfg(backbone), n_classes=10).eval()   # one clip: BatchNorm needs eval mode
         with FlopCounterMode(display=False) as counter:
             m(x)
         flops[backbone] = counter.get_total_flops()

@@ -32,7 +32,7 @@ def tiny_book(tmp_path_factory, synthetic_root):
 def test_tiny_book_has_every_page_table_and_figure(tiny_book):
     from test_book import real_book_problems
     site, html, _ = tiny_book
-    problems = real_book_problems(html, site / "book" / "generated")
+    problems = real_book_problems(html, site / "book" / "generated", convergence=False)   # 2-epoch runs: not converged
     assert problems == [], "\n".join(problems)
 
 

@@ -264,3 +264,44 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_restarts(synthetic_root
         again = train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False)
     assert again["final"]["test_acc"] == whole["final"]["test_acc"]
     assert len(list((tmp_path / "r").glob("checkpoint.pt.corrupt-*"))) == 1
+
+
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(synthetic_root, tmp_path):
+    """Ctrl-C (SIGINT) during training: exit 130, one line on stderr and no traceback; the next
+    command resumes the run from its checkpoint and ends as an uninterrupted run does."""
+    import signal
+    import time
+    args = [sys.executable, "-m", "soundclr", "train", "--preset", "quick", "--dataset", "synthetic", "--data-root",
+            str(synthetic_root), "--epochs", "6", "--warmup-epochs", "1", "--schemes", "ce", "--folds", "1", "--device", "cpu",
+            "--checkpoint-seconds", "0", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*args, "--results", str(tmp_path / "r")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "r").glob("synthetic/main/*/checkpoint.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "resumes" in err
+    run = next(p for p in (tmp_path / "r").glob("synthetic/main/*") if p.is_dir())
+    assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists() and not (run / "claim.json").exists()
+    again = subprocess.run([*args, "--results", str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=600)
+    whole = subprocess.run([*args, "--results", str(tmp_path / "w")], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == whole.returncode == 0
+    a = json.loads((run / "summary.json").read_text())["final"]["test_acc"]
+    b = json.loads(next((tmp_path / "w").glob("synthetic/main/*/summary.json")).read_text())["final"]["test_acc"]
+    assert a == b
+
+
+def test_a_corrupt_summary_is_named(synthetic_root, synthetic_bank, tmp_path, capsys):
+    from soundclr.cli import main
+    cfg = small(synthetic_root, scheme="ce", epochs=1)
+    runs = grid(cfg, "main", schemes=["ce"], folds=[1], results=tmp_path)
+    run_grid(runs, progress=False, verbose=False, bank=synthetic_bank)
+    (runs[0].directory / "summary.json").write_text('{"final": ')          # torn
+    code = main(["train", "--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "1",
+                 "--warmup-epochs", "1", "--stage2-epochs", "2", "--batch-size", "32", "--schemes", "ce", "--folds", "1",
+                 "--results", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "summary.json" in err and str(runs[0].directory) in err, err

@@ -1,6 +1,6 @@
 """Sphinx extension (local to this book): make the book build and read offline.
 
-Two jobs, both done when Sphinx starts (``config-inited``):
+Three jobs, done when Sphinx starts (``config-inited``):
 
 1. Put the book root (the repository root) on ``sys.path``, so ``automodule``
    on the API page imports ``soundclr`` from the working tree even when the
@@ -16,6 +16,9 @@ Two jobs, both done when Sphinx starts (``config-inited``):
 
    When neither exists the build still succeeds, with a warning that says
    what to install; formulas then need the internet to render.
+3. Point the theme's repository button at the clone's ``origin`` remote (a web
+   address), unless ``_config.yml`` names one: the book does not hard-code where
+   its source lives.
 """
 from __future__ import annotations
 
@@ -62,10 +65,35 @@ def find_mathjax() -> Path | None:
     return None
 
 
+def repository_url(root: Path) -> str | None:
+    """The web address of this clone's ``origin`` (``git@github.com:o/r.git`` becomes
+    ``https://github.com/o/r``), or None when there is none."""
+    import subprocess
+    try:
+        r = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = r.stdout.strip() if r.returncode == 0 else ""
+    if url.startswith("git@") and ":" in url:
+        host, path = url[4:].split(":", 1)
+        url = f"https://{host}/{path}"
+    url = url.removesuffix(".git")
+    return url if url.startswith(("https://", "http://")) else None
+
+
 def _on_config_inited(app: Sphinx, config: Config) -> None:
     root = str(Path(app.srcdir).resolve())
     if root not in sys.path:
         sys.path.insert(0, root)
+    # The repository button links to where this clone came from (set `repository: url:` in
+    # _config.yml to name another address); a clone without a web origin has no button.
+    options = dict(config.html_theme_options or {})
+    if not options.get("repository_url"):
+        url = repository_url(Path(root))
+        if url:
+            options.update(repository_url=url, use_repository_button=True, path_to_docs="")
+            config.html_theme_options = options
 
     folder = find_mathjax()
     app.offline_book_mathjax = folder  # type: ignore[attr-defined]
