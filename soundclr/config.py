@@ -98,7 +98,7 @@ class OptimConfig:
     alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
     supcon_form: str = "out"           # Khosla's L_out (released code) or "in" (Eq. 3 as typeset)
     no_positive: str = "exclude"       # anchors without a positive: "exclude" from the mean, or "zero" (released code)
-    stage1_stretch: float = 1.0        # supcon scheme: stage 1 runs this many times `epochs`, warm-up stretched, gamma^(1/k)
+    contrastive_stretch: float = 1.0   # the hybrid, and stage 1 of supcon, run k x `epochs`: warm-up x k, gamma^(1/k)
     stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
     stage2_gamma: float = 0.995        # stage 2's decay per epoch after the same warm-up
     stage2_lr: float | None = None     # None: same as lr
@@ -203,9 +203,10 @@ class Config:
 
     def stages(self) -> list[dict]:
         """The training stages of this configuration's scheme: per stage its epochs, warm-up
-        epochs and decay (``gamma``). Stage 1 of the two-stage scheme is ``stage1_stretch``
-        times ``epochs`` long, with the warm-up stretched and the decay slowed to match."""
-        o, k = self.optim, self.optim.stage1_stretch if self.run.scheme == "supcon" else 1.0
+        epochs and decay (``gamma``). The stage that minimises a SupCon term (the hybrid's only
+        stage, stage 1 of the two-stage scheme) is ``contrastive_stretch`` times ``epochs`` long,
+        with the warm-up stretched and the decay slowed to match (the same schedule, stretched)."""
+        o, k = self.optim, self.optim.contrastive_stretch if self.run.scheme != "ce" else 1.0
         out = [{"epochs": int(round(o.epochs * k)), "warmup": int(round(o.warmup_epochs * k)), "gamma": o.gamma ** (1.0 / k)}]
         if self.run.scheme == "supcon":
             out.append({"epochs": o.stage2_epochs, "warmup": o.warmup_epochs, "gamma": o.stage2_gamma})
@@ -258,8 +259,8 @@ class Config:
         if self.optim.epochs < 1 or (self.run.scheme == "supcon" and self.optim.stage2_epochs < 1):
             raise ConfigError(f"setting epochs={self.optim.epochs} / stage2_epochs={self.optim.stage2_epochs} is not valid: "
                               "train at least one epoch (and one stage-2 epoch for the supcon scheme)")
-        if not self.optim.stage1_stretch >= 1.0:
-            raise ConfigError(f"setting stage1_stretch={self.optim.stage1_stretch} is not valid: it must be >= 1")
+        if not self.optim.contrastive_stretch >= 1.0:
+            raise ConfigError(f"setting contrastive_stretch={self.optim.contrastive_stretch} is not valid: it must be >= 1")
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "epochs", "stage2_epochs", "warmup_epochs"):
             if self.get(name) < 0:
                 raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be >= 0")
@@ -351,10 +352,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chosen on validation folds by studies/tune_quick.py; the book's tuning page shows the study.
     "quick": dict(
         sample_rate=8000, n_fft=256, hop_length=256, n_mels=32, channels=1,
-        freq_masks=0, time_masks=1, freq_mask_width=8, time_mask_width=6,
+        freq_masks=0, time_masks=0, freq_mask_width=8, time_mask_width=6,
         backbone="tiny", weights="none", batch_size=32,
         lr=1e-2, epochs=40, warmup_epochs=4, gamma=0.05 ** (1 / 35), temperature=0.1,
-        stage1_stretch=2.0, stage2_epochs=40, stage2_gamma=0.05 ** (1 / 35), stage2_lr=None, stage2_start="final",
+        contrastive_stretch=2.0, stage2_epochs=40, stage2_gamma=0.05 ** (1 / 35), stage2_lr=None, stage2_start="final",
     ),
 }
 

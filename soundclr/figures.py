@@ -76,7 +76,7 @@ def spectrogram(ax, image, *, sample_rate: int, hop_length: int, top_db: float =
     if title:
         ax.set_title(title, loc="left")
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, label="dB below the clip's maximum", pad=0.01)
+        ax.figure.colorbar(im, ax=ax, label="dB re max", pad=0.01)
     return im
 
 
@@ -117,6 +117,8 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
 def interval_bars(ax, labels: Sequence[str], means: Sequence[float], lows: Sequence[float], highs: Sequence[float],
                   colors: Sequence[str] | None = None, xlabel: str = "accuracy (%)"):
     """Horizontal bars with their 95 % intervals as error bars."""
+    import textwrap
+    labels = [textwrap.fill(str(label), 34) for label in labels]
     y = np.arange(len(labels))
     means = np.asarray(means, dtype=float)
     err = np.array([means - np.asarray(lows, dtype=float), np.asarray(highs, dtype=float) - means])

@@ -96,9 +96,12 @@ class Plan:
         return self._grid("masking", ["ce"], self.mask_folds, self.ablation_seeds, variants)
 
     def fill_runs(self):
-        """What the masks are filled with (cross-entropy): the paper's 0 dB, silence, the mean."""
+        """What the masks are filled with (cross-entropy): the paper's 0 dB, silence, the mean; with the
+        preset's masks, or the paper's when the preset has none."""
+        a = self.config.augment
+        masks = {} if (a.freq_masks, a.time_masks) != (0, 0) else PAPER_MASKS
         return self._grid("mask-fill", ["ce"], self.mask_folds, self.ablation_seeds,
-                          {f"fill-{f}": {"mask_fill": f} for f in self.fills})
+                          {f"fill-{f}": {"mask_fill": f, **masks} for f in self.fills})
 
     def all_runs(self):
         """Every run the book needs, each computation once (runs of the same configuration in two

@@ -75,3 +75,26 @@ def test_nbval_runs_each_notebook(tiny_book, synthetic_root, tmp_path):
                      if c.cell_type == "code")
     passed = int(re.search(r"(\d+) passed", r.stdout).group(1))
     assert passed == code_cells, r.stdout[-2000:]  # every code cell of every notebook ran
+
+
+@pytest.mark.slow
+def test_training_for_the_book_streams_progress_from_its_workers(tmp_path, synthetic_root, capfd):
+    """`soundclr reproduce` trains the book's runs with worker processes before the notebooks; their
+    lines reach the terminal (the pages show none), and a second call finds everything finished."""
+    from soundclr.reproduce import train_plan
+    n = train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
+                   data_root=str(synthetic_root), workers=2)
+    out = capfd.readouterr().out
+    assert "[worker 1]" in out and "[worker 2]" in out, out[-2000:]
+    assert out.count(": final ") == n, out[-2000:]          # one line per run, each trained once
+    assert train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
+                      data_root=str(synthetic_root), workers=2) == n
+    assert f"{n} already finished" in capfd.readouterr().out
+
+
+def test_version_and_python_dash_m():
+    r = subprocess.run([sys.executable, "-m", "soundclr", "--version"], capture_output=True, text=True)
+    import soundclr
+    assert r.returncode == 0 and r.stdout.strip() == f"soundclr {soundclr.__version__}"
+    r = subprocess.run([sys.executable, "-m", "soundclr", "train", "--no-such-flag"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unrecognized arguments" in r.stderr      # a usage error: argparse's 2

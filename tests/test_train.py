@@ -13,7 +13,8 @@ from soundclr.train import lr_factor, train_run
 
 
 def small(root, **kw):
-    base = dict(dataset="synthetic", data_root=str(root), epochs=3, warmup_epochs=1, stage2_epochs=2, batch_size=32)
+    base = dict(dataset="synthetic", data_root=str(root), epochs=3, warmup_epochs=1, stage2_epochs=2, batch_size=32,
+                contrastive_stretch=1.0)
     base.update(kw)
     return preset("quick", **base)
 
@@ -42,7 +43,7 @@ def test_each_scheme_learns(scheme, synthetic_root, synthetic_bank, tmp_path):
     chance = 1 / synthetic_bank.n_classes
     assert s["final"]["test_acc"] > 3 * chance, s
     rows = [json.loads(line) for line in (tmp_path / scheme / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == cfg.optim.epochs + (cfg.optim.stage2_epochs if scheme == "supcon" else 0)
+    assert len(rows) == cfg.total_epochs == cfg.optim.epochs + (cfg.optim.stage2_epochs if scheme == "supcon" else 0)
     # the summary's numbers are the metrics lines': final = last epoch, best = the arg-max epoch
     assert s["final"]["test_acc"] == pytest.approx(rows[-1]["test_acc"])
     evaluated = [r for r in rows if r.get("test_acc") is not None]
@@ -157,7 +158,7 @@ def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
     common = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "1",
               "--warmup-epochs", "1", "--batch-size", "32", "--results", str(tmp_path / "res")]
     assert main(["train", *common, "--schemes", "ce", "--folds", "1"]) == 0
-    run = next((tmp_path / "res" / "synthetic" / "main").iterdir())
+    run = next(p for p in (tmp_path / "res" / "synthetic" / "main").iterdir() if p.is_dir())
     # predict any file: a 48 kHz stereo clip
     t = torch.linspace(0, 1, 48000)
     sf.write(tmp_path / "clip.wav", torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 660 * t)], 1).numpy() * 0.3, 48000)
@@ -194,7 +195,7 @@ def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     from soundclr.cli import main
     assert main(["train", *args, "--results", str(tmp_path / "one")]) == 0
-    read = lambda d: [json.loads(x) for x in next((tmp_path / d / "synthetic" / "main").iterdir()).joinpath("metrics.jsonl").read_text().splitlines()]
+    read = lambda d: [json.loads(x) for x in next(p for p in (tmp_path / d / "synthetic" / "main").iterdir() if p.is_dir()).joinpath("metrics.jsonl").read_text().splitlines()]
     ddp, one = read("ddp"), read("one")
     assert len(ddp) == len(one) == 2
     for a, b in zip(ddp, one):
@@ -305,3 +306,18 @@ def test_a_corrupt_summary_is_named(synthetic_root, synthetic_bank, tmp_path, ca
                  "--results", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "summary.json" in err and str(runs[0].directory) in err, err
+
+
+def test_contrastive_stretch_lengthens_the_stages_with_a_supcon_term(synthetic_root, synthetic_bank, tmp_path):
+    """contrastive_stretch k: the hybrid, and stage 1 of the two-stage scheme, run k x epochs with k x the
+    warm-up and gamma^(1/k), the same schedule stretched; stage 2 and cross-entropy are untouched."""
+    cfg = small(synthetic_root, scheme="supcon", epochs=3, warmup_epochs=1, stage2_epochs=2, contrastive_stretch=2.0,
+                gamma=0.81)
+    assert cfg.override(scheme="hybrid").total_epochs == 6 and cfg.override(scheme="ce").total_epochs == 3
+    train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    stage1 = [r for r in rows if r["stage"] == 1]
+    assert len(stage1) == 6 and len(rows) == 8
+    lr = cfg.resolved().optim.lr
+    assert [r["lr"] for r in stage1] == pytest.approx([lr * lr_factor(e, 2, 0.9) for e in range(6)])
+    assert stage1[-1]["lr"] == pytest.approx(lr * 0.81 ** ((6 - 2 - 1) / 2))   # the same decay per unit of training
