@@ -123,7 +123,10 @@ class Plan:
         base = (f"**Settings**: dataset `{c.data.dataset}`, preset `{self.size}`; backbone `{c.model.backbone}` "
                 f"(weights `{c.model.weights}`), {c.features.channels} channel{'s' if c.features.channels > 1 else ''}, "
                 f"{c.data.sample_rate / 1000:g} kHz, {c.data.clip_seconds:g}-s clips, {c.features.n_mels} mel bands; "
-                f"{c.optim.epochs} epochs, batch {c.optim.batch_size}, lr {c.optim.lr:g}, temperature {c.optim.temperature:g}; "
+                f"{c.optim.epochs} epochs"
+                + (f" ({c.optim.contrastive_stretch:g} times as many for the hybrid and the two-stage scheme's stage 1)"
+                   if c.optim.contrastive_stretch != 1 else "")
+                + f", batch {c.optim.batch_size}, lr {c.optim.lr:g}, temperature {c.optim.temperature:g}; "
                 f"test folds {_span(self.folds)}, seeds {_span(self.seeds)}.")
         changed = [f"`{k}` {_fmt(v)} (paper: {_fmt(paper.get(k))})" for k, v in _flat(c).items()
                    if k not in EXECUTION_ONLY and v != paper.get(k)]
