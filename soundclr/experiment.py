@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -61,7 +62,8 @@ def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None
 
 
 def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, verbose: bool = True,
-             bank=None, claims: bool = True, retry_failed: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
+             bank=None, claims: bool = True, retry_failed: bool = False, log: Callable[[str], None] | None = None,
+             wait: bool = False, poll_seconds: float = 5.0) -> list[dict]:
     """Train every unfinished run of this shard that no other worker holds; return the summaries
     of this shard's runs that are finished.
 
@@ -72,12 +74,33 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     ``claim_stale_seconds``) and resumes from its checkpoint. Runs that failed before are
     skipped unless ``retry_failed``. ``progress`` shows a progress bar per run; ``verbose``
     prints one line per run; ``log`` receives a progress line every half minute of training.
+    ``wait``: when other workers hold some of the runs, wait for them to finish (or to go
+    stale, and then take them over) instead of returning without them; a notebook that needs
+    every run of its grid waits this way.
     """
+    runs = list(runs)
+    summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=verbose, bank=bank, claims=claims,
+                               retry_failed=retry_failed, log=log)
+    if not wait:
+        return summaries
+    from .worker import read_claim
+    index, count = shard
+    mine = [r for i, r in enumerate(runs) if i % count == index]
+    while True:
+        pending = [r for r in mine if not r.finished]
+        if not pending or not any(read_claim(r.directory) is not None for r in pending):
+            break                      # done, or what is left failed: nothing to wait for
+        time.sleep(poll_seconds)
+        summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=False, bank=bank, claims=claims,
+                                   retry_failed=retry_failed, log=log)
+    return summaries
+
+
+def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, claims, retry_failed, log) -> list[dict]:
     from .data import load_bank
     from .train import distributed, train_run
     from .worker import ClaimLost, claim
 
-    runs = list(runs)
     index, count = shard
     if not 0 <= index < count:
         raise ValueError(f"shard={shard} is not valid: expected (index, count) with 0 <= index < count")

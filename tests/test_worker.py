@@ -176,3 +176,17 @@ def test_status_shows_running_stale_failed_and_todo(synthetic_root, tmp_path, ca
     # a grid run skips the held and the failed run, and trains the others
     run_grid(runs, progress=False, verbose=False)
     assert [r.finished for r in runs] == [True, True, False, True]
+
+
+def test_a_grid_can_wait_for_runs_held_elsewhere(synthetic_root, synthetic_bank, tmp_path):
+    """wait=True: a run another worker holds is waited for; once that worker gives it up, this one trains it."""
+    import threading
+    from soundclr import preset
+    cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=1, warmup_epochs=1)
+    runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2], results=tmp_path)
+    other = worker.claim(runs[0].directory, stale_seconds=60)
+    threading.Timer(1.5, other.release).start()          # the other worker stops after 1.5 s
+    t0 = time.time()
+    summaries = run_grid(runs, progress=False, verbose=False, bank=synthetic_bank, wait=True, poll_seconds=0.2)
+    assert len(summaries) == 2 and all(r.finished for r in runs) and time.time() - t0 >= 1.5
+    assert len(run_grid(runs, progress=False, verbose=False, bank=synthetic_bank)) == 2
