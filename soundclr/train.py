@@ -135,6 +135,7 @@ def _lengths_cpu(bank) -> torch.Tensor:
 # -- evaluation -------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size: int = 256,
+             memory_format: torch.memory_format = torch.channels_last,
              noise_std: float = 0.0, noise_seed: int = 0, autocast: bool = False, outputs: bool = True,
              supcon: dict | None = None, cache: dict | None = None) -> dict:
     """Deterministic evaluation: eval pipeline (no augmentation, centred pad/crop).
@@ -167,7 +168,7 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
         if x is None:
             waves, lengths = bank.batch(idx_dev[start:start + batch_size], device, width=max(widths[b], 1))
             x = pipeline(waves, lengths, noise_std=noise_std, noise_generator=gen, validate=False)
-            x = x.contiguous(memory_format=torch.channels_last)    # the model's layout (see _setup)
+            x = x.contiguous(memory_format=memory_format)    # the model's layout (see _setup)
             if reuse:
                 cache[b] = x
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -248,6 +249,14 @@ def train_run(cfg: Config, run_dir: Path | str, *, bank=None, progress: bool = T
     return _finish(s)
 
 
+def memory_format_for(device: torch.device, compiled: bool) -> torch.memory_format:
+    """The model's layout. Channels-last (NHWC) convolutions are faster with cuDNN, and with oneDNN on a CPU
+    too (a third off a tiny-backbone step on one core). Not for a compiled model on a CPU: torch 2.11's
+    inductor generates a CPU backward for channels-last BatchNorm that fails (UnboundLocalError in the
+    generated code; tests/test_host_reads.py trains one compiled run), and it picks its own layout."""
+    return torch.contiguous_format if compiled and device.type == "cpu" else torch.channels_last
+
+
 @dataclass
 class _Run:
     """Everything one run carries from epoch to epoch."""
@@ -277,6 +286,7 @@ class _Run:
     started: float = field(default_factory=time.time)
     final: dict | None = None             # the last epoch's test-fold outputs
     eval_cache: dict = field(default_factory=lambda: {"test": {}, "val": {}})   # the evaluation inputs, computed once
+    memory_format: torch.memory_format = torch.channels_last                   # the model's layout (memory_format_for)
 
     @property
     def ckpt_path(self) -> Path:
@@ -312,9 +322,8 @@ def _setup(cfg: Config, run_dir: Path, bank, progress: bool) -> _Run:
         bank._soundclr_lengths_cpu = lengths_cpu
 
     torch.manual_seed(r.seed)  # model initialisation
-    # channels-last (NHWC) convolutions: faster with cuDNN, and with oneDNN on a CPU too (a third off a
-    # tiny-backbone step on one core)
-    model = build_model(cfg, bank.n_classes).to(device).to(memory_format=torch.channels_last)
+    layout = memory_format_for(device, r.compile)
+    model = build_model(cfg, bank.n_classes).to(device).to(memory_format=layout)
     pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=r.seed).to(device)
     net = model
     if world > 1:
@@ -331,7 +340,7 @@ def _setup(cfg: Config, run_dir: Path, bank, progress: bool) -> _Run:
              pipeline=pipeline, optimizer=make_optimizer(cfg, model.parameters(), o.lr),
              order_gen=torch.Generator().manual_seed(r.seed),          # clip order, drawn on the CPU: same on every device and rank
              key_gen=torch.Generator().manual_seed(r.seed + 10007),    # per-clip augmentation keys
-             stage1_epochs=stages[0]["epochs"], total_epochs=cfg.total_epochs, stages=stages)
+             stage1_epochs=stages[0]["epochs"], total_epochs=cfg.total_epochs, stages=stages, memory_format=layout)
     if o.batch_size % world:
         raise ValueError(f"setting batch_size={o.batch_size} is not valid with {world} processes: it must be divisible by the number of processes")
     if len(split.train) < o.batch_size:
@@ -422,7 +431,7 @@ def _train_epoch(s: _Run, epoch: int) -> dict:
         labels = s.labels[idx]
         with torch.no_grad():
             x = s.pipeline(waves, lengths, keys=keys_dev[step][mine], validate=False)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=s.memory_format)
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.bf16):
             if stage == 1:
                 out = s.net(x)
@@ -457,7 +466,7 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
     caches = s.eval_cache if _cacheable(s) else {"test": None, "val": None}
     selects = r.scheme == "supcon" and stage == 1 and o.stage2_start != "final"
     if r.scheme != "supcon" or stage == 2 or last:
-        test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, outputs=last, cache=caches["test"],
+        test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, memory_format=s.memory_format, outputs=last, cache=caches["test"],
                         supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_test" else None, **common)
         row["test_acc"] = test["accuracy"]
         if last:
@@ -465,14 +474,14 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
         if "supcon_loss" in test:
             row["select_supcon"] = test["supcon_loss"]
         if s.split.val is not None:
-            val = evaluate(s.model, s.pipeline, s.bank, s.split.val, s.device, outputs=False, cache=caches["val"],
+            val = evaluate(s.model, s.pipeline, s.bank, s.split.val, s.device, memory_format=s.memory_format, outputs=False, cache=caches["val"],
                            supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_val" else None, **common)
             row["val_acc"] = val["accuracy"]
             if "supcon_loss" in val:
                 row["select_supcon"] = val["supcon_loss"]
     elif selects:   # supcon stage 1: the SupCon loss of the selection fold, the released code's criterion
         fold = s.split.test if o.stage2_start == "best_test" else s.split.val
-        row["select_supcon"] = evaluate(s.model, s.pipeline, s.bank, fold, s.device, outputs=False,
+        row["select_supcon"] = evaluate(s.model, s.pipeline, s.bank, fold, s.device, memory_format=s.memory_format, outputs=False,
                                         cache=caches["test" if o.stage2_start == "best_test" else "val"],
                                         supcon=_supcon_options(cfg), **common)["supcon_loss"]
     if "select_supcon" in row and (s.stage1_best is None or row["select_supcon"] <= s.stage1_best["supcon_loss"]):
@@ -511,7 +520,7 @@ def _finish(s: _Run) -> dict:
     """The final model's test-fold outputs, the summary (written last: it marks the run finished)."""
     final = s.final
     if final is None:   # resumed after the last epoch's evaluation but before the summary was written
-        final = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, batch_size=max(s.cfg.optim.batch_size * 2, 64),
+        final = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, memory_format=s.memory_format, batch_size=max(s.cfg.optim.batch_size * 2, 64),
                          autocast=s.bf16)
     summary = _summary(s.cfg, s.rows, final, s.bank, s)
     if s.rank == 0:

@@ -79,7 +79,7 @@ def test_the_counter_sees_a_read_in_the_step(synthetic_root, synthetic_bank, tmp
 def test_compile_gives_the_same_training(synthetic_root, synthetic_bank, tmp_path):
     """torch.compile (setting compile) is an execution setting: same run identity, same losses."""
     cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), scheme="hybrid", epochs=1, warmup_epochs=1,
-                 batch_size=32)
+                 batch_size=32, contrastive_stretch=1.0, lr=1e-4)   # a small rate: rounding differences stay small
     eager = train_run(cfg, tmp_path / "eager", bank=synthetic_bank, progress=False)
     compiled = train_run(cfg.override(compile=True), tmp_path / "compiled", bank=synthetic_bank, progress=False)
     assert cfg.override(compile=True).identity() == cfg.identity()
