@@ -16,7 +16,7 @@ import pandas as pd
 
 from .experiment import SCHEME_LABEL
 
-WIDTH = 7.0            # inches: 700 px at DPI, inside the text column
+WIDTH = 6.6            # inches: 660 px at DPI (about 670 with the tight margins), inside the 688-px text column
 DPI = 100
 SCHEMES = ("ce", "supcon", "hybrid")
 SCHEME_COLOR = {"ce": "#4c72b0", "supcon": "#dd8452", "hybrid": "#55a868"}
@@ -100,7 +100,7 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
     acc = curves.dropna(subset=["test_acc"]).groupby(["fold", "epoch"])["test_acc"].mean().unstack("fold") * 100
     for fold in acc.columns:
         axes[0].plot(acc.index, acc[fold], lw=1, label=f"fold {fold}")
-    axes[0].set(xlabel="epoch", ylabel="test-fold accuracy (%)", title="accuracy after each epoch")
+    axes[0].set(xlabel="epoch", ylabel="test-fold accuracy (%)", title="after each epoch")
     axes[0].legend(fontsize=7, ncol=2)
     names = {1: "SupCon loss (stage 1)" if scheme == "supcon" else "training loss", 2: "cross-entropy (stage 2)"}
     for ax, stage in zip(axes[1:], stages):
@@ -108,7 +108,7 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
         mean, lo, hi = d.mean(), d.min(), d.max()
         ax.plot(mean.index, mean, color=SCHEME_COLOR[scheme], lw=1.2)
         ax.fill_between(mean.index, lo, hi, color=SCHEME_COLOR[scheme], alpha=0.2, lw=0)
-        ax.set(xlabel="epoch", ylabel=names[stage], title=f"{names[stage]}: mean, min-max")
+        ax.set(xlabel="epoch", ylabel=names[stage], title="mean and range over runs")
     for ax in axes:
         integer_epochs(ax)
     return fig

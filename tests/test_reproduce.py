@@ -20,6 +20,7 @@ def tiny_book(tmp_path_factory, synthetic_root):
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, site / name)
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
+    shutil.copytree(ROOT / "soundclr", site / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))  # the method page includes its code
     results = site / "results"
     generated = site / "book" / "generated"
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
