@@ -38,8 +38,9 @@ def test_ablation_and_fill_use_the_papers_masks_when_the_preset_has_none(tmp_pat
 def test_settings_line_names_every_difference_from_the_paper(tmp_path):
     line = quick(tmp_path).settings_line()
     for needle in ("`sample_rate` 8000 (paper: 44100)", "`backbone` tiny (paper: resnet50)", "`channels` 1 (paper: 3)",
-                   "`epochs`", "`lr` 0.01 (paper: 0.0005)", "`temperature`", "2.5-s clips"):
+                   "`epochs`", "`lr` 0.01 (paper: 0.0005)", "`contrastive_stretch` 2 (paper: 1)", "2.5-s clips"):
         assert needle in line, (needle, line)
+    assert "`temperature`" not in line                              # the study chose the paper's 0.05: not a difference
     assert "data_root" not in line and "device" not in line         # execution settings are not differences
     paper = make_plan("esc50", "paper", results=str(tmp_path), data_root=str(tmp_path), imagenet=True).settings_line()
     assert "Differs from the paper" not in paper
