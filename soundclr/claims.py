@@ -502,7 +502,7 @@ def reductions_text(plan) -> str:
     if c.optim.epochs < 800:
         lines.append(f"- {c.optim.epochs} epochs instead of 800, with the schedule scaled to fit (see the tuning page "
                      "for how they were chosen)." if plan.size == "quick" else f"- {c.optim.epochs} epochs instead of 800.")
-    lines.append("- " + plan.settings_line().replace("**Settings**: ", "Every setting of this build: "))
+    lines.append("- Every other setting that differs from the paper is named in the Settings line at the top of this page.")
     return "\n".join(lines)
 
 
