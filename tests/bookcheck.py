@@ -231,6 +231,27 @@ async function inspect(frame, result) {
                                  Math.round(img.getBoundingClientRect().width)]);
     }
   }
+  // tables: wider than the text column (the numbers scroll out of sight), or a column with no value at all
+  result.wide_tables = []; result.empty_columns = [];
+  const article = doc.querySelector("article");
+  const right = article ? article.getBoundingClientRect().right : Infinity;
+  for (const table of (article ? Array.from(article.querySelectorAll("table:not(.indextable)")) : [])) {
+    const label = (table.querySelector("th, td") ? table.innerText : "").trim().split(String.fromCharCode(10)).find(t => t.trim()) || "(a table)";
+    const box = table.getBoundingClientRect();
+    if (box.width > 0 && box.right > right + 2) result.wide_tables.push([label.slice(0, 60), Math.round(box.right - right)]);
+    const rows = Array.from(table.querySelectorAll("tbody tr"));
+    const heads = Array.from(table.querySelectorAll("thead th"));
+    if (rows.length) {
+      const cells = rows.map(tr => Array.from(tr.querySelectorAll("td")));
+      const n = Math.max(...cells.map(c => c.length));
+      for (let j = 0; j < n; j++) {
+        if (cells.every(c => !c[j] || !c[j].textContent.trim())) {
+          const head = heads.length >= n ? heads[heads.length - n + j].textContent.trim() : "column " + (j + 1);
+          result.empty_columns.push([label.slice(0, 60), head]);
+        }
+      }
+    }
+  }
   const math = Array.from(doc.querySelectorAll("span.math, div.math"));
   result.math = math.length;
   result.untypeset_math = math.filter(el => !el.querySelector("mjx-container")).length;
@@ -430,6 +451,11 @@ def report_problems(report: BrowserReport, *, page_timeout: float = 20.0) -> lis
         for src, natural, shown in r.get("shrunk_images", []):
             problems.append(f"{page}: figure {src!r} is {natural} px wide but the text column shows it at {shown} px "
                             "(its fonts shrink): make the figure narrower")
+        for label, overflow in r.get("wide_tables", []):
+            problems.append(f"{page}: the table starting {label!r} runs {overflow} px past the text column: "
+                            "shorten its labels or let them wrap")
+        for label, head in r.get("empty_columns", []):
+            problems.append(f"{page}: the table starting {label!r} has an empty column {head!r}")
         if r.get("untypeset_math"):
             state = "MathJax loaded but did not finish" if r.get("mathjax") else "MathJax did not load"
             problems.append(f"{page}: {r['untypeset_math']} of {r['math']} formulas were not typeset ({state}); "
