@@ -120,6 +120,13 @@ def variant_table(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).T.astype({"n": int}) if rows else pd.DataFrame(columns=["mean", "sd", "low", "high", "n"])
 
 
+def variant_display(table: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """A ``variant_table`` for a page: the final accuracy as "mean ± sd" and the number of folds, each
+    row labelled in words (``labels``: variant -> words; a variant without one keeps its name)."""
+    return pd.DataFrame({"accuracy, final epoch (%)": [pm(m, s) for m, s in zip(table["mean"], table["sd"])],
+                         "folds": table["n"].to_numpy()}, index=[labels.get(v, v) for v in table.index])
+
+
 def masking_table(df: pd.DataFrame) -> pd.DataFrame:
     """Table I: mean ± sd over folds, rows f (frequency masks), columns panel (F, T) and t (time masks)."""
     cells = {}

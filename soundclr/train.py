@@ -285,7 +285,7 @@ class _Run:
     last_checkpoint: float = 0.0
     started: float = field(default_factory=time.time)
     final: dict | None = None             # the last epoch's test-fold outputs
-    eval_cache: dict = field(default_factory=lambda: {"test": {}, "val": {}})   # the evaluation inputs, computed once
+    eval_cache: dict = field(default_factory=lambda: {"test": None, "val": None})   # the evaluation inputs (_setup)
     memory_format: torch.memory_format = torch.channels_last                   # the model's layout (memory_format_for)
 
     @property
@@ -341,6 +341,8 @@ def _setup(cfg: Config, run_dir: Path, bank, progress: bool) -> _Run:
              order_gen=torch.Generator().manual_seed(r.seed),          # clip order, drawn on the CPU: same on every device and rank
              key_gen=torch.Generator().manual_seed(r.seed + 10007),    # per-clip augmentation keys
              stage1_epochs=stages[0]["epochs"], total_epochs=cfg.total_epochs, stages=stages, memory_format=layout)
+    if _cacheable(cfg, split):
+        s.eval_cache = {"test": {}, "val": {}}           # computed at the first evaluation, then reused
     if o.batch_size % world:
         raise ValueError(f"setting batch_size={o.batch_size} is not valid with {world} processes: it must be divisible by the number of processes")
     if len(split.train) < o.batch_size:
@@ -463,10 +465,9 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
     stage, last = row["stage"], epoch + 1 == s.total_epochs
     eval_batch = max(o.batch_size * 2, 64)
     common = dict(batch_size=eval_batch, autocast=s.bf16)
-    caches = s.eval_cache if _cacheable(s) else {"test": None, "val": None}
     selects = r.scheme == "supcon" and stage == 1 and o.stage2_start != "final"
     if r.scheme != "supcon" or stage == 2 or last:
-        test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, memory_format=s.memory_format, outputs=last, cache=caches["test"],
+        test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, memory_format=s.memory_format, outputs=last, cache=s.eval_cache["test"],
                         supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_test" else None, **common)
         row["test_acc"] = test["accuracy"]
         if last:
@@ -474,7 +475,7 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
         if "supcon_loss" in test:
             row["select_supcon"] = test["supcon_loss"]
         if s.split.val is not None:
-            val = evaluate(s.model, s.pipeline, s.bank, s.split.val, s.device, memory_format=s.memory_format, outputs=False, cache=caches["val"],
+            val = evaluate(s.model, s.pipeline, s.bank, s.split.val, s.device, memory_format=s.memory_format, outputs=False, cache=s.eval_cache["val"],
                            supcon=_supcon_options(cfg) if selects and o.stage2_start == "best_val" else None, **common)
             row["val_acc"] = val["accuracy"]
             if "supcon_loss" in val:
@@ -482,7 +483,7 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
     elif selects:   # supcon stage 1: the SupCon loss of the selection fold, the released code's criterion
         fold = s.split.test if o.stage2_start == "best_test" else s.split.val
         row["select_supcon"] = evaluate(s.model, s.pipeline, s.bank, fold, s.device, memory_format=s.memory_format, outputs=False,
-                                        cache=caches["test" if o.stage2_start == "best_test" else "val"],
+                                        cache=s.eval_cache["test" if o.stage2_start == "best_test" else "val"],
                                         supcon=_supcon_options(cfg), **common)["supcon_loss"]
     if "select_supcon" in row and (s.stage1_best is None or row["select_supcon"] <= s.stage1_best["supcon_loss"]):
         # ties move to the later epoch, as the released code's early stopping does
@@ -504,10 +505,10 @@ def _end_epoch(s: _Run, epoch: int, row: dict, checkpoint_now: bool = False) -> 
 EVAL_CACHE_BYTES = 1 << 30   # keep the evaluation inputs of a run when they take at most this much memory
 
 
-def _cacheable(s: _Run) -> bool:
-    c = s.cfg.resolved()
+def _cacheable(cfg: Config, split) -> bool:
+    c = cfg.resolved()
     frames = 1 + c.data.clip_samples // c.features.hop_length
-    clips = len(s.split.test) + (len(s.split.val) if s.split.val is not None else 0)
+    clips = len(split.test) + (len(split.val) if split.val is not None else 0)
     return clips * c.features.channels * c.features.n_mels * frames * 4 <= EVAL_CACHE_BYTES
 
 

@@ -141,3 +141,21 @@ def test_the_quick_preset_is_the_tuning_studys_choice():
         if name not in ("data_root", "device", "checkpoint_seconds", "dataset", "stage2_lr"):
             assert quick.get(name) == value, name
     assert quick.get("stage2_lr") is None        # stage 2 uses the same learning rate, as in the paper
+
+
+def test_variant_tables_give_each_variant_its_interval_and_folds():
+    """report.variant_table against a hand computation; variant_display keeps each row's fold count
+    under its label in words (the ablation page once lost them to an index misalignment)."""
+    import pandas as pd
+
+    from soundclr.report import variant_display, variant_table
+    df = pd.DataFrame({"variant": ["a", "a", "a", "b", "b"], "final_acc": [0.80, 0.90, 0.85, 0.70, 0.75]})
+    t = variant_table(df, ["b", "a", "missing"])
+    assert list(t.index) == ["b", "a"]
+    acc = np.array([80.0, 90.0, 85.0])
+    half = scipy.stats.t.ppf(0.975, 2) * acc.std(ddof=1) / math.sqrt(3)
+    assert t.loc["a", "mean"] == pytest.approx(85.0) and t.loc["a", "low"] == pytest.approx(85.0 - half)
+    shown = variant_display(t, {"a": "variant A"})
+    assert list(shown.index) == ["b", "variant A"]
+    assert list(shown["folds"]) == [2, 3]
+    assert list(shown["accuracy, final epoch (%)"]) == ["72.50 ± 3.54", "85.00 ± 5.00"]
