@@ -16,7 +16,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 8589934592
 export MALLOC_TRIM_THRESHOLD_ ?= 8589934592
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: install book check-book test test-fast bench lab clean
+.PHONY: install book check-book test test-fast bench gpu-check lab clean
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/paper_cost.py
+
+# On a machine with an NVIDIA GPU: CUDA-only tests, bf16 vs fp32, torch.compile, the paper step's speed and
+# memory, two processes on one GPU, Table III's GPU-hours; one table to paste into an issue (at most 8 minutes).
+# Without a GPU it says so and exits 0. Runs without the venv too: python3 benchmarks/gpu_check.py
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf _build book/generated
