@@ -395,7 +395,8 @@ def dataset_folder(cfg_or_dataset: Any, data_root: str | os.PathLike | None = No
         data_root = "data" if isinstance(data, str) else data.data_root
     if name not in LAYOUTS:
         raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(LAYOUTS)}")
-    return Path(data_root).expanduser() / LAYOUTS[name].folder
+    draw = 0 if isinstance(data, str) else getattr(data, "synthetic_draw", 0)
+    return Path(data_root).expanduser() / (LAYOUTS[name].folder + (f"-draw{draw}" if draw else ""))
 
 
 def _refetch(dataset: str, folder: Path) -> str:
@@ -519,6 +520,17 @@ def _ordered(pool: ThreadPoolExecutor, fn, items: Iterable, window: int):
         yield future
 
 
+INTERFACE_ENV = "SOUNDCLR_INTERFACE"   # "cli" while a `soundclr` command that takes the settings as flags runs
+
+
+def setting_spelling(name: str, value: Any) -> str:
+    """How the user in front of this process gives a setting, for error messages: the flag at the
+    command line (``--on-bad-file skip``), the keyword in Python (``on_bad_file="skip"``)."""
+    if os.environ.get(INTERFACE_ENV) == "cli":
+        return f"--{name.replace('_', '-')} {value}"
+    return f"{name}={value!r}".replace("'", '"')
+
+
 def _bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], advice: bool = True) -> str:
     layout = LAYOUTS[dataset]
     lines = [f"  {folder / name}: {reason}" for name, reason in bad[:20]]
@@ -527,8 +539,9 @@ def _bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], a
     listing = f"{len(bad)} unusable audio file(s) in {folder}:\n" + "\n".join(lines)
     if not advice:
         return listing
+    how = ("run again with " if os.environ.get(INTERFACE_ENV) == "cli" else "pass ") + setting_spelling("on_bad_file", "skip")
     return (f"{listing}\n{_refetch(dataset, folder)}, remove these rows from {folder / layout.metadata}, "
-            f"or pass on_bad_file=\"skip\" to leave them out.")
+            f"or {how} to leave them out.")
 
 
 def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
@@ -651,7 +664,7 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
         # The generator owns its folder: it makes it on first use and remakes it if incomplete or outdated
         # (a remade folder has a new fingerprint, so the cache follows).
         from .synthetic import ensure_synthetic
-        ensure_synthetic(folder, seed=0)
+        ensure_synthetic(folder, seed=data.synthetic_draw)
     if not folder.is_dir():
         raise _missing_folder(dataset, folder)
     meta = _read_metadata(dataset, folder)
@@ -674,7 +687,7 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
     if bad and on_bad_file == "error":
         raise DatasetError(_bad_files_message(folder, dataset, bad))
     if bad:
-        warnings.warn("on_bad_file=\"skip\": left out " + _bad_files_message(folder, dataset, bad, advice=False),
+        warnings.warn(setting_spelling("on_bad_file", "skip") + ": left out " + _bad_files_message(folder, dataset, bad, advice=False),
                       stacklevel=2)
     kept = np.array(side["kept"], np.int64)
     with warnings.catch_warnings():

@@ -47,10 +47,17 @@ def scheme_table(main: pd.DataFrame, metric: str = "final_acc", dataset: str | N
     t = _scheme_table(main, metric).set_index("scheme")
     out = pd.DataFrame({"average (%)": [pm(m, s) for m, s in zip(t["mean"], t["std"])], "best seed (%)": t["best"],
                         "seeds": t["seeds"].astype(int), "folds": t["folds"].astype(int)}, index=t.index)
-    if dataset in PAPER_TABLE3:
-        out["the paper: average (%)"] = [pm(*PAPER_TABLE3[dataset][s][:2]) for s in out.index]
-        out["the paper: best (%)"] = [PAPER_TABLE3[dataset][s][2] for s in out.index]
+    ref, where = _paper_dataset(dataset)
+    out[f"the paper{where}: average (%)"] = [pm(*PAPER_TABLE3[ref][s][:2]) for s in out.index]
+    out[f"the paper{where}: best (%)"] = [PAPER_TABLE3[ref][s][2] for s in out.index]
     return scheme_index(out)
+
+
+def _paper_dataset(dataset: str | None) -> tuple[str, str]:
+    """The paper's dataset to set beside this build's: the same one, or ESC-50 (named) for the synthetic set."""
+    if dataset in PAPER_TABLE3:
+        return dataset, ""
+    return "esc50", ", ESC-50"
 
 
 def alpha_table(alpha: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
@@ -61,8 +68,8 @@ def alpha_table(alpha: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame
         "final epoch (%)": [pm(100 * d.final_acc.mean(), 100 * d.final_acc.std()) for _, d in g],
         "best epoch on the test fold (%)": [pm(100 * d.best_test_acc.mean(), 100 * d.best_test_acc.std()) for _, d in g],
         "runs": [len(d) for _, d in g]}, index=[f"alpha = {a:g}" for a, _ in g])
-    if dataset in PAPER_TABLE2:
-        out["the paper (%)"] = [PAPER_TABLE2[dataset].get(a) for a, _ in g]
+    ref, where = _paper_dataset(dataset)
+    out[f"the paper{where} (%)"] = [PAPER_TABLE2[ref].get(a) for a, _ in g]
     return out
 
 
@@ -93,13 +100,14 @@ def table_four(main: pd.DataFrame, plan) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "accuracy (%)": [ens.loc["hybrid", "single"], best.loc["hybrid", "best"], ens.loc["hybrid", "ensemble"]]},
                         index=["SoundCLR, ours: final epoch, mean of seeds", "SoundCLR, ours: the paper's protocol, best seed",
                                "SoundCLR-Ensemble, ours: final epoch"])
-    if dataset in ("esc50", "esc10", "us8k"):
-        col = {"esc50": 2, "esc10": 3, "us8k": 4}[dataset]
-        lit = pd.DataFrame([(row[0], row[1], row[col]) for row in LITERATURE if row[col] is not None],
-                           columns=["model", "architecture", "accuracy (%)"]).set_index("model")
-        t4 = pd.concat([lit, ours])
-    else:
-        t4 = ours
+    ref, where = _paper_dataset(dataset)
+    col = {"esc50": 2, "esc10": 3, "us8k": 4}[ref]
+    lit = pd.DataFrame([(row[0], row[1], row[col]) for row in LITERATURE if row[col] is not None],
+                       columns=["model", "architecture", "accuracy (%)"]).set_index("model")
+    if where:      # the published rows are about ESC-50, ours about the synthetic set: say so on every row
+        lit.index = [f"{m} (ESC-50)" for m in lit.index]
+        ours.index = [f"{m} ({dataset})" for m in ours.index]
+    t4 = pd.concat([lit, ours])
     e = pd.DataFrame({"single model (%)": ens["single"], "ensemble (%)": ens["ensemble"],
                       "members": ens["members"].astype(int), "folds": ens["folds"].astype(int)}, index=ens.index)
     return t4, scheme_index(e)

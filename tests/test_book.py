@@ -312,6 +312,7 @@ def reader_problems(html: Path, generated: Path, datasets: list[str], *, converg
             missing = [c for c in CLAIM_IDS if not re.search(rf"\b{c}\b", text)]
             if missing:
                 problems.append(f"{dataset}: the Claims page lacks the claims {missing}")
+            problems += _ledger_problems(claims_page.read_text(encoding="utf-8"), dataset)
         if convergence:
             problems += _convergence_problems(generated / dataset / "claims.ipynb", dataset)
     api = html / "book" / "api.html"
@@ -321,6 +322,33 @@ def reader_problems(html: Path, generated: Path, datasets: list[str], *, converg
         missing = [m for m in modules if f"soundclr.{m}" not in text]
         if missing:
             problems.append(f"book/api.html does not document the modules {missing}")
+    return problems
+
+
+def _ledger_problems(page: str, dataset: str) -> list[str]:
+    """Every tested claim in the Claims page's ledger shows its fold-level interval, its corrected
+    interval and the effect it could detect; no comparison's two sides trained different schedules."""
+    problems = []
+    table = re.search(r'<table class="claims-ledger">.*?</table>', page, flags=re.S)
+    if not table:
+        return [f"{dataset}: the Claims page has no ledger table"]
+    for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), flags=re.S)[1:]:
+        cells = [htmllib.unescape(re.sub(r"<[^>]+>", " ", c)) for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
+        if len(cells) < 5:
+            problems.append(f"{dataset}: a ledger row has {len(cells)} cells: {cells[:1]}")
+            continue
+        cid = cells[0].split()[0]
+        if "not testable" in cells[4]:
+            continue
+        fold_level = "uncorrected [" in cells[2] and re.search(r"\d+ folds", cells[2])
+        if not (fold_level or "clips per fold" in cells[2]):
+            problems.append(f"{dataset}: claim {cid} lacks its fold-level interval")
+        if not re.search(r"[-+]?\d[\d.,]* \w+ \[[-+]?\d", cells[2]) and "no interval" not in cells[2]:
+            problems.append(f"{dataset}: claim {cid} lacks its corrected interval")
+        if "detects" not in cells[3] and "no interval" not in cells[2]:
+            problems.append(f"{dataset}: claim {cid} lacks the effect it could detect")
+    if "Not the same schedule" in page:
+        problems.append(f"{dataset}: a comparison on the Claims page trained its two sides on different schedules")
     return problems
 
 
@@ -385,3 +413,26 @@ def test_real_book():
         pytest.skip("no built book at _build/html: run `make book` first (SOUNDCLR_REQUIRE_BOOK=1 makes this a failure)")
     problems = real_book_problems(html, ROOT / "book" / "generated")
     assert problems == [], f"{len(problems)} problem(s) in _build/html:\n" + "\n".join(problems)
+
+
+def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
+    """_ledger_problems on a ledger table made by soundclr.claims: clean, then with each piece removed."""
+    import pandas as pd
+
+    from soundclr import claims
+    from soundclr.config import preset
+    from soundclr.stats import fold_interval
+
+    class Plan:
+        config = preset("quick")
+    L = claims._Claims(Plan())
+    L.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, reference=1.0), runs=20, same_schedule=True)
+    L.untestable("C5a", "not testable offline")
+    led = pd.DataFrame(L.rows)
+    led["p_holm"] = led["p"]
+    page = claims.ledger_html(led, "synthetic")
+    assert _ledger_problems(page, "synthetic") == []
+    assert "claim C1 lacks the effect it could detect" in " ".join(_ledger_problems(page.replace("detects", "finds"), "s"))
+    assert "claim C1 lacks its fold-level interval" in " ".join(_ledger_problems(page.replace("uncorrected", "plain"), "s"))
+    unfair = page + claims.fairness_text(led.assign(same_schedule=False), Plan())
+    assert any("different schedules" in p for p in _ledger_problems(unfair, "s"))
