@@ -128,34 +128,57 @@ def train_step(cfg, net, opt, x, labels, bf16: bool, device: torch.device) -> to
     return loss.detach()
 
 
-def lockstep(cfg, device: torch.device, model, opt, batches, runs) -> tuple[list[list[float]], list[float]]:
+def flat_grads(model) -> dict[str, torch.Tensor]:
+    """The gradient, flattened, of the heads (classifier, projection) and of the encoder."""
+    parts: dict[str, list[torch.Tensor]] = {"heads": [], "encoder": []}
+    for name, q in model.named_parameters():
+        if q.grad is not None:
+            parts["encoder" if name.startswith("encoder.") else "heads"].append(q.grad.detach().flatten().float())
+    return {k: torch.cat(v) for k, v in parts.items() if v}
+
+
+def cosines(a: dict, b: dict) -> dict[str, torch.Tensor]:
+    return {k: torch.nn.functional.cosine_similarity(a[k], b[k], dim=0) for k in a}
+
+
+def loss_and_grads(cfg, device, model, net, x, labels, bf16: bool, tf32: bool):
+    from soundclr.train import scheme_loss
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        loss = scheme_loss(cfg, 1, out, labels)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    return loss.detach(), flat_grads(model)
+
+
+def lockstep(cfg, device: torch.device, model, opt, batches, runs) -> tuple[list[list[float]], dict[str, list[float]]]:
     """The two ways ``runs`` ((net, bf16 autocast, cuDNN TF32), twice) of computing the loss and the
     gradient, on the same weights and the same batch, for each batch in turn; the optimiser then steps
     with the second one's gradient (the way the library trains). Returns both runs' losses and the
-    cosine similarity of the two gradients at each step. Comparing on the same weights keeps Adam's
-    first, sign-like steps from amplifying rounding differences into different trajectories."""
-    from soundclr.train import scheme_loss
+    cosine similarity of the two gradients (heads, encoder) at each step. Comparing on the same weights
+    keeps Adam's first, sign-like steps from amplifying rounding differences into different trajectories."""
     losses: list[list[torch.Tensor]] = [[], []]
-    cosines = []
+    cos: dict[str, list[torch.Tensor]] = {}
     for x, labels in batches:
         grads = []
         for j, (net, bf16, tf32) in enumerate(runs):
-            old = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-            try:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = net(x)
-                loss = scheme_loss(cfg, 1, out, labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            finally:
-                torch.backends.cudnn.allow_tf32 = old
-            losses[j].append(loss.detach())
-            grads.append(torch.cat([q.grad.flatten().float() for q in model.parameters() if q.grad is not None]))
-        cosines.append(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0))
+            loss, g = loss_and_grads(cfg, device, model, net, x, labels, bf16, tf32)
+            losses[j].append(loss)
+            grads.append(g)
+        for k, v in cosines(*grads).items():
+            cos.setdefault(k, []).append(v)
         del grads
         opt.step()
-    return [torch.stack(v).tolist() for v in losses], torch.stack(cosines).tolist()
+    return [torch.stack(v).tolist() for v in losses], {k: torch.stack(v).tolist() for k, v in cos.items()}
+
+
+def fmt_cos(cos: dict[str, list[float]]) -> str:
+    return ", ".join(f"{k} {min(1.0, min(v)):.4f}" for k, v in sorted(cos.items(), key=lambda kv: kv[0] != "heads"))
 
 
 class Table:
@@ -221,18 +244,36 @@ def section_tests(args, device, table: Table, remaining: float) -> None:
 
 
 # -- (b) bf16 against fp32 --------------------------------------------------------------------------
+def layout_floor(cfg, device, model, x, labels) -> dict[str, float]:
+    """How far two exact-in-principle fp32 gradients differ: the same weights in the other memory layout
+    (another summation order). At random initialisation the clips' h are nearly parallel (pairwise cosine
+    about 0.96 for ResNet-50 here) and most of the encoder's gradient norm is in conv1, whose input is the
+    uncentred dB log-mel (mean about -49): its direction is sensitive to rounding, the heads' is not."""
+    import copy
+    other = torch.contiguous_format if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.channels_last
+    twin = copy.deepcopy(model).to(memory_format=other)
+    _, a = loss_and_grads(cfg, device, model, model, x, labels, False, False)
+    _, b = loss_and_grads(cfg, device, twin, twin, x.contiguous(memory_format=other), labels, False, False)
+    model.zero_grad(set_to_none=True)
+    del twin
+    return {k: v.item() for k, v in cosines(a, b).items()}
+
+
 def section_bf16(args, device, table: Table, remaining: float) -> None:
     for scheme in SCHEMES:
         cfg = check_config(args, scheme)
         model, net, opt, layout = build(cfg, device)
         batches = make_batches(cfg, device, args.batch, args.compare_steps, seed=1, layout=layout)
+        floor = layout_floor(cfg, device, model, *batches[0])
         (fp32, bf16), cos = lockstep(cfg, device, model, opt, batches, [(net, False, False), (net, True, True)])
         del model, net, opt, batches
         worst = max(rel_diff(b, f) for b, f in zip(bf16, fp32))
         finite = all(v == v and abs(v) != float("inf") for v in bf16 + fp32)
         table.add(f"bf16 vs fp32, {scheme} loss ({args.compare_steps} steps, batch {args.batch}, same weights and batches)",
                   f"fp32 {fmt_losses(fp32)}; bf16 {fmt_losses(bf16)}; max rel. diff {100 * worst:.2f} % "
-                  f"(tol {100 * args.tol:g} %); gradient cosine >= {min(1.0, min(cos)):.4f}",
+                  f"(tol {100 * args.tol:g} %); gradient cosine bf16 vs fp32 >= {fmt_cos(cos)} (fp32 vs fp32 in "
+                  f"the other memory layout: {fmt_cos({k: [v] for k, v in floor.items()})})",
                   "pass" if finite and worst <= args.tol else "FAIL")
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -255,7 +296,8 @@ def compile_child(args) -> dict:
     (eager, comp), cos = lockstep(cfg, device, model, opt, batches[:1], [(model, bf16, True), (net, bf16, True)])
     first = time.perf_counter() - ts                       # includes the compilation
     (e2, c2), cos2 = lockstep(cfg, device, model, opt, batches[1:], [(model, bf16, True), (net, bf16, True)])
-    eager, comp, cos = eager + e2, comp + c2, cos + cos2
+    eager, comp = eager + e2, comp + c2
+    cos = {k: v + cos2.get(k, []) for k, v in cos.items()}
     x, y = batches[0]
 
     def timing(n) -> float:
@@ -272,7 +314,7 @@ def compile_child(args) -> dict:
 
     t_comp = timing(net)
     t_eager = timing(model)
-    return {"eager": eager, "compiled": comp, "cosine": min(cos), "first_compiled_step": first, "eager_step": t_eager,
+    return {"eager": eager, "compiled": comp, "cosine": cos, "first_compiled_step": first, "eager_step": t_eager,
             "compiled_step": t_comp, "seconds": time.perf_counter() - t0, "bf16": bf16}
 
 
@@ -297,7 +339,7 @@ def section_compile(args, device, table: Table, remaining: float) -> None:
     prec = "bf16" if res["bf16"] else "fp32"
     table.add(f"{name}, {prec}: loss vs eager ({args.compare_steps} steps, same weights and batches)",
               f"eager {fmt_losses(res['eager'])}; compiled {fmt_losses(res['compiled'])}; max rel. diff "
-              f"{100 * worst:.2f} % (tol {100 * args.tol:g} %); gradient cosine >= {min(1.0, res['cosine']):.4f}",
+              f"{100 * worst:.2f} % (tol {100 * args.tol:g} %); gradient cosine >= {fmt_cos(res['cosine'])}",
               "pass" if worst <= args.tol else "FAIL")
     table.add(f"{name}, {prec}: step time (median of {args.steps})",
               f"compiled {1000 * res['compiled_step']:.1f} ms = {args.batch / res['compiled_step']:.0f} clips/s; eager "
@@ -597,7 +639,9 @@ def main(argv=None) -> int:
     print()
     print(f"{sum(not v.startswith('FAIL') for _, _, v in table.rows)} of {len(table.rows)} rows pass or measured; "
           f"{total:.0f} s in all. fp32 above means float32 with cuDNN's TF32 off; bf16 is the library's autocast "
-          f"(h, z and the losses in float32).")
+          f"(h, z and the losses in float32). Gradient cosines (numbers, not held to a "
+          f"tolerance): heads = classifier and projection, encoder = the ResNet; the other-layout figure is how far "
+          f"fp32 rounding alone moves the gradient's direction at this random initialisation (weights=None).")
     return 1 if table.failed else 0
 
 
