@@ -246,9 +246,11 @@ def section_tests(args, device, table: Table, remaining: float) -> None:
 # -- (b) bf16 against fp32 --------------------------------------------------------------------------
 def layout_floor(cfg, device, model, x, labels) -> dict[str, float]:
     """How far two exact-in-principle fp32 gradients differ: the same weights in the other memory layout
-    (another summation order). At random initialisation the clips' h are nearly parallel (pairwise cosine
-    about 0.96 for ResNet-50 here) and most of the encoder's gradient norm is in conv1, whose input is the
-    uncentred dB log-mel (mean about -49): its direction is sensitive to rounding, the heads' is not."""
+    (another summation order), the yardstick for the bf16 figure. At random initialisation the clips' h are
+    nearly parallel (pairwise cosine about 0.96 for ResNet-50) and most of the encoder's gradient norm is in
+    conv1, whose input is the uncentred dB log-mel (mean about -49 dB, std 34): seen on a CPU (fp32, batch 8),
+    where the other layout gave an encoder cosine of 0.97. On an H200 (batch 128) it gave 0.9998, and bf16
+    against fp32 about 0.2-0.3 for the encoder, 0.89-0.99 for the heads, with the losses within 0.05 %."""
     import copy
     other = torch.contiguous_format if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
         else torch.channels_last
