@@ -115,6 +115,15 @@ class Plan:
                 out.append(run)
         return out
 
+    def finished(self, runs) -> bool:
+        """Whether every run in ``runs`` is finished. A run whose computation finished in another
+        experiment of the store (the book trains each computation once) is copied into place first."""
+        from .experiment import _reuse_twin
+        for run in runs:
+            if not run.finished:
+                _reuse_twin(run, lambda *args, **kwargs: None, "")
+        return all(run.finished for run in runs)
+
     # -- words for the pages -------------------------------------------------------------------
     def settings_line(self) -> str:
         """One line: the settings this page ran, with every one that differs from the paper's."""
@@ -158,6 +167,27 @@ class Plan:
                 f"{', '.join(values('torchvision'))}, on {'; '.join(values('device'))}"
                 + (f", code at commit {', '.join(commits)}" if commits else "")
                 + (f"; {hours * 60:.0f} minutes of training in all." if hours < 2 else f"; {hours:.1f} hours of training in all."))
+
+    def runs_line(self, runs) -> str:
+        """Markdown: how many training runs a page reads, how many are finished and how long they took
+        here (from their summaries), and what running the page would train."""
+        from .store import read_json
+        done = [r for r in runs if r.finished]
+        seconds = 0.0
+        for r in done:
+            try:
+                seconds += read_json(r.directory / "summary.json").get("seconds", 0.0)
+            except ValueError:
+                continue
+        text = f"**Runs**: this page reads {len(runs)} training run{'s' if len(runs) != 1 else ''}; {len(done)} finished"
+        if done:
+            text += f" ({seconds / 60:.1f} minutes of training on this machine, {seconds / len(done):.0f} s per run)"
+        todo = len(runs) - len(done)
+        if todo:
+            text += f"; running this page first trains the other {todo}"
+            if done:
+                text += f" (about {todo * seconds / len(done) / 60:.0f} minutes at that pace, in one process)"
+        return text + "."
 
     def describe(self) -> str:
         """Markdown: what this page ran, and what it left out compared with the paper."""
@@ -224,7 +254,8 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
                  fills=["zero", "min", "mean"])
         reductions += ["the main grid (Table III, Fig. 4, 5) uses 2 seeds (the paper: 5), so the ensembles of Table IV "
                        "have 2 members (the paper: 5)",
-                       "the alpha sweep (Table II) and the ablation (Fig. 3) use one seed on every fold; Fig. 3 leaves out the comparison of one and three channels without ImageNet weights",
+                       "the alpha sweep (Table II) and the ablation (Fig. 3) use one seed on every fold; Fig. 3 leaves "
+                       "out the comparison of one and three channels without ImageNet weights",
                        f"Table I has one panel (F = {cfg.augment.freq_mask_width} of {cfg.features.n_mels} mel bands, "
                        f"T = {cfg.augment.time_mask_width} of {_frames(cfg)} frames: the paper's widths in proportion) and "
                        "f, t in {0, 2} x {0, 1}, on test folds 1 and 2 (the paper: three panels, f and t in 0..3, every fold); "

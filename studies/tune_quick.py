@@ -214,7 +214,7 @@ def main() -> int:
         moves[e] = {s: c[e][f"{s}-e{2 * e}"]["mean"] - c[e][f"{s}-e{e}"]["mean"] for s in SCHEMES}
         ok = all(abs(moves[e][s]) < MOVE and c[e][f"{s}-e{e}"]["converged"] == c[e][f"{s}-e{e}"]["n"] for s in SCHEMES)
         if ok:
-            chosen_e, rule = e, f"the shortest length at which every scheme converges (moves < {MOVE:g} points)"
+            chosen_e, rule = e, f"the shortest length at which every scheme converges: each moves by less than {MOVE:g} points"
             break
     if chosen_e is None:
         chosen_e = max(c)

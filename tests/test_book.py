@@ -298,6 +298,9 @@ def reader_problems(html: Path, generated: Path, datasets: list[str], *, converg
         for page in sorted((html / "book" / "generated" / dataset).glob("*.html")):
             text = page.read_text(encoding="utf-8")
             body = htmllib.unescape(re.sub(r"<[^>]+>", "", text))
+            if "are not all finished yet" in body:
+                problems.append(f"{page.relative_to(html)} says its runs are unfinished: the build is stale or trained "
+                                "too little; train them and rebuild")
             shown = [line for line in PARAMETER_LINES if line in body]
             if shown:
                 problems.append(f"{page.relative_to(html)} shows a parameters cell ({shown[0]!r}...): tag it remove-cell")

@@ -115,6 +115,10 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     led2 = claims.ledger(plan, bank=synthetic_bank, device="cpu").set_index("id")
     assert led2.loc["C1", "effect"] == pytest.approx(led.loc["C1", "effect"]) and led2.loc["C1", "n"] == 2
     assert led2.loc["C1", "unconverged"] == 8 and math.isnan(led2.loc["C1", "conv_effect"])
+    # what a decisive test on the real datasets costs: one row per headline claim and dataset
+    cost = claims.decisive_cost(plan)
+    assert list(zip(cost.claim, cost.dataset))[:3] == [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
+    assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 % power"].str.len().min() > 0
     text = claims.conclusion(led.reset_index(), ["C1", "C5a"], plan)
     assert f"**C1, the hybrid loss beats cross-entropy**: {led.loc['C1', 'verdict']}" in text and "not testable" in text
     assert "folds" in text and "Likely reason" not in text
