@@ -638,6 +638,12 @@ VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#b42318", "inconclusiv
 PAGE_TITLE = {"results": "Results", "ablation": "Ablation", "robustness": "Robustness", "training-hybrid": "Training: hybrid"}
 
 
+def _code(text: str) -> str:
+    """Markdown's `inline code` as HTML, for text that goes into an HTML table."""
+    import re
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
     """The ledger as an HTML table for the Claims page: claim, the paper's effect, this build's effect
     with its corrected and uncorrected intervals, what the design can detect, the verdict, and a link
@@ -647,9 +653,9 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
     for _, r in led.iterrows():
         r = {**r, "dataset": dataset}
         testable = r["verdict"] != "not testable"
-        mine = html.escape(interval_text(r)) if testable else html.escape(r["note"])
+        mine = html.escape(interval_text(r)) if testable else _code(html.escape(r["note"]))
         if testable and r["note"]:
-            mine += f"<br><small>{html.escape(r['note'])}.</small>"
+            mine += f"<br><small>{_code(html.escape(r['note']))}.</small>"
         words = r["verdict_text"]
         rest = words[len(r["verdict"]):].lstrip(": ")
         rows.append(
@@ -794,15 +800,16 @@ def reductions_text(plan) -> str:
                      "pretrained on ImageNet), so claims about transfer learning cannot be tested here.")
     if c.optim.epochs < 800:
         lines.append(f"- {c.optim.epochs} epochs instead of 800 for every scheme, with the schedule scaled to fit "
-                     "(the tuning page shows how they were chosen).")
+                     "([the tuning page](../../tuning.md) shows how they were chosen).")
     a = c.augment
     if (a.freq_masks, a.time_masks) != (2, 1):
         what = "no spectrogram masks" if (a.freq_masks, a.time_masks) == (0, 0) else \
             f"{a.freq_masks} frequency and {a.time_masks} time masks"
         lines.append(f"- The main grid trains with {what} (the paper: f = 2, t = 1), chosen on the tuning draw, "
-                     "where the paper's masks cost accuracy (the tuning page); every scheme trains with the same "
-                     "augmentation. The ablation page tests the paper's masks.")
-    lines.append("- Every other setting that differs from the paper is named in the Settings line at the top of this page.")
+                     "where the paper's masks cost accuracy ([the tuning page](../../tuning.md)); every scheme trains with "
+                     "the same augmentation. [The ablation page](ablation.ipynb) tests the paper's masks.")
+    lines.append("- Every other setting that differs from the paper is listed under the Settings line at the top of this "
+                 "page (*Every setting of this page*).")
     return "\n".join(lines)
 
 
@@ -986,3 +993,21 @@ def fairness_text(led: pd.DataFrame, plan) -> str:
     if unfair:
         text += f" **Not the same schedule**: {', '.join(unfair)}."
     return text
+
+
+def fill_reason(fill: pd.DataFrame, plan) -> str | None:
+    """C4b's reason when the masks hurt, computed from the mask-fill table (``report.variant_table`` of
+    the fill runs): when the paper's fill (0 dB, the loudest value) scores well below the best fill on
+    the same runs' folds, the fill is the cause; None when the table does not show that."""
+    if fill is None or "fill-zero" not in fill.index or len(fill) < 2:
+        return None
+    best = fill["mean"].idxmax()
+    gap = fill.loc[best, "mean"] - fill.loc["fill-zero", "mean"]
+    spread = float(np.nanmax([fill.loc["fill-zero", "sd"], fill.loc[best, "sd"], 0.0]))
+    if best == "fill-zero" or gap <= spread:     # within the folds' spread: the table cannot name the cause
+        return None
+    from .plan import FILL_LABELS
+    return (f"the masks are filled with 0 dB, the loudest value of each clip (the paper's fill); on the mask-fill "
+            f"table's folds that fill scores {fill.loc['fill-zero', 'mean']:.2f} %, and {FILL_LABELS[best[5:]]} "
+            f"{fill.loc[best, 'mean']:.2f} % with the same masks, {gap:.1f} points more: the fill, not the masking, "
+            "costs the accuracy here.")

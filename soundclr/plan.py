@@ -115,6 +115,18 @@ class Plan:
                 out.append(run)
         return out
 
+    def fill_settings_text(self) -> str:
+        """Markdown: what the mask-fill runs train with (the preset's masks, or the paper's when the preset
+        has none), in words."""
+        a = self.config.augment
+        if (a.freq_masks, a.time_masks) == (0, 0):
+            masks = (f"the paper's masks (f = {PAPER_MASKS['freq_masks']}, t = {PAPER_MASKS['time_masks']}; this preset "
+                     "trains without masks)")
+        else:
+            masks = f"this preset's masks (f = {a.freq_masks}, t = {a.time_masks})"
+        return (f"Cross-entropy with {masks} of widths F = {a.freq_mask_width}, T = {a.time_mask_width}, on test folds "
+                f"{_span(self.mask_folds)}; everything else as in the preset.")
+
     def finished(self, runs) -> bool:
         """Whether every run in ``runs`` is finished. A run whose computation finished in another
         experiment of the store (the book trains each computation once) is copied into place first."""
@@ -126,22 +138,27 @@ class Plan:
 
     # -- words for the pages -------------------------------------------------------------------
     def settings_line(self) -> str:
-        """One line: the settings this page ran, with every one that differs from the paper's."""
+        """Markdown: one short sentence on what this page ran, links to what the preset leaves out and to
+        how to read the pages, and every setting that differs from the paper's behind a dropdown."""
         c = self.config.resolved()
         paper = preset("paper", dataset=c.data.dataset).resolved()
-        base = (f"**Settings**: dataset `{c.data.dataset}`, preset `{self.size}`; backbone `{c.model.backbone}` "
-                f"(weights `{c.model.weights}`), {c.features.channels} channel{'s' if c.features.channels > 1 else ''}, "
-                f"{c.data.sample_rate / 1000:g} kHz, {c.data.clip_seconds:g}-s clips, {c.features.n_mels} mel bands; "
-                f"{c.optim.epochs} epochs"
-                + (f" ({c.optim.contrastive_stretch:g} times as many for the hybrid and the two-stage scheme's stage 1)"
-                   if c.optim.contrastive_stretch != 1 else "")
-                + f", batch {c.optim.batch_size}, lr {c.optim.lr:g}, temperature {c.optim.temperature:g}; "
-                f"test folds {_span(self.folds)}, seeds {_span(self.seeds)}.")
-        changed = [f"`{k}` {_fmt(v)} (paper: {_fmt(paper.get(k))})" for k, v in _flat(c).items()
+        weights = "ImageNet weights" if c.model.weights == "imagenet" else "random initialisation"
+        short = (f"**Settings**: {c.data.dataset}, preset `{self.size}`: the `{c.model.backbone}` network ({weights}), "
+                 f"{c.optim.epochs} epochs for every scheme"
+                 + (f" ({c.optim.contrastive_stretch:g} times as many for the contrastive stages)"
+                    if c.optim.contrastive_stretch != 1 else "")
+                 + f", test folds {_span(self.folds)}, seeds {_span(self.seeds)}. What this preset leaves out: "
+                 "[the Claims page](claims.ipynb#what-this-build-leaves-out); "
+                 "[how to read these pages](../../results.md#how-to-read-these-pages).")
+        changed = [f"<li><code>{k}</code> {_fmt(v)} (paper: {_fmt(paper.get(k))})</li>" for k, v in _flat(c).items()
                    if k not in EXECUTION_ONLY and v != paper.get(k)]
-        if changed:
-            base += " Differs from the paper's settings in: " + ", ".join(changed) + "."
-        return base
+        every = (f"{c.features.channels} channel{'s' if c.features.channels > 1 else ''}, {c.data.sample_rate / 1000:g} kHz, "
+                 f"{c.data.clip_seconds:g}-s clips, {c.features.n_mels} mel bands, batch {c.optim.batch_size}, "
+                 f"lr {c.optim.lr:g}, temperature {c.optim.temperature:g}")
+        details = (f"<details><summary>Every setting of this page</summary>\n\n{every}."
+                   + (f" Differs from the paper's settings in:<ul>{''.join(changed)}</ul>" if changed else "")
+                   + "\n\n</details>")
+        return short + "\n\n" + details
 
     def provenance_line(self) -> str:
         """Where the results of the main grid came from: the versions, the device, the code's git

@@ -240,9 +240,33 @@ def _article_text(page: Path) -> str:
     return re.sub(r"\s+", " ", words)
 
 
+PAGE_NAMES = r"(claims|tuning|ablation|results|robustness|augmentations|representations|reproducing|training)"
+
+
+def prose_problems(page_html: str, where: str) -> list[str]:
+    """Raw Markdown backticks in a page's prose, and mentions of another page ("the tuning page")
+    that are not links. Code (``<pre>``, ``<code>``) and the input cells are not prose."""
+    m = re.search(r"<article[^>]*>(.*)</article>", page_html, flags=re.S)
+    body = m.group(1) if m else page_html
+    body = re.sub(r"<(script|style|pre|code)[^>]*>.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r'<div class="[^"]*cell_input[^"]*".*?</div>\s*</div>', " ", body, flags=re.S)
+    problems = []
+    prose = htmllib.unescape(re.sub(r"<[^>]+>", " ", body))
+    if "`" in prose:
+        at = prose.index("`")
+        problems.append(f"{where}: raw backticks in the text ({prose[max(0, at - 40):at + 40].strip()!r})")
+    unlinked = htmllib.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<a\b[^>]*>.*?</a>", " ", body, flags=re.S)))
+    for hit in re.finditer(rf"\bthe {PAGE_NAMES} page\b", unlinked, flags=re.I):
+        problems.append(f"{where}: mentions {hit.group(0)!r} without a link")
+        break
+    return problems
+
+
 def real_book_problems(html: Path, generated: Path, *, browser: bool = True, convergence: bool = True) -> list[str]:
     """Everything wrong with a built book whose notebooks were executed into ``generated``."""
     problems: list[str] = []
+    for page in sorted((html / "book").rglob("*.html")):
+        problems += prose_problems(page.read_text(encoding="utf-8"), str(page.relative_to(html)))
     for name in HAND_WRITTEN:
         if not (html / "book" / f"{name}.html").is_file():
             problems.append(f"book/{name}.html is missing: book/{name}.md was not built")
@@ -439,3 +463,10 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     assert "claim C1 lacks its fold-level interval" in " ".join(_ledger_problems(page.replace("uncorrected", "plain"), "s"))
     unfair = page + claims.fairness_text(led.assign(same_schedule=False), Plan())
     assert any("different schedules" in p for p in _ledger_problems(unfair, "s"))
+
+
+def test_prose_checks_find_raw_backticks_and_unlinked_page_mentions():
+    ok = '<article><p>See <a href="tuning.html">the tuning page</a>; <code>x = `1`</code></p><pre>`a`</pre></article>'
+    assert prose_problems(ok, "p") == []
+    assert "raw backticks" in prose_problems("<article><p>the `tiny` backbone</p></article>", "p")[0]
+    assert "without a link" in prose_problems("<article><p>as the Tuning page shows</p></article>", "p")[0]
