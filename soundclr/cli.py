@@ -12,8 +12,12 @@
 Every setting of the configuration (``soundclr/config.py``) is a flag of
 ``train``: ``--lr 1e-3 --freq-masks 0 --window hann``. Any number of ``train``
 processes (or SLURM array tasks) can run the same grid on one results folder:
-each run is claimed by one of them (``soundclr.worker``). Under ``torchrun`` the
-same ``train`` command trains one run with DistributedDataParallel.
+each run is claimed by one of them (``soundclr.worker``); ``train --workers N`` starts
+N such processes itself. Every process takes its share of the machine's cores (the
+processes that train on one host count each other; ``OMP_NUM_THREADS`` wins). Under
+``torchrun`` the same ``train`` command trains one run with DistributedDataParallel.
+Before any decoding or training, ``train`` checks the settings, the results folder,
+the dataset's folder and the weights (``soundclr.train.preflight``).
 
 Exit status: 0 on success, 1 when the work failed (the error in one line), 2 for
 a usage error (an unknown flag or an invalid setting), 130 after Ctrl-C and 143
@@ -32,10 +36,22 @@ from .config import SECTIONS, ConfigError, PRESETS, preset
 
 # The library's own error classes, reported in one line (by name: importing their modules is slow).
 RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookError", "CorruptFileError", "SlurmError")
+# The commands whose settings are flags: their error messages spell a setting as its flag (soundclr.data.setting_spelling).
+FLAG_COMMANDS = ("train", "data")
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (SLURM sends it before pre-empting a job or at its time limit), raised like Ctrl-C."""
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
+    return n
 
 
 def _ints(text: str) -> list[int]:
@@ -100,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "not needed for several workers: each run is claimed by one)")
     tr.add_argument("--retry-failed", action="store_true", help="train again the runs that failed before")
     tr.add_argument("--quiet", action="store_true", help="no progress bar, only one line per run")
+    tr.add_argument("--workers", type=_workers, default=1, help="training processes to start on this machine (default 1): "
+                    "each claims runs of the grid and takes its share of the cores, as `reproduce` does")
+    tr.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)   # a worker of --workers: lines, no bar
     _add_config_flags(tr)
 
     st = sub.add_parser("status", help="the runs of a results folder: finished, running, stale, failed, to do; an ETA")
@@ -154,10 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     previous = signal.getsignal(signal.SIGTERM)
     if previous in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _raise_terminated)
+    interface = os.environ.get("SOUNDCLR_INTERFACE")
+    if args.command in FLAG_COMMANDS:
+        os.environ["SOUNDCLR_INTERFACE"] = "cli"     # a bad clip says --on-bad-file skip, not on_bad_file="skip"
     try:
         return _dispatch(args)
     except ConfigError as err:  # an invalid setting on the command line: a usage error
@@ -181,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if interface is None:
+            os.environ.pop("SOUNDCLR_INTERFACE", None)
+        else:
+            os.environ["SOUNDCLR_INTERFACE"] = interface
 
 
 def _raise_terminated(signum, frame):
@@ -188,6 +216,9 @@ def _raise_terminated(signum, frame):
 
 
 def _dispatch(args) -> int:
+    if args.command in ("data", "evaluate", "predict", "reproduce") and getattr(args, "data_command", None) != "download":
+        from .worker import fit_threads
+        fit_threads()           # this process's share of the cores (training workers it starts size their own)
     if args.command == "data":
         if args.data_command == "download":
             from .download import download
@@ -244,18 +275,34 @@ def _dispatch(args) -> int:
 
 def _train(args) -> int:
     from .experiment import grid, run_grid
+    from .train import preflight
     cfg = _config_from_args(args)
     try:
         i, n = (int(t) for t in args.shard.split("/"))
     except ValueError:
         raise ConfigError(f"--shard {args.shard!r} is not valid: expected 'i/n', e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {args.shard!r} is not valid: expected 'i/n' with 0 <= i < n, e.g. 0/4")
     schemes = args.schemes.split(",") if args.schemes else None
     for s in schemes or []:
         cfg.override(scheme=s)  # validates the name
+    if args.workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--workers starts training processes on this machine; under torchrun every process is "
+                          "already one rank of a run: leave --workers out")
     runs = grid(cfg, args.experiment, schemes=schemes, folds=args.folds, seeds=args.seeds, results=args.results)
+    mine = [r for k, r in enumerate(runs) if k % n == i]
+    # Before any decoding or training: the settings, the results folder, the dataset, the weights.
+    preflight([r.config for r in mine if not r.finished], results=args.results)
     lead = os.environ.get("RANK", "0") == "0"
-    summaries = run_grid(runs, shard=(i, n), verbose=lead, progress=not args.quiet and lead,
-                         retry_failed=args.retry_failed)
+    if args.workers > 1:
+        summaries = _train_workers(args, cfg, mine)
+    else:
+        from .worker import fit_threads, register
+        register()          # a worker of this host until it exits: others count it when they size their threads
+        fit_threads()
+        log = (lambda line: print(f"  {line}", flush=True)) if args.progress_lines else None
+        summaries = run_grid(runs, shard=(i, n), verbose=lead, progress=not args.quiet and not args.progress_lines and lead,
+                             retry_failed=args.retry_failed, log=log)
     for s in summaries if lead else []:
         print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
               f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
@@ -265,6 +312,23 @@ def _train(args) -> int:
             print(f"{left} run(s) of this grid are not finished (held by other workers, failed, or in other shards): "
                   f"soundclr status --results {args.results} --dataset {cfg.data.dataset} --experiment {args.experiment}")
     return 0
+
+
+def _train_workers(args, cfg, mine) -> list[dict]:
+    """``train --workers N``: decode the data once here, then start N processes of the same command
+    (``--workers 1``), which claim the runs among themselves; the summaries of the finished runs."""
+    from .data import load_bank
+    from .store import read_json
+    from .worker import fit_threads, run_workers
+    todo = [r for r in mine if not r.finished]
+    if todo:
+        workers = min(args.workers, len(todo))
+        fit_threads()
+        load_bank(todo[0].config, progress=not args.quiet)     # decode (or generate) the data once, before the workers
+        print(f"{len(todo)} run(s) to train with {workers} worker processes", flush=True)
+        cmd = [sys.executable, "-m", "soundclr", *args.argv, "--workers", "1", "--quiet", "--progress-lines"]
+        run_workers(cmd, workers)          # argparse keeps the last --workers: 1
+    return [read_json(r.directory / "summary.json") for r in mine if r.finished]
 
 
 def _slurm(args) -> int:

@@ -158,9 +158,11 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
                data_root: str = "data", size: str | None = None, workers: int | None = None) -> int:
     """Train every run the book needs (``Plan.all_runs``) with ``workers`` processes on this machine;
     the run claims give each run to one of them. Streams their progress lines; returns the number
-    of runs. The data is decoded once, here, before the workers start."""
+    of runs. The settings, the results folder, the dataset and the weights are checked first
+    (:func:`soundclr.train.preflight`); the data is decoded once, here, before the workers start."""
     from .data import load_bank
     from .plan import make_plan
+    from .train import preflight
 
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
                      data_root=str(Path(data_root).resolve()))
@@ -171,6 +173,7 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
           f"{len(todo)} to train with {workers} worker(s)", flush=True)
     if not todo:
         return len(runs)
+    preflight([r.config for r in todo], results=results)   # before any decoding or training
     load_bank(plan.config, progress=True)            # decode (or generate) the data once, before the workers
     t0 = time.time()
     if workers == 1:
@@ -193,9 +196,12 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
 
 
 def _train_worker(args: dict) -> int:
-    """One training worker of ``train_plan`` (a separate process)."""
+    """One training worker of ``train_plan`` (a separate process), registered as a worker of this host
+    for its life (its threads: ``OMP_NUM_THREADS``, set by ``run_workers``)."""
     from .experiment import run_grid
     from .plan import make_plan
+    from .worker import register
+    register()
     plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
                      data_root=args["data_root"])
     run_grid(plan.all_runs(), progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
