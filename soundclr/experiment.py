@@ -110,6 +110,9 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, claims, r
     mine = [r for i, r in enumerate(runs) if i % count == index]
     say = print if verbose and rank == 0 else (lambda *a, **k: None)
     todo = [r for r in mine if not r.finished]
+    if todo:      # what would stop the grid after the work has started: checked before any decoding
+        from .train import preflight
+        preflight([r.config for r in todo], results=todo[0].directory.parent, data=bank is None)
     where = f" in shard {index + 1} of {count}" if count > 1 else ""
     say(f"{len(mine)} runs{where}: {len(mine) - len(todo)} already finished, {len(todo)} to train", flush=True)
     banks: dict[tuple, object] = {}

@@ -1,5 +1,22 @@
-"""Shared fixtures: one synthetic dataset per test session (generated once, in ESC-50's layout)."""
+"""Shared fixtures: one synthetic dataset per test session (generated once, in ESC-50's layout), and a
+registry of training processes private to the session."""
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_process_registry(tmp_path_factory):
+    """Training processes size their thread pools by the soundclr processes registered on the host
+    (soundclr.worker.register); the tests compare floating-point sums that depend on the thread count,
+    so they must not see processes of other sessions on the same machine."""
+    import os
+    from soundclr.worker import REGISTRY_ENV
+    old = os.environ.get(REGISTRY_ENV)
+    os.environ[REGISTRY_ENV] = str(tmp_path_factory.mktemp("registry"))
+    yield
+    if old is None:
+        os.environ.pop(REGISTRY_ENV, None)
+    else:
+        os.environ[REGISTRY_ENV] = old
 
 
 @pytest.fixture(scope="session")
