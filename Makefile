@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/paper_cost.py
+	$(PY) benchmarks/oversubscription.py
 
 # On a machine with an NVIDIA GPU: CUDA-only tests, bf16 vs fp32, torch.compile, the paper step's speed and
 # memory, two processes on one GPU, Table III's GPU-hours; one table to paste into an issue (at most 8 minutes).
