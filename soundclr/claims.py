@@ -928,16 +928,30 @@ POWER_TARGET = 0.80
 
 def silhouette_conclusion(scores: dict) -> str:
     """Markdown from the silhouette scores ``{(scheme, space): score}``: which scheme separates the
-    classes best in h and in z, and whether the contrastive schemes beat cross-entropy in h."""
+    classes best in h and in z, and whether the contrastive schemes beat cross-entropy in h.
+    Cross-entropy's projection z is left out of the ranking: no loss trains its projection head, so
+    its z is a random linear map of h, not a representation any scheme learnt."""
     from .experiment import SCHEME_LABEL
+    untrained = {("ce", "projection")}
     lines = []
     for space, symbol in (("representation", "h"), ("projection", "z")):
-        s = {k[0]: v for k, v in scores.items() if k[1] == space}
+        s = {k[0]: v for k, v in scores.items() if k[1] == space and k not in untrained}
+        left_out = [k[0] for k in scores if k[1] == space and k in untrained]
+        note = "".join(f" {SCHEME_LABEL[k]}'s ${symbol}$ (silhouette {scores[(k, space)]:.2f}) is left out: no loss "
+                       f"trains its projection head, so it is an untrained random map of $h$." for k in left_out)
         if not s:
+            if note:
+                lines.append(note.strip())
+            continue
+        if len(s) == 1:
+            (only, v), = s.items()
+            lines.append(f"In the {space} space ${symbol}$ only {SCHEME_LABEL[only]} has a trained map to rank "
+                         f"(silhouette {v:.2f})." + note)
             continue
         best = max(s, key=s.get)
         lines.append(f"In the {space} space ${symbol}$ the classes separate best under {SCHEME_LABEL[best]} "
-                     f"(silhouette {s[best]:.2f}; " + ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k != best) + ").")
+                     f"(silhouette {s[best]:.2f}; " + ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k != best)
+                     + ")." + note)
     h = {k[0]: v for k, v in scores.items() if k[1] == "representation"}
     if {"ce", "supcon", "hybrid"} <= set(h):
         better = [k for k in ("supcon", "hybrid") if h[k] > h["ce"]]

@@ -59,9 +59,11 @@ def scheme_index(df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
     return df
 
 
-def integer_epochs(ax) -> None:
+def integer_epochs(ax, ticks: int = 4) -> None:
+    """At most ``ticks`` + 1 whole-epoch ticks: a third of the column holds 160 epochs without the
+    labels running together."""
     from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=ticks, integer=True, min_n_ticks=2))
 
 
 def spectrogram(ax, image, *, sample_rate: int, hop_length: int, top_db: float = 80.0, colorbar: bool = True,
@@ -96,21 +98,75 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
     axis (stage 1 and stage 2 of the two-stage scheme minimise different losses)."""
     import matplotlib.pyplot as plt
     stages = sorted(curves["stage"].unique())
-    fig, axes = plt.subplots(1, 1 + len(stages), figsize=(WIDTH, 2.9))
+    fig, axes = plt.subplots(1, 1 + len(stages), figsize=(WIDTH, 2.9), layout="constrained")
     acc = curves.dropna(subset=["test_acc"]).groupby(["fold", "epoch"])["test_acc"].mean().unstack("fold") * 100
     for fold in acc.columns:
-        axes[0].plot(acc.index, acc[fold], lw=1, label=f"fold {fold}")
+        axes[0].plot(acc.index, acc[fold], lw=1, label=f"fold {fold}", marker="o" if len(acc) <= 3 else None, ms=4)
     axes[0].set(xlabel="epoch", ylabel="test-fold accuracy (%)", title="after each epoch")
-    axes[0].legend(fontsize=7, ncol=2)
+    if len(acc.columns) > 1:   # above the axes, off the curves
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=min(len(acc.columns), 5),
+                   fontsize=8, frameon=False)
     names = {1: "SupCon loss (stage 1)" if scheme == "supcon" else "training loss", 2: "cross-entropy (stage 2)"}
     for ax, stage in zip(axes[1:], stages):
         d = curves[curves.stage == stage].groupby("epoch")["train_loss"]
         mean, lo, hi = d.mean(), d.min(), d.max()
-        ax.plot(mean.index, mean, color=SCHEME_COLOR[scheme], lw=1.2)
+        ax.plot(mean.index, mean, color=SCHEME_COLOR[scheme], lw=1.2, marker="o" if len(mean) <= 3 else None, ms=4)
         ax.fill_between(mean.index, lo, hi, color=SCHEME_COLOR[scheme], alpha=0.2, lw=0)
-        ax.set(xlabel="epoch", ylabel=names[stage], title="mean and range over runs")
+        ax.set(xlabel="epoch", ylabel=names[stage], title="mean, range over runs")
     for ax in axes:
         integer_epochs(ax)
+    return fig
+
+
+def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
+    """Fig. 4 from the runs ``df`` (``experiment.frame`` rows): per test fold one bar per scheme, the
+    mean over seeds, with the sd over seeds as an error bar where a bar has more than one run. The
+    legend sits above the axes. The y axis starts at 0; when every bar is high (above 30 %) it is
+    broken instead (a short 0-based strip under the zoomed range, with break marks) so that the
+    differences stay visible and the cut is not hidden."""
+    import matplotlib.pyplot as plt
+    g = df.groupby(["scheme", "fold"])[metric]
+    mean, sd, n = g.mean().mul(100).unstack("fold"), g.std().mul(100).unstack("fold"), g.size().unstack("fold")
+    schemes = [s for s in SCHEMES if s in mean.index]
+    folds = list(mean.columns)
+    sd = sd.where(n > 1)                      # one run: no spread to draw
+    low = np.nanmin((mean - sd.fillna(0)).values)
+    cut = 10 * math.floor((low - 3) / 10)     # a round number under every bar and its error bar
+    broken = cut >= 30
+    if broken:
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(WIDTH, 3.0), height_ratios=[7, 1],
+                                         layout="constrained")
+        axes = [top, bottom]
+    else:
+        fig, top = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
+        axes = [top]
+    x = np.arange(len(folds))
+    width = 0.8 / len(schemes)
+    for ax in axes:
+        for i, s in enumerate(schemes):
+            ax.bar(x + (i - (len(schemes) - 1) / 2) * width, mean.loc[s], width, yerr=sd.loc[s].values,
+                   color=SCHEME_COLOR[s], label=SCHEME_LABEL.get(s, s), capsize=2,
+                   error_kw={"elinewidth": 0.9, "ecolor": "#222222", "capthick": 0.9})
+        ax.grid(axis="x", visible=False)
+    top.set_ylabel("accuracy (%)")
+    axes[-1].set_xticks(x, [str(f) for f in folds])
+    axes[-1].set_xlabel("test fold")
+    if broken:
+        top.set_ylim(cut, 100)
+        bottom.set_ylim(0, (100 - cut) / 7)   # the same scale as the top axis
+        bottom.set_yticks([0])
+        bottom.grid(False)
+        top.spines["bottom"].set_visible(False)
+        bottom.spines["top"].set_visible(False)
+        top.tick_params(axis="x", bottom=False)
+        marks = {"marker": [(-1, -0.5), (1, 0.5)], "markersize": 10, "linestyle": "none", "color": "k",
+                 "mec": "k", "mew": 1, "clip_on": False}
+        top.plot([0, 1], [0, 0], transform=top.transAxes, **marks)
+        bottom.plot([0, 1], [1, 1], transform=bottom.transAxes, **marks)
+        fig.get_layout_engine().set(h_pad=0.06, hspace=0)
+    else:
+        top.set_ylim(0, 100)
+    fig.legend(*top.get_legend_handles_labels(), loc="outside upper center", ncol=len(schemes), frameon=False)
     return fig
 
 
@@ -145,14 +201,54 @@ def confusion(ax, matrix, names: Sequence[str], title: str):
 
 
 def class_legend(ax, names: Sequence[str], cmap) -> None:
+    """The classes' colours: right of ``ax`` for a few classes; under the whole figure, in columns,
+    for many (ESC-50's 50 would not fit beside it)."""
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="o", ls="", color=cmap(i), markersize=5, label=n) for i, n in enumerate(names)]
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    if len(names) <= 12:
+        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    else:
+        fig = ax.figure
+        fig.set_figheight(fig.get_figheight() + 0.16 * math.ceil(len(names) / 5))   # room for the rows
+        fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=7, frameon=False,
+                   handletextpad=0.2, columnspacing=0.8)
 
 
 def class_colors(n: int):
+    """A colour map with ``n`` distinct colours (``cmap(i)`` is class ``i``'s): the qualitative tab10
+    and tab20, and for more classes tab20, tab20b and tab20c together (60 colours), never a
+    continuous map whose neighbours look alike."""
     import matplotlib.pyplot as plt
-    return plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "gist_ncar", max(n, 1))
+    from matplotlib.colors import ListedColormap
+    if n <= 10:
+        return plt.get_cmap("tab10", max(n, 1))
+    if n <= 20:
+        return plt.get_cmap("tab20", n)
+    colors = [c for name in ("tab20", "tab20b", "tab20c") for c in plt.get_cmap(name).colors]
+    if n > len(colors):
+        return plt.get_cmap("hsv", n)
+    # tab20 pairs a dark and a light shade; take the dark ones first so that neighbours differ most
+    colors = colors[0::2] + colors[1::2]
+    return ListedColormap(colors[:n])
+
+
+def class_scatter(ax, xy, labels, cmap, *, untrained: bool = False, seed: int = 0):
+    """A 2-D embedding ``xy (points, 2)`` coloured by class ``labels (points,)``, every class visible:
+    the points are drawn in a random interleaved order (no class is buried under the classes drawn
+    after it), semi-transparent, smaller when there are many. ``untrained``: the map no loss trained
+    (cross-entropy's projection head), drawn faded on a grey background."""
+    xy, labels = np.asarray(xy), np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    size = float(np.clip(2400 / max(len(labels), 1), 4, 14))
+    colors = np.array([cmap(int(i)) for i in labels[order]]).reshape(-1, 4)
+    ax.scatter(xy[order, 0], xy[order, 1], c=colors, s=size, alpha=0.45 if untrained else 0.7, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if untrained:
+        ax.set_facecolor("#ececec")
+        for spine in ax.spines.values():
+            spine.set_linestyle((0, (3, 2)))
+            spine.set_edgecolor("#888888")
 
 
 def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):

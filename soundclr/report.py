@@ -153,5 +153,45 @@ def noise_frame(main: pd.DataFrame, stds: Sequence[float], *, bank=None, device:
     return pd.DataFrame(rows)
 
 
+def scheme_fold_table(df: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
+    """Fig. 4's numbers: per scheme (rows) and test fold (columns), mean ± sd over seeds (in %; the
+    mean alone where a fold has one run), and the number of seeds; the statistic Fig. 4 draws."""
+    cells = {}
+    for (scheme, fold), d in df.groupby(["scheme", "fold"]):
+        acc = 100 * d[metric]
+        cells.setdefault(scheme, {})[f"fold {fold}"] = pm(acc.mean(), acc.std() if len(acc) > 1 else None)
+    out = pd.DataFrame(cells).T[[f"fold {f}" for f in sorted(df["fold"].unique())]]
+    out["seeds"] = df.groupby("scheme")["seed"].nunique().reindex(out.index).astype(int)
+    return scheme_index(out)
+
+
+def most_confused(matrix, names: Sequence[str], k: int = 5) -> pd.DataFrame:
+    """The ``k`` largest off-diagonal cells of a confusion matrix ``(classes, classes)`` (rows: the
+    true class), as the share of the true class's clips predicted as the other class: columns
+    ``true``, ``predicted``, ``clips`` and ``share (%)``, largest share first (ties: more clips, then
+    the matrix order). Cells with no clips are left out, so there may be fewer than ``k`` rows."""
+    m = np.asarray(matrix, dtype=float)
+    share = m / np.clip(m.sum(1, keepdims=True), 1, None)
+    i, j = np.nonzero((m > 0) & ~np.eye(len(m), dtype=bool))
+    order = np.lexsort((j, i, -m[i, j], -share[i, j]))[:k]
+    return pd.DataFrame({"true": [names[a] for a in i[order]], "predicted": [names[b] for b in j[order]],
+                         "clips": m[i[order], j[order]].astype(int), "share (%)": 100 * share[i[order], j[order]]})
+
+
+def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """For the confusion matrices of a page: per scheme (a column, in the book's order) its ``k`` most
+    confused pairs, "true → predicted (share of the true class)", from the final-epoch matrix
+    summed over the runs of ``main``."""
+    from .experiment import confusion
+    cols = {}
+    for scheme in [s for s in ("ce", "supcon", "hybrid") if s in set(main.scheme)]:
+        cm, names = confusion(main[main.scheme == scheme])
+        pairs = most_confused(cm.numpy(), names, k)
+        cells = [f"{t} → {p} ({s:.1f} %)" for t, p, s in zip(pairs["true"], pairs["predicted"], pairs["share (%)"])]
+        cols[SCHEME_LABEL[scheme]] = cells + [""] * (k - len(cells))
+    return pd.DataFrame(cols, index=range(1, k + 1))
+
+
 __all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "LITERATURE", "SCHEME_LABEL", "scheme_table", "alpha_table", "fold_table",
-           "table_four", "variant_table", "masking_table", "noise_frame"]
+           "table_four", "variant_table", "masking_table", "noise_frame", "scheme_fold_table", "most_confused",
+           "confused_pairs_table"]

@@ -1,0 +1,120 @@
+"""The book's figure helpers: the most confused pairs against a hand computation, Fig. 4's bars and
+table (mean and sd over seeds), the class colours, and the silhouette conclusion leaving the untrained
+projection out of its ranking."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soundclr import claims, figures, report
+
+
+# -- the most confused pairs -----------------------------------------------------------------------
+NAMES = ["dog", "siren", "clock_tick", "woodpecker"]
+# rows: the true class (10, 8, 10 and 4 clips), columns: the predicted class
+MATRIX = [[7, 1, 0, 2],
+          [0, 6, 0, 2],
+          [0, 0, 5, 5],
+          [0, 1, 2, 1]]
+
+
+def test_most_confused_by_hand():
+    # Off-diagonal shares of the true class, worked by hand:
+    #   woodpecker -> clock_tick 2/4 = 50 %, clock_tick -> woodpecker 5/10 = 50 % (more clips: first),
+    #   siren -> woodpecker 2/8 = 25 %, woodpecker -> siren 1/4 = 25 % (fewer clips: after),
+    #   dog -> woodpecker 2/10 = 20 %, dog -> siren 1/10 = 10 %; the other cells hold no clips.
+    t = report.most_confused(MATRIX, NAMES, k=5)
+    assert list(zip(t["true"], t["predicted"])) == [("clock_tick", "woodpecker"), ("woodpecker", "clock_tick"),
+                                                    ("siren", "woodpecker"), ("woodpecker", "siren"),
+                                                    ("dog", "woodpecker")]
+    assert t["clips"].tolist() == [5, 2, 2, 1, 2]
+    np.testing.assert_allclose(t["share (%)"], [50.0, 50.0, 25.0, 25.0, 20.0])
+
+
+def test_most_confused_never_lists_the_diagonal_or_empty_cells():
+    t = report.most_confused(MATRIX, NAMES, k=50)
+    assert len(t) == 6                                   # the six non-zero off-diagonal cells
+    assert (t["true"] != t["predicted"]).all() and (t["clips"] > 0).all()
+    assert report.most_confused(np.eye(3, dtype=int) * 4, NAMES[:3]).empty   # a perfect classifier
+
+
+def test_confused_pairs_table_names_pairs_per_scheme(tmp_path):
+    import json
+    rows = []
+    for scheme, m in (("ce", MATRIX), ("hybrid", np.eye(4, dtype=int).tolist())):
+        d = tmp_path / scheme
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"confusion": m, "class_names": NAMES}))
+        rows.append({"scheme": scheme, "run_dir": str(d)})
+    t = report.confused_pairs_table(pd.DataFrame(rows), k=3)
+    assert list(t.columns) == ["Cross-entropy", "Hybrid (SoundCLR)"]
+    assert t["Cross-entropy"].tolist() == ["clock_tick → woodpecker (50.0 %)", "woodpecker → clock_tick (50.0 %)",
+                                           "siren → woodpecker (25.0 %)"]
+    assert t["Hybrid (SoundCLR)"].tolist() == ["", "", ""]
+
+
+# -- Fig. 4 ------------------------------------------------------------------------------------------
+def runs(seeds=(0, 1, 2), base=0.9):
+    return pd.DataFrame([{"scheme": s, "fold": f, "seed": seed, "final_acc": base + 0.01 * i + 0.001 * f + 0.002 * seed}
+                         for i, s in enumerate(("hybrid", "ce", "supcon")) for f in (1, 2) for seed in seeds])
+
+
+def test_fold_table_is_mean_and_sd_over_seeds():
+    df = runs()
+    t = report.scheme_fold_table(df)
+    assert list(t.index) == ["Cross-entropy", "SupCon, two stages", "Hybrid (SoundCLR)"]
+    acc = 100 * df[(df.scheme == "ce") & (df.fold == 2)].final_acc
+    assert t.loc["Cross-entropy", "fold 2"] == f"{acc.mean():.2f} ± {acc.std():.2f}"
+    assert t["seeds"].tolist() == [3, 3, 3]
+    one = report.scheme_fold_table(runs(seeds=(0,)))
+    assert "±" not in one.loc["Cross-entropy", "fold 1"]     # one run: no spread
+
+
+@pytest.mark.parametrize("base, broken", [(0.9, True), (0.3, False)])
+def test_fold_bars_error_bars_legend_and_baseline(base, broken):
+    import matplotlib.pyplot as plt
+    df = runs(base=base)
+    fig = figures.fold_bars(df)
+    axes = fig.axes
+    assert len(axes) == (2 if broken else 1)
+    assert axes[-1].get_ylim()[0] == 0                   # the (lowest) axis starts at 0
+    top = axes[0]
+    # one error bar per bar, as long as the sd over seeds
+    caps = [c for c in top.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert len(caps) == 3
+    segs = caps[0].lines[2][0].get_segments()
+    sd = 100 * df[(df.scheme == "ce")].groupby("fold").final_acc.std().to_numpy()
+    np.testing.assert_allclose([s[1][1] - s[0][1] for s in segs], 2 * sd)
+    # the legend belongs to the figure (outside the axes), not to an axis over the bars
+    assert top.get_legend() is None and fig.legends
+    plt.close(fig)
+
+
+def test_learning_curve_ticks_are_few():
+    import matplotlib.pyplot as plt
+    rows = [{"fold": f, "seed": 0, "epoch": e, "stage": 1 if e <= 80 else 2, "train_loss": 1 / e,
+             "test_acc": np.nan if e <= 80 else 0.9} for f in (1, 2) for e in range(1, 161)]
+    fig = figures.learning_curves(pd.DataFrame(rows), "supcon")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert len([t for t in ax.get_xticks() if lo <= t <= hi]) <= 5
+    plt.close(fig)
+
+
+def test_class_colours_are_distinct_for_fifty_classes():
+    cmap = figures.class_colors(50)
+    assert len({tuple(np.round(cmap(i), 3)) for i in range(50)}) == 50
+
+
+# -- the untrained projection -----------------------------------------------------------------------
+def test_silhouette_conclusion_leaves_the_untrained_projection_out():
+    scores = {("ce", "representation"): 0.10, ("supcon", "representation"): 0.30, ("hybrid", "representation"): 0.20,
+              ("ce", "projection"): 0.90, ("supcon", "projection"): 0.40, ("hybrid", "projection"): 0.35}
+    text = claims.silhouette_conclusion(scores)
+    z = [p for p in text.split("\n\n") if "projection space" in p][0]
+    assert "separate best under SupCon, two stages" in z     # not cross-entropy's untrained 0.90
+    assert "left out" in z and "untrained" in z
