@@ -308,10 +308,51 @@ class _Claims:
                  protocols=others, conv=conv, unconverged=unconverged)
 
 
-def ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
+def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.DataFrame:
     """The claims C1-C11 (with sub-claims) of the paper, tested on ``plan``'s runs: one row per
     claim (columns: see the module docstring and :class:`soundclr.stats.FoldInterval`). Runs that
-    are not finished count as missing."""
+    are not finished count as missing.
+
+    Every page of a build shows the same ledger, so it is computed once: with ``cache``, it is kept in
+    ``<results>/<dataset>/.ledger/`` under a key made of every run's summary (its path and time), the
+    device, and the code of this module and :mod:`soundclr.stats`; a finished run more, or a change of
+    code, computes it again."""
+    import pickle
+
+    from .store import atomic_write_bytes
+    path = _ledger_cache(plan, device) if cache else None
+    if path is not None and path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:           # a damaged cache is only a cache
+            pass
+    out = _compute_ledger(plan, bank=bank, device=device)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, pickle.dumps(out))
+        except OSError:
+            pass
+    return out
+
+
+def _ledger_cache(plan, device: str):
+    import hashlib
+    import inspect
+
+    from . import stats
+    h = hashlib.sha256()
+    for module in (inspect.getmodule(_ledger_cache), stats):
+        h.update(inspect.getsource(module).encode())
+    h.update(device.encode())
+    for run in [*plan.main_runs(), *plan.alpha_runs(), *plan.ablation_runs(), *plan.masking_runs(), *plan.fill_runs()]:
+        summary = run.directory / "summary.json"
+        stamp = summary.stat().st_mtime_ns if summary.is_file() else -1
+        h.update(f"{run.directory}\0{stamp}\n".encode())
+    return Path(plan.results) / plan.config.data.dataset / ".ledger" / f"{h.hexdigest()[:16]}.pkl"
+
+
+def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
     from .stats import holm
     L = _Claims(plan, bank=bank, device=device)
     main = _run_table(plan.main_runs())
@@ -666,7 +707,8 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
             f"<td>{html.escape(power_text(r))}</td>"
             f"<td><b style=\"color:{VERDICT_COLOR[r['verdict']]}\">{r['verdict']}</b>"
             + (f"<br><small>{html.escape(rest)}</small>" if rest else "") + "</td>"
-            f"<td><a href=\"{r['evidence']}.html\">{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></td>"
+            # the notebook's name: Jupyter Lab opens it; the book's build (reproduce._for_the_book) makes it the page
+            f"<td><a href=\"{r['evidence']}.ipynb\">{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></td>"
             "</tr>")
     head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected 95 % interval]; uncorrected "
             "interval, folds</th><th>80 % power</th><th>verdict</th><th>evidence</th></tr>")

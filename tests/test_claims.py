@@ -112,13 +112,22 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
         assert r["n"] >= 1 and "detectable" in r and r["verdict_text"].startswith(r["verdict"]), cid
     # an unconverged run stays in the primary analysis; the converged-only check leaves it out and counts it
     monkeypatch.setattr(claims, "convergence", lambda rows, **k: claims.Convergence(False, 1.0, 1.0, ["moving"]))
-    led2 = claims.ledger(plan, bank=synthetic_bank, device="cpu").set_index("id")
+    led2 = claims.ledger(plan, bank=synthetic_bank, device="cpu", cache=False).set_index("id")
     assert led2.loc["C1", "effect"] == pytest.approx(led.loc["C1", "effect"]) and led2.loc["C1", "n"] == 2
     assert led2.loc["C1", "unconverged"] == 8 and math.isnan(led2.loc["C1", "conv_effect"])
     # what a decisive test on the real datasets costs: one row per headline claim and dataset
     cost = claims.decisive_cost(plan)
     assert list(zip(cost.claim, cost.dataset))[:3] == [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
     assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 % power"].str.len().min() > 0
+    # the ledger is computed once per build: the second call reads the cache, a finished run more invalidates it
+    cached = claims.ledger(plan, bank=synthetic_bank, device="cpu")
+    assert cached.equals(led.reset_index()) and list((tmp_path / "synthetic" / ".ledger").glob("*.pkl"))
+    summary = plan.main_runs()[0].directory / "summary.json"
+    key = claims._ledger_cache(plan, "cpu")
+    summary.touch()
+    import os
+    os.utime(summary, ns=(summary.stat().st_atime_ns, summary.stat().st_mtime_ns + 10**9))
+    assert claims._ledger_cache(plan, "cpu") != key
     text = claims.conclusion(led.reset_index(), ["C1", "C5a"], plan)
     assert f"**C1, the hybrid loss beats cross-entropy**: {led.loc['C1', 'verdict']}" in text and "not testable" in text
     assert "folds" in text and "Likely reason" not in text
