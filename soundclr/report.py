@@ -129,9 +129,12 @@ def variant_table(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
 
 
 def variant_display(table: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """A ``variant_table`` for a page: the final accuracy as "mean ± sd" and the number of folds, each
-    row labelled in words (``labels``: variant -> words; a variant without one keeps its name)."""
+    """A ``variant_table`` for a page: the final accuracy as "mean ± sd" (sd over the folds), its 95 % t
+    interval (what the page's bar chart draws) and the number of folds, each row labelled in words
+    (``labels``: variant -> words; a variant without one keeps its name)."""
     return pd.DataFrame({"accuracy, final epoch (%)": [pm(m, s) for m, s in zip(table["mean"], table["sd"])],
+                         "95 % interval (%)": [f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "n/a (one fold)"
+                                               for lo, hi in zip(table["low"], table["high"])],
                          "folds": table["n"].to_numpy()}, index=[labels.get(v, v) for v in table.index])
 
 

@@ -198,3 +198,4 @@ def test_variant_tables_give_each_variant_its_interval_and_folds():
     assert list(shown.index) == ["b", "variant A"]
     assert list(shown["folds"]) == [2, 3]
     assert list(shown["accuracy, final epoch (%)"]) == ["72.50 ± 3.54", "85.00 ± 5.00"]
+    assert shown["95 % interval (%)"].iloc[1] == f"[{85.0 - half:.2f}, {85.0 + half:.2f}]"
