@@ -707,8 +707,10 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
             f"<td>{html.escape(power_text(r))}</td>"
             f"<td><b style=\"color:{VERDICT_COLOR[r['verdict']]}\">{r['verdict']}</b>"
             + (f"<br><small>{html.escape(rest)}</small>" if rest else "") + "</td>"
-            # the notebook's name: Jupyter Lab opens it; the book's build (reproduce._for_the_book) makes it the page
-            f"<td><a href=\"{r['evidence']}.ipynb\">{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></td>"
+            # the notebook (training-hybrid: training.ipynb), which Jupyter Lab opens; the book's build
+            # (soundclr.reproduce._for_the_book) links the page named in data-book-page instead
+            f"<td><a href=\"{r['evidence'].split('-')[0]}.ipynb\" data-book-page=\"{r['evidence']}\">"
+            f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></td>"
             "</tr>")
     head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected 95 % interval]; uncorrected "
             "interval, folds</th><th>80 % power</th><th>verdict</th><th>evidence</th></tr>")

@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--size", default=None, help="'tiny' for the smallest settings (tests); default: the preset's")
     rp.add_argument("--workers", type=int, default=None, help="training processes on this machine (default: 2 on a "
                     "CPU with 2+ cores, 1 on a GPU)")
+    rp.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="any setting of the configuration on top of the preset, as `train` takes it as a flag "
+                    "(repeatable): --set batch_size=16 --set backbone=resnet18; passed to the training workers and "
+                    "to every notebook's `settings` parameter")
     rp.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the book")
     rp.add_argument("--train-only", action="store_true", help="only train the runs the book needs (e.g. on cluster "
                     "nodes, as workers of `soundclr slurm`); no notebooks, no book")
@@ -262,13 +266,15 @@ def _dispatch(args) -> int:
         return 0
 
     if args.command == "reproduce":
-        from .reproduce import reproduce, train_plan
+        from .reproduce import check_settings, parse_set, reproduce, train_plan
+        settings = parse_set(args.settings)
+        check_settings(args.dataset, args.preset, settings)      # a bad --set: a usage error, before any work
         if args.train_only:
             train_plan(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
-                       size=args.size, workers=args.workers)
+                       size=args.size, workers=args.workers, settings=settings)
             return 0
         reproduce(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
-                  size=args.size, build=not args.no_build, workers=args.workers)
+                  size=args.size, build=not args.no_build, workers=args.workers, settings=settings)
         return 0
     return 1
 

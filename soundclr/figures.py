@@ -287,8 +287,15 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
         draw()
         return None
     mels, frames = cfg.features.n_mels, 1 + cfg.data.clip_samples // cfg.features.hop_length
-    return w.interact(draw, freq_masks=w.IntSlider(a.freq_masks, 0, 4), freq_mask_width=w.IntSlider(a.freq_mask_width, 0, mels // 2),
-                      time_masks=w.IntSlider(a.time_masks, 0, 4), time_mask_width=w.IntSlider(a.time_mask_width, 0, frames // 2),
-                      scale_max=w.FloatSlider(a.scale_max, min=1.0, max=2.0, step=0.05),
-                      noise_std=w.SelectionSlider(options=[0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2], value=0.0),
-                      draw=w.IntSlider(1, 1, 20))
+    # Labels in words, at full width (the default width cuts them to "freq_mas..."), on sliders wide enough to use.
+    look = dict(style={"description_width": "initial"}, layout=w.Layout(width="32em"))
+    w.interact(draw,
+               freq_masks=w.IntSlider(a.freq_masks, 0, 4, description="frequency masks f", **look),
+               freq_mask_width=w.IntSlider(a.freq_mask_width, 0, mels // 2, description="max. width F (mel bands)", **look),
+               time_masks=w.IntSlider(a.time_masks, 0, 4, description="time masks t", **look),
+               time_mask_width=w.IntSlider(a.time_mask_width, 0, frames // 2, description="max. width T (frames)", **look),
+               scale_max=w.FloatSlider(a.scale_max, min=1.0, max=2.0, step=0.05, description="scale up to x", **look),
+               noise_std=w.SelectionSlider(options=[0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2], value=0.0,
+                                           description="white noise (sd)", **look),
+               draw=w.IntSlider(1, 1, 20, description="random draw", **look))
+    return None     # not interact's return value: a notebook would print the function's repr under the sliders

@@ -241,6 +241,35 @@ def imagenet_weights_available(backbone: str) -> bool:
     return imagenet_cache_path(backbone).exists()
 
 
+def project_root(start: str | Path | None = None) -> Path | None:
+    """The soundclr project that holds ``start`` (default: the working directory): the nearest folder
+    at or above it with ``notebooks/`` and the ``pyproject.toml`` of soundclr; None outside a project."""
+    import tomllib
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+            try:
+                name = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if name == "soundclr":
+                return folder
+    return None
+
+
+def project_path(path: str | Path) -> str:
+    """A notebook's results or data folder: a relative path is taken from the project root (the folder
+    of ``pyproject.toml`` and ``notebooks/``) wherever the kernel runs inside the project, so that
+    ``results = "results"`` finds the runs ``make book`` trained both under papermill (run from the
+    root) and in Jupyter Lab (whose kernels start in ``notebooks/``). Outside a project, and for an
+    absolute path, the path is used as given."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return str(path)
+    root = project_root()
+    return str(root / path) if root is not None else str(path)
+
+
 def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: str | None = None,
               device: str = "auto", results: str = "results", data_root: str = "data",
               epochs: int | None = None, folds: list[int] | None = None, seeds: list[int] | None = None,
@@ -252,7 +281,9 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
     ``epochs``, ``folds``, ``seeds``, ``alphas``, ``noise_stds`` and any configuration setting
     override the plan. ``imagenet``: whether ImageNet weights can be had (default: whether
     they are in the torch hub cache); without them Fig. 3's transfer-learning bars are left out.
+    A relative ``results`` or ``data_root`` is taken from the project root (:func:`project_path`).
     """
+    results, data_root = project_path(results), project_path(data_root)
     cfg = preset(preset_name, dataset=dataset, device=device, data_root=data_root, **settings)
     size = size or preset_name
     if size not in ("paper", "quick", "tiny"):

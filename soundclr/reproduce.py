@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,11 +31,59 @@ NOTEBOOKS = [
     ("claims", "claims", {}),          # last: it reads every run (its page comes right after the introduction)
 ]
 
+# href="results.ipynb" or href="results.ipynb#table-ii" in an HTML output (a sibling notebook, as Jupyter Lab opens
+# it), with the book's page named in data-book-page where it differs (training.ipynb: training-hybrid.html)
+NOTEBOOK_HREF = re.compile(r'href="([A-Za-z0-9_-]+)\.ipynb(#[^"]*)?"(\s+data-book-page="([A-Za-z0-9_-]+)")?')
+
 DATASET_TITLES = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic dataset"}
 
 
 class NotebookError(RuntimeError):
     """A notebook failed: names the notebook and the failing cell's error."""
+
+
+# Settings that have their own parameter (reproduce's flags, the notebooks' parameters) or that the plan's grids set
+# run by run: `--set` does not take them.
+OWN_FLAG = {"dataset": "--dataset", "device": "--device", "data_root": "--data-root"}
+PER_RUN = ("scheme", "test_fold", "seed")
+
+
+def check_settings(dataset: str, preset: str, settings: dict | None) -> tuple[dict, int | None]:
+    """Validate settings given on top of the preset (``soundclr reproduce --set KEY=VALUE``, a notebook's
+    ``settings`` parameter) before any work, as the command line validates its flags: an unknown key is a
+    ConfigError naming the valid ones, a bad value one naming the expected type. Returns the settings
+    (names with underscores) without ``epochs``, and ``epochs`` apart (the notebooks' own parameter)."""
+    from .config import ConfigError
+    from .config import preset as make_preset
+    out: dict = {}
+    for name, value in (settings or {}).items():
+        key = str(name).replace("-", "_")
+        bare = key.split(".")[-1]
+        if bare in OWN_FLAG:
+            raise ConfigError(f"setting {name!r} has its own flag: use {OWN_FLAG[bare]} instead of --set {name}=...")
+        if bare in PER_RUN:
+            raise ConfigError(f"setting {name!r} is set run by run by the book's grids (every scheme, test fold and "
+                              "seed of the plan): it cannot be given with --set")
+        out[key] = value
+    cfg = make_preset(preset, dataset=dataset, **out)      # unknown names and bad values: ConfigError
+    epochs = None
+    for key in [k for k in out if k.split(".")[-1] == "epochs"]:
+        del out[key]
+        epochs = cfg.optim.epochs
+    return out, epochs
+
+
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """``--set KEY=VALUE`` (repeatable) as a dict of strings; the values are converted to each setting's
+    type by the configuration, as the command line's flags are."""
+    from .config import ConfigError
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not valid: expected KEY=VALUE, e.g. --set batch_size=16")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def repo_root() -> Path:
@@ -46,18 +95,22 @@ def repo_root() -> Path:
 
 def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
                   data_root: str = "data", size: str | None = None, only: list[str] | None = None,
-                  out_dir: Path | None = None, jobs: int | None = None) -> list[Path]:
+                  out_dir: Path | None = None, jobs: int | None = None, settings: dict | None = None) -> list[Path]:
     """Execute every notebook (or those in ``only``) with papermill into ``out_dir``, ``jobs`` at a
     time (default: 2 on a machine with 2 or more cores), each in its own process and kernel. A
     failed notebook stops the rest with the failing cell's error; its executed copy is kept as
-    ``<name>.failed.ipynb``."""
+    ``<name>.failed.ipynb``. ``settings``: any setting of the configuration on top of the preset
+    (each notebook's ``settings`` parameter; ``epochs`` goes to its ``epochs`` parameter), checked
+    before the first notebook starts."""
     from concurrent.futures import ThreadPoolExecutor
 
+    settings, epochs = check_settings(dataset, preset, settings)
     root = repo_root()
     out_dir = Path(out_dir) if out_dir else root / "book" / "generated" / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"dataset": dataset, "preset": preset, "device": device, "size": size, "interactive": False,
-              "results": str(Path(results).resolve()), "data_root": str(Path(data_root).resolve())}
+              "results": str(Path(results).resolve()), "data_root": str(Path(data_root).resolve()),
+              "settings": settings, **({"epochs": epochs} if epochs is not None else {})}
     todo = [(name, source, extra) for name, source, extra in NOTEBOOKS if not only or name in only]
     jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
     with ThreadPoolExecutor(jobs) as pool:
@@ -128,10 +181,19 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
                 first = f"{first} ({label})"
             cell.source = f"{first}\n{rest}"
             break
+    for cell in nb.cells:     # raw HTML is not Sphinx's to resolve: a link to a notebook becomes its page
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if isinstance(data.get("text/html"), str):
+                data["text/html"] = NOTEBOOK_HREF.sub(_book_href, data["text/html"])
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if ("injected-parameters" in tags or "parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")   # the page states the values it ran in its Settings line
+
+
+def _book_href(m: re.Match) -> str:
+    return f'href="{m.group(4) or m.group(1)}.html{m.group(2) or ""}"'
 
 
 def build_book(root: Path | None = None) -> Path:
@@ -155,17 +217,20 @@ def default_workers(device: str = "auto") -> int:
 
 
 def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
-               data_root: str = "data", size: str | None = None, workers: int | None = None) -> int:
+               data_root: str = "data", size: str | None = None, workers: int | None = None,
+               settings: dict | None = None) -> int:
     """Train every run the book needs (``Plan.all_runs``) with ``workers`` processes on this machine;
     the run claims give each run to one of them. Streams their progress lines; returns the number
-    of runs. The settings, the results folder, the dataset and the weights are checked first
+    of runs. ``settings``: any setting of the configuration on top of the preset (``--set``). The
+    settings, the results folder, the dataset and the weights are checked first
     (:func:`soundclr.train.preflight`); the data is decoded once, here, before the workers start."""
     from .data import load_bank
     from .plan import make_plan
     from .train import preflight
 
+    settings, epochs = check_settings(dataset, preset, settings)
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
-                     data_root=str(Path(data_root).resolve()))
+                     data_root=str(Path(data_root).resolve()), epochs=epochs, **settings)
     runs = plan.all_runs()
     todo = [r for r in runs if not r.finished]
     workers = max(1, min(workers or default_workers(device), len(todo) or 1))
@@ -182,7 +247,7 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
     else:
         from .worker import run_workers
         args = json.dumps(dict(dataset=dataset, preset=preset, device=device, results=str(Path(results).resolve()),
-                               data_root=str(Path(data_root).resolve()), size=size))
+                               data_root=str(Path(data_root).resolve()), size=size, settings=settings, epochs=epochs))
         try:
             run_workers([sys.executable, "-m", "soundclr.reproduce", "--train-worker", args], workers)
         except RuntimeError as err:
@@ -203,16 +268,21 @@ def _train_worker(args: dict) -> int:
     from .worker import register
     register()
     plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
-                     data_root=args["data_root"])
+                     data_root=args["data_root"], epochs=args.get("epochs"), **args.get("settings", {}))
     run_grid(plan.all_runs(), progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
     return 0
 
 
 def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str = "auto", results: str = "results",
-              data_root: str = "data", size: str | None = None, build: bool = True, workers: int | None = None) -> Path | None:
+              data_root: str = "data", size: str | None = None, build: bool = True, workers: int | None = None,
+              settings: dict | None = None) -> Path | None:
+    """Train every run of the book, run every notebook, build the book. ``settings``: any setting of the
+    configuration on top of the preset (``soundclr reproduce --set KEY=VALUE``), checked before any work."""
     t0 = time.time()
-    train_plan(dataset, preset, device=device, results=results, data_root=data_root, size=size, workers=workers)
-    run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size)
+    check_settings(dataset, preset, settings)
+    train_plan(dataset, preset, device=device, results=results, data_root=data_root, size=size, workers=workers,
+               settings=settings)
+    run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size, settings=settings)
     html = build_book() if build else None
     print(f"[reproduce] done in {time.time() - t0:.0f} s" + (f": open {html / 'index.html'}" if html else ""), flush=True)
     return html
