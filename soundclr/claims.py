@@ -369,8 +369,8 @@ def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
     _per_fold(L, main)
     _masks(L, plan, _run_table(plan.masking_runs()))
     L.untestable("C11", f"not testable offline: it compares with published numbers on the real datasets ({LITERATURE}). "
-                        "The paper preset on ESC-50, ESC-10 and UrbanSound8K tests it, on a GPU (see the cost on the "
-                        "Reproducing page).")
+                        "The paper preset on ESC-50, ESC-10 and UrbanSound8K tests it, on a GPU (the chapter Reproducing, under Using "
+                        "the code, gives its cost).")
     out = pd.DataFrame(L.rows).set_index("id").loc[CLAIM_IDS].reset_index()
     out["p_holm"] = holm(out["p"].tolist())
     return out
@@ -454,13 +454,10 @@ def noise_drop(run_dir, *, bank=None, device: str = "auto") -> float:
     """C6: the accuracy (points) a finished run's final model loses under white noise, averaged over
     the paper's noise levels and NOISE_DRAWS draws of the noise (each draw cached in the run's
     ``noise.json``)."""
-    from .experiment import noise_accuracy
-    clean, noisy = None, []
-    for draw in range(NOISE_DRAWS):
-        acc = noise_accuracy(run_dir, (0.0, *PAPER_NOISE_LEVELS), bank=bank, device=device, seed=draw)
-        clean = acc[0.0]
-        noisy += [acc[s] for s in PAPER_NOISE_LEVELS]
-    return 100 * (clean - float(np.mean(noisy)))
+    from .experiment import noise_accuracies
+    acc = noise_accuracies(run_dir, (0.0, *PAPER_NOISE_LEVELS), range(NOISE_DRAWS), bank=bank, device=device)
+    clean = acc[(0.0, 0)]        # no noise: the same clips whatever the draw
+    return 100 * (clean - float(np.mean([acc[(s, d)] for s in PAPER_NOISE_LEVELS for d in range(NOISE_DRAWS)])))
 
 
 def _noise(L: _Claims, main: pd.DataFrame) -> None:
@@ -470,6 +467,9 @@ def _noise(L: _Claims, main: pd.DataFrame) -> None:
             L.untestable(cid, "no finished runs in the main grid")
         return
     drops = main.copy()
+    if L.bank is None:       # one decoded dataset for every run's evaluation
+        from .data import load_bank
+        L.bank = load_bank(drops.run.iloc[0].config.resolved(), progress=False)
     drops["drop"] = [noise_drop(r.directory, bank=L.bank, device=L.device) for r in drops.run]
     for cid, other in (("C6a", "ce"), ("C6b", "hybrid")):
         L.compare(cid, drops[drops.scheme == other], drops[drops.scheme == "supcon"], value="drop", protocols=False,
@@ -686,7 +686,7 @@ def _code(text: str) -> str:
 
 
 def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
-    """The ledger as an HTML table for the Claims page: claim, the paper's effect, this build's effect
+    """The ledger as an HTML table (the Claims notebook shows it): claim, the paper's effect, this build's effect
     with its corrected and uncorrected intervals, what the design can detect, the verdict, and a link
     to the page holding the evidence."""
     import html
@@ -1010,7 +1010,7 @@ def silhouette_conclusion(scores: dict) -> str:
 
 
 def scope_text(plan) -> str:
-    """The Claims page's first screen: what this build ran, what it can test and what it cannot, and
+    """The first screen of the Claims notebook: what this build ran, what it can test and what it cannot, and
     how to test the rest."""
     c = plan.config.resolved()
     runs = plan.all_runs()

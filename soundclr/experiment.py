@@ -349,7 +349,14 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
     noise of each standard deviation added to each test clip after its silence trim and
     pad/crop (so that only the noise differs from the clean clip), evaluated exactly as
     the run's final epoch was (same pipeline, batches and precision: std 0 gives the run's
-    final accuracy). Cached in ``noise.json``."""
+    final accuracy). ``seed`` draws the noise. Cached in ``noise.json``."""
+    acc = noise_accuracies(run, stds, (seed,), bank=bank, device=device)
+    return {s: acc[(s, seed)] for s in stds}
+
+
+def noise_accuracies(run: Path | str, stds: Sequence[float], seeds: Sequence[int], *, bank=None,
+                     device: str = "auto") -> dict[tuple[float, int], float]:
+    """:func:`noise_accuracy` for every (std, noise seed) pair, the model and data loaded once."""
     from .augment import Pipeline
     from .data import load_bank
     from .train import check_bank, evaluate, resolve_device, uses_bf16
@@ -360,7 +367,9 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
         cache = read_json(cache_path) if cache_path.exists() else {}
     except ValueError:       # a damaged cache is only a cache: compute it again
         cache = {}
-    missing = [s for s in stds if f"{s:g}:{seed}" not in cache]
+    def key(s: float, seed: int) -> str:
+        return f"{s:g}:{seed if s else 0}"      # without noise the draw does not matter
+    missing = list(dict.fromkeys((s, seed if s else 0) for seed in seeds for s in stds if key(s, seed) not in cache))
     if missing:
         cfg = load_config(run).override(device=device).resolved()
         dev = resolve_device(device)
@@ -372,12 +381,12 @@ def noise_accuracy(run: Path | str, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e
         model = model.to(memory_format=torch.channels_last)      # as in training: the same kernels, the same numbers
         if dev.type == "cuda":
             bank = bank.to(dev)
-        for s in missing:
+        for s, seed in missing:
             res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed, outputs=False,
                            batch_size=max(cfg.optim.batch_size * 2, 64), autocast=uses_bf16(cfg, dev))
-            cache[f"{s:g}:{seed}"] = res["accuracy"]
+            cache[key(s, seed)] = res["accuracy"]
         atomic_write_json(cache_path, cache)
-    return {s: cache[f"{s:g}:{seed}"] for s in stds}
+    return {(s, seed): cache[key(s, seed)] for seed in seeds for s in stds}
 
 
 def noise_table(df: pd.DataFrame, stds: Sequence[float] = (0.0, 1e-4, 5e-4, 1e-3), *, bank=None,

@@ -150,6 +150,12 @@ def test_tables_ensemble_and_noise_on_a_toy_grid(synthetic_root, synthetic_bank,
     assert accs[0.0] == df.set_index("run_dir").loc[str(run), "final_acc"]   # exactly Table III's number
     assert accs[0.3] < accs[0.0]  # loud noise hurts
     assert json.loads((run / "noise.json").read_text())
+    # several draws in one call: the same numbers as one call per draw; no noise needs no draw
+    from soundclr.experiment import noise_accuracies
+    many = noise_accuracies(run, [0.0, 0.3], [0, 1], bank=synthetic_bank)
+    assert many[(0.3, 0)] == accs[0.3] and many[(0.0, 1)] == many[(0.0, 0)] == accs[0.0]
+    assert many[(0.3, 1)] == noise_accuracy(run, [0.3], bank=synthetic_bank, seed=1)[0.3]
+    assert "0:1" not in json.loads((run / "noise.json").read_text())
 
 
 def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
