@@ -159,7 +159,7 @@ CLAIMS = {
     "C7b": "an ensemble of hybrid models beats an ensemble of cross-entropy models",
     "C8a": "the hybrid trains in fewer epochs than the two-stage scheme",
     "C8b": "the hybrid trains in less time than the two-stage scheme",
-    "C8c": "the hybrid trains in no more epochs than cross-entropy",
+    "C8c": "the hybrid converges faster than cross-entropy (the same schedule)",
     "C9": "the hybrid is at least as good as the other two schemes on every fold",
     "C10": "frequency masks help more than time masks",
     "C11": "SoundCLR beats the published state of the art",
@@ -263,13 +263,14 @@ class _Claims:
         nan = math.nan
         self.rows.append({**self.base(cid), "effect": nan, "low": nan, "high": nan, "low_nb": nan, "high_nb": nan,
                           "p": nan, "n": 0, "runs": 0, "detectable": nan, "power": nan, "verdict": "not testable",
-                          "verdict_text": "not testable", "same_schedule": True, "design": "", "note": why,
+                          "verdict_text": "not testable", "same_schedule": True, "design": "", "note": why, "detail": "",
                           **{f"{p}_{k}": nan for p in ("best_test", "best_val", "conv")
                              for k in ("effect", "low_nb", "high_nb")},
                           **{f"{p}_verdict": "" for p in ("best_test", "best_val", "conv")}, "unconverged": 0})
 
     def add(self, cid: str, interval, *, runs: int, same_schedule: bool, design: str = "folds", note: str = "",
-            protocols: dict | None = None, conv=None, unconverged: int = 0, verdict_: str | None = None) -> None:
+            protocols: dict | None = None, conv=None, unconverged: int = 0, verdict_: str | None = None,
+            detail: str = "") -> None:
         from .stats import verdict as stats_verdict
         from .stats import verdict_words
         base = self.base(cid)
@@ -278,7 +279,7 @@ class _Claims:
                "high_nb": interval.high_nb, "p": interval.p, "n": interval.n, "runs": runs,
                "detectable": interval.detectable, "power": math.nan if interval.power is None else interval.power,
                "verdict": v, "verdict_text": verdict_words(interval, v, base["paper"]), "same_schedule": same_schedule,
-               "design": design, "note": note, "unconverged": unconverged}
+               "design": design, "note": note, "detail": detail, "unconverged": unconverged}
         for name in ("best_test", "best_val", "conv"):
             other = conv if name == "conv" else (protocols or {}).get(name)
             row[f"{name}_effect"] = other.effect if other is not None else math.nan
@@ -417,12 +418,13 @@ def _alpha(L: _Claims, alpha: pd.DataFrame) -> None:
     protocols = {name: simultaneous(PROTOCOLS[name])[0] for name in ("best_test", "best_val")}
     conv = simultaneous("acc", alpha[alpha.converged])[0]
     from .stats import verdict
-    note = (f"the best other weight here is alpha = {closest[5:]}; intervals are simultaneous over the "
-            f"{len(others)} other weights (each at {100 * level:.1f} %): " +
-            ", ".join(f"against {v[5:]}: {ints[v].effect:+.2f} [{ints[v].low_nb:+.2f}, {ints[v].high_nb:+.2f}]"
-                      for v in others) + f"; {int(best.seed.nunique())} seed(s) per fold")
+    note = (f"the best other weight here is alpha = {closest[5:]}; simultaneous over the {len(others)} other weights; "
+            f"{int(best.seed.nunique())} seed(s) per fold")
+    detail = (f"against each other weight, corrected intervals at {100 * level:.1f} % each: " +
+              ", ".join(f"alpha = {v[5:]}: {ints[v].effect:+.2f} [{ints[v].low_nb:+.2f}, {ints[v].high_nb:+.2f}]"
+                        for v in others))
     L.add("C3", main, runs=len(alpha), same_schedule=_schedules(alpha), note=note, protocols=protocols, conv=conv,
-          unconverged=int((~alpha.converged).sum()), verdict_=verdict(main))
+          unconverged=int((~alpha.converged).sum()), verdict_=verdict(main), detail=detail)
 
 
 def _ablation(L: _Claims, plan, ab: pd.DataFrame) -> None:
@@ -675,6 +677,12 @@ def _paper_cell(r) -> str:
     return f"{_num(p, r['unit'])} {r['unit']} ({r['paper_source']}{where})"
 
 
+SHORT_WORDS = {   # the verdict's words in the ledger table (the page's "How to read" says the rest)
+    "inconclusive: cannot tell at this size (the interval holds both zero and the paper's effect)": "cannot tell at this size",
+    "inconclusive: the interval holds zero but not the paper's effect": "holds zero, not the paper's effect",
+    "inconclusive: the interval holds zero": "holds zero",
+    "inconclusive: no interval (fewer than two folds)": "no interval",
+}
 VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#b42318", "inconclusive": "#7a5b00", "not testable": "#555555"}
 PAGE_TITLE = {"results": "Results", "ablation": "Ablation", "robustness": "Robustness", "training-hybrid": "Training: hybrid"}
 
@@ -697,23 +705,23 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
         mine = html.escape(interval_text(r)) if testable else _code(html.escape(r["note"]))
         if testable and r["note"]:
             mine += f"<br><small>{_code(html.escape(r['note']))}.</small>"
-        words = r["verdict_text"]
-        rest = words[len(r["verdict"]):].lstrip(": ")
+        if testable:
+            mine += f"<br><small><i>{html.escape(power_text(r))}</i></small>"
+        rest = SHORT_WORDS.get(r["verdict_text"], "")
         rows.append(
             "<tr>"
             f"<td><b>{r['id']}</b> {html.escape(r['claim'])}<br><small>{html.escape(r['measure'])}</small></td>"
             f"<td>{html.escape(_paper_cell(r))}</td>"
             f"<td>{mine}</td>"
-            f"<td>{html.escape(power_text(r))}</td>"
             f"<td><b style=\"color:{VERDICT_COLOR[r['verdict']]}\">{r['verdict']}</b>"
-            + (f"<br><small>{html.escape(rest)}</small>" if rest else "") + "</td>"
+            + (f"<br><small>{html.escape(rest)}</small>" if rest else "") + "<br><small>"
             # the notebook (training-hybrid: training.ipynb), which Jupyter Lab opens; the book's build
             # (soundclr.reproduce._for_the_book) links the page named in data-book-page instead
-            f"<td><a href=\"{r['evidence'].split('-')[0]}.ipynb\" data-book-page=\"{r['evidence']}\">"
-            f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></td>"
+            f"<a href=\"{r['evidence'].split('-')[0]}.ipynb\" data-book-page=\"{r['evidence']}\">"
+            f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></small></td>"
             "</tr>")
     head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected 95 % interval]; uncorrected "
-            "interval, folds</th><th>80 % power</th><th>verdict</th><th>evidence</th></tr>")
+            "interval, folds; 80 % power</th><th>verdict, evidence</th></tr>")
     return f"<table class=\"claims-ledger\">{head}{''.join(rows)}</table>"
 
 
@@ -813,6 +821,8 @@ def conclusion(led: pd.DataFrame, ids: Sequence[str], plan, reasons: dict[str, s
             text += f" This contradicts the paper. Why: {(reasons or {}).get(r['id']) or likely_reason(r['id'], plan)}"
         if r["note"]:
             text += f" ({r['note'][0].upper()}{r['note'][1:]}.)"
+        if r.get("detail"):
+            text += f" {r['detail'][0].upper()}{r['detail'][1:]}."
         lines.append(f"- {text}")
     return "\n".join(lines)
 
