@@ -881,7 +881,8 @@ def summary_text(led: pd.DataFrame, plan) -> str:
         sig = list(fam[fam.p_holm < 0.05].id)
         text += (f" Each verdict is a test at 5 %; taken together as one family of {len(fam)} tests (Holm's "
                  "adjustment, which keeps the chance of any false verdict at 5 %), "
-                 + (f"{len(sig)} remain significant: {', '.join(sig)}." if sig else "none remains significant."))
+                 + (f"{len(sig)} remain{'s' if len(sig) == 1 else ''} significant: {', '.join(sig)}." if sig
+                    else "none remains significant."))
     pw = led[led.power.notna()]
     if len(pw):
         text += (f" At this size the design has {100 * pw.power.min():.0f} to {100 * pw.power.max():.0f} % power at the "
