@@ -125,7 +125,8 @@ class Plan:
         else:
             masks = f"this preset's masks (f = {a.freq_masks}, t = {a.time_masks})"
         return (f"Cross-entropy with {masks} of widths F = {a.freq_mask_width}, T = {a.time_mask_width}, on test folds "
-                f"{_span(self.mask_folds)}; everything else as in the preset.")
+                f"{_span(self.mask_folds)}; everything else as in the preset. Mean ± standard deviation over those folds, "
+                "and the 95 % interval.")
 
     def finished(self, runs) -> bool:
         """Whether every run in ``runs`` is finished. A run whose computation finished in another
