@@ -100,7 +100,7 @@ class OptimConfig:
     alpha: float = 0.5                 # hybrid: alpha * SupCon + (1 - alpha) * CE
     supcon_form: str = "out"           # Khosla's L_out (released code) or "in" (Eq. 3 as typeset)
     no_positive: str = "exclude"       # anchors without a positive: "exclude" from the mean, or "zero" (released code)
-    contrastive_stretch: float = 1.0   # the hybrid, and stage 1 of supcon, run k x `epochs`: warm-up x k, gamma^(1/k)
+    contrastive_stretch: float = 1.0   # the hybrid, and stage 1 of supcon, run k x epochs: warm-up x k, gamma^(1/k)
     stage2_epochs: int = 800           # supcon scheme, stage 2 (linear classifier)
     stage2_gamma: float = 0.995        # stage 2's decay per epoch after the same warm-up
     stage2_lr: float | None = None     # None: same as lr
