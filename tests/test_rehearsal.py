@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -94,41 +93,6 @@ def put_stand_in_imagenet_weights(torch_home: Path, backbone: str) -> Path:
     return path
 
 
-# Until `soundclr reproduce` passes settings on to the notebooks (issue 17, item 2: `--set KEY=VALUE`),
-# every process of the rehearsal (the training workers, the papermill kernels) gets them through this
-# sitecustomize: it adds them to the paper preset when soundclr.config is imported.
-SITECUSTOMIZE = '''
-import importlib.abc, sys
-SETTINGS = {settings!r}
-
-class _PatchPaperPreset(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "soundclr.config":
-            return None
-        sys.meta_path.remove(self)
-        try:
-            import importlib.util
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            module.PRESETS["paper"] = {{**module.PRESETS["paper"], **SETTINGS}}
-        spec.loader.exec_module = exec_module
-        return spec
-
-sys.meta_path.insert(0, _PatchPaperPreset())
-'''
-
-
-def _cli_takes_settings() -> bool:
-    r = subprocess.run([sys.executable, "-m", "soundclr", "reproduce", "--help"], capture_output=True, text=True,
-                       cwd=ROOT)
-    return "--set" in r.stdout
-
-
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rehearsal")
@@ -148,14 +112,8 @@ def rehearsal(tmp_path_factory):
            "PYTHONPATH": str(site)}
     cmd = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "esc50", "--preset", "paper", "--size", "tiny",
            "--device", "cpu", "--results", str(results), "--data-root", str(data_root)]
-    if _cli_takes_settings():
-        for key, value in SMALL.items():
-            cmd += ["--set", f"{key}={value}"]
-    else:
-        shim = tmp / "shim"
-        shim.mkdir()
-        (shim / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE.format(settings=SMALL)))
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(shim)])
+    for key, value in SMALL.items():
+        cmd += ["--set", f"{key}={value}"]     # passed to the training workers and every notebook
     t0 = time.time()
     r = subprocess.run(cmd, cwd=site, env=env, capture_output=True, text=True)
     seconds = time.time() - t0
