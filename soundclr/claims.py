@@ -970,11 +970,10 @@ def decisive_cost(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> pd.Dat
                     counts = pd.DataFrame([cost.run_counts(cfg.override(test_fold=f)) for f in range(1, k + 1)])
                     per[s] = float(cost.hours(counts, speed).sum())
                 hours = need * sum(per.values())
-            rows.append({"claim": cid, "dataset": DATASET_TITLE[ds], "paper's effect (points)": f"{effect:+.2f}",
-                         "folds x clips": f"{k} x {n:.0f}", "power of the paper's design (5 seeds)": f"{100 * pw(5):.0f} %",
-                         "seeds per fold for 80 % power": str(need) if need else f"not reachable (power with unlimited seeds: {100 * pw(1e9):.0f} %)",
-                         "runs": str(need * k * 2) if need else "n/a",
-                         f"GPU-hours at {tflops:g} TFLOP/s": f"{hours:,.0f}" if need else "n/a"})
+            rows.append({"claim": cid, "dataset": f"{DATASET_TITLE[ds]} ({k} x {n:.0f} clips)",
+                         "the paper's effect": f"{effect:+.2f}", "power, 5 seeds (the paper's)": f"{100 * pw(5):.0f} %",
+                         "seeds per fold for 80 %": str(need) if need else f"none suffice (at most {100 * pw(1e9):.0f} %)",
+                         f"GPU-hours ({tflops:g} TFLOP/s)": f"{hours:,.0f} ({need * k * 2} runs)" if need else "n/a"})
     return pd.DataFrame(rows)
 
 

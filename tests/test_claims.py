@@ -117,8 +117,9 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     assert led2.loc["C1", "unconverged"] == 8 and math.isnan(led2.loc["C1", "conv_effect"])
     # what a decisive test on the real datasets costs: one row per headline claim and dataset
     cost = claims.decisive_cost(plan)
-    assert list(zip(cost.claim, cost.dataset))[:3] == [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
-    assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 % power"].str.len().min() > 0
+    assert [(c, d.split(" (")[0]) for c, d in zip(cost.claim, cost.dataset)][:3] == \
+        [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
+    assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 %"].str.len().min() > 0
     # the ledger is computed once per build: the second call reads the cache, a finished run more invalidates it
     cached = claims.ledger(plan, bank=synthetic_bank, device="cpu")
     assert cached.equals(led.reset_index()) and list((tmp_path / "synthetic" / ".ledger").glob("*.pkl"))
