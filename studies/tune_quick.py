@@ -224,7 +224,10 @@ def main() -> int:
     settings = {"lr": chosen["lr"], **AUGMENT[chosen["augment"]], **schedule(chosen_e)}
     settings.setdefault("mask_fill", "zero")
     summaries = [json.loads(p.read_text()) for p in (RESULTS / "synthetic").glob("*/*/summary.json")]
-    result = {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.time() - t0), "base": BASE,
+    seconds = round(time.time() - t0)
+    if args.report and OUT_JSON.exists():     # a page rewrite trains nothing: keep the study's own wall time
+        seconds = json.loads(OUT_JSON.read_text()).get("seconds", seconds)
+    result = {"date": time.strftime("%Y-%m-%d"), "seconds": seconds, "base": BASE,
               "tuning_draw": TUNING_DRAW,
               "schedule_rule": f"warm-up over a tenth of the epochs, then decay to {FINAL_RATE:g} of the peak rate "
                                "at the last epoch", "budget_epochs": BUDGET_EPOCHS, "step_match": STEP_MATCH,
