@@ -310,7 +310,8 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
                        "f, t in {0, 2} x {0, 1}, on test folds 1 and 2 (the paper: three panels, f and t in 0..3, every fold); "
                        "the mask-fill ablation uses the same two folds"]
     else:  # tiny: for tests
-        cfg = cfg.override(epochs=2, warmup_epochs=1, stage2_epochs=1, batch_size=32)
+        # the tour's short schedule, under the caller's own settings (a batch size given stays given)
+        cfg = cfg.override(**{**dict(epochs=2, warmup_epochs=1, stage2_epochs=1, batch_size=32), **settings})
         p = dict(folds=[1], seeds=[0, 1], alphas=[0.5, 0.99], alpha_folds=[1], alpha_seeds=[0],
                  mask_panels=[(cfg.augment.freq_mask_width, cfg.augment.time_mask_width)], freq_mask_counts=[0, 1],
                  time_mask_counts=[1], mask_folds=[1], ablation_folds=[1], ablation_seeds=[0], fills=["zero", "mean"])

@@ -54,3 +54,11 @@ def test_the_paper_plan_holds_the_papers_grids(tmp_path):
     assert list(plan.ablation) == ["random-1ch", "random-3ch", "imagenet-1ch", "imagenet-3ch", "imagenet-3ch-wave",
                                    "imagenet-3ch-wave-spec"]
     assert plan.reductions == []
+
+
+def test_the_tiny_tour_keeps_the_callers_settings():
+    """size="tiny" shortens the schedule, but a setting the caller gives (papermill's `settings`) stays given."""
+    from soundclr.plan import make_plan
+    tiny = make_plan("synthetic", "quick", size="tiny", results="/nonexistent", data_root="/nonexistent", batch_size=16)
+    assert tiny.config.optim.batch_size == 16 and tiny.config.optim.epochs == 2
+    assert make_plan("synthetic", "quick", size="tiny", results="/x", data_root="/x").config.optim.batch_size == 32
