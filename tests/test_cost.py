@@ -12,7 +12,7 @@ def test_run_counts_by_hand():
     # the released code's stage-2 start evaluates the test fold in every stage-1 epoch too
     assert supcon == {"train": 800 * 1536, "stage2": 800 * 1536, "evaluate": 1600 * 400}
     quick = cost.run_counts(preset("quick", scheme="supcon").resolved())
-    assert quick == {"train": 80 * 320, "stage2": 40 * 320, "evaluate": 40 * 80}   # stage 1 stretched x2
+    assert quick == {"train": 80 * 320, "stage2": 80 * 320, "evaluate": 80 * 80}   # 80 + 80 epochs, stage 2 scored
     us8k = cost.run_counts(preset("paper", dataset="us8k", scheme="hybrid", test_fold=10).resolved())
     train = 8732 - 837
     assert us8k == {"train": 800 * (train - train % 128), "stage2": 0, "evaluate": 800 * 837}
