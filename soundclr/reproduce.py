@@ -113,8 +113,13 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
               "settings": settings, **({"epochs": epochs} if epochs is not None else {})}
     todo = [(name, source, extra) for name, source, extra in NOTEBOOKS if not only or name in only]
     jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
+    # each kernel gets its share of the cores, as the training workers do: two kernels evaluating with a
+    # thread per core each ran the first claims ledger of a build 15 times slower (270 s against 18 s)
+    from .worker import worker_threads
+    threads = str(worker_threads(jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(_run_one, root, out_dir, dataset, name, source, {**params, **extra})
+        futures = [pool.submit(_run_one, root, out_dir, dataset, name, source, {**params, **extra}, env)
                    for name, source, extra in todo]
         try:
             written = [f.result() for f in futures]
@@ -125,7 +130,8 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
     return written
 
 
-def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, params: dict) -> Path:
+def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, params: dict,
+             env: dict | None = None) -> Path:
     import nbformat
     src = root / "notebooks" / f"{source}.ipynb"
     out = out_dir / f"{name}.ipynb"
@@ -134,7 +140,7 @@ def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, pa
     print(f"[reproduce] {dataset}: running {src.name} -> {out.relative_to(root) if out.is_relative_to(root) else out}", flush=True)
     cmd = [sys.executable, "-m", "papermill", str(src), str(tmp), "-y", json.dumps(params), "-k", "python3",
            "--cwd", str(root), "--no-progress-bar"]
-    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         failed = out_dir / f"{name}.failed.ipynb"
         if tmp.exists():
