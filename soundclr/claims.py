@@ -737,17 +737,22 @@ def _short(r, prefix: str = "") -> str:
 
 
 def protocol_table(led: pd.DataFrame) -> pd.DataFrame:
-    """Per testable claim: the effect, corrected interval and verdict under the final epoch (ours),
-    the best epoch on the test fold (the paper's) and the best epoch on a validation fold, and how
-    far the paper's protocol moves the effect."""
+    """Per testable claim, one row per protocol its runs can be scored under: the final epoch (ours),
+    the best epoch on the test fold (the paper's) and, where the runs hold one, the best epoch on a
+    validation fold; each with its effect, corrected interval and verdict."""
     rows = []
     for _, r in led[led.verdict != "not testable"].iterrows():
-        moved = r["best_test_effect"] - r["effect"] if _is_number(r["best_test_effect"]) else math.nan
-        rows.append({"claim": r["id"], PROTOCOL_LABEL["final"]: _short(r),
-                     PROTOCOL_LABEL["best_test"]: _short(r, "best_test_"),
-                     PROTOCOL_LABEL["best_val"]: _short(r, "best_val_"),
-                     "the paper's protocol moves it by": _num(moved, r["unit"]) if _is_number(moved) else "n/a"})
-    return pd.DataFrame(rows).set_index("claim")
+        for name, prefix in (("final", ""), ("best_test", "best_test_"), ("best_val", "best_val_")):
+            if not _is_number(r[f"{prefix}effect"]) or not r[f"{prefix}verdict" if prefix else "verdict"]:
+                continue
+            unit = r["unit"]
+            lo, hi = r[f"{prefix}low_nb"], r[f"{prefix}high_nb"]
+            rows.append({"claim": r["id"], "protocol": PROTOCOL_LABEL[name],
+                         "effect [corrected interval]": f"{_num(r[f'{prefix}effect'], unit)} [{_num(lo, unit)}, {_num(hi, unit)}]"
+                         if math.isfinite(lo) and math.isfinite(hi) else f"{_num(r[f'{prefix}effect'], unit)} (no interval)",
+                         "verdict": r[f"{prefix}verdict" if prefix else "verdict"]})
+    return pd.DataFrame(rows, columns=["claim", "protocol", "effect [corrected interval]", "verdict"]).set_index(
+        ["claim", "protocol"])
 
 
 def protocol_text(led: pd.DataFrame) -> str:
@@ -773,8 +778,8 @@ def sensitivity_table(led: pd.DataFrame) -> pd.DataFrame:
     """Per testable claim: every finished run (the primary analysis) beside converged runs only."""
     rows = []
     for _, r in led[led.verdict != "not testable"].iterrows():
-        rows.append({"claim": r["id"], "every finished run (primary)": _short(r),
-                     "converged runs only": _short(r, "conv_"), "runs that did not converge": int(r["unconverged"])})
+        rows.append({"claim": r["id"], "every run (primary)": _short(r), "converged only": _short(r, "conv_"),
+                     "not converged": int(r["unconverged"])})
     return pd.DataFrame(rows).set_index("claim")
 
 

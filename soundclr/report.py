@@ -182,17 +182,23 @@ def most_confused(matrix, names: Sequence[str], k: int = 5) -> pd.DataFrame:
 
 
 def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
-    """For the confusion matrices of a page: per scheme (a column, in the book's order) its ``k`` most
-    confused pairs, "true → predicted (share of the true class)", from the final-epoch matrix
-    summed over the runs of ``main``."""
+    """For the confusion matrices of a page: per scheme (in the book's order) its ``k`` most confused
+    pairs, one row each: the true class, the class it is taken for, and the share of the true class's
+    clips, from the final-epoch matrix summed over the runs of ``main`` (a scheme with no confusion has
+    one row saying so)."""
     from .experiment import confusion
-    cols = {}
+    rows = []
     for scheme in [s for s in ("ce", "supcon", "hybrid") if s in set(main.scheme)]:
         cm, names = confusion(main[main.scheme == scheme])
         pairs = most_confused(cm.numpy(), names, k)
-        cells = [f"{t} → {p} ({s:.1f} %)" for t, p, s in zip(pairs["true"], pairs["predicted"], pairs["share (%)"])]
-        cols[SCHEME_LABEL[scheme]] = cells + [""] * (k - len(cells))
-    return pd.DataFrame(cols, index=range(1, k + 1))
+        for t, p, sh in zip(pairs["true"], pairs["predicted"], pairs["share (%)"]):
+            rows.append({"scheme": SCHEME_LABEL[scheme], "true class": t, "taken for": p,
+                         "share of the true class (%)": f"{sh:.1f}"})
+        if pairs.empty:
+            rows.append({"scheme": SCHEME_LABEL[scheme], "true class": "(none confused)", "taken for": "",
+                         "share of the true class (%)": ""})
+    return pd.DataFrame(rows, columns=["scheme", "true class", "taken for", "share of the true class (%)"]).set_index(
+        ["scheme", "true class"])
 
 
 __all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "LITERATURE", "SCHEME_LABEL", "scheme_table", "alpha_table", "fold_table",
