@@ -725,15 +725,15 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
     return f"<table class=\"claims-ledger\">{head}{''.join(rows)}</table>"
 
 
-def _short(r, prefix: str = "") -> str:
-    """``+0.88 [-1.90, +3.66] inconclusive``: an effect, its corrected interval and verdict."""
+def _short(r, prefix: str = "", verdict: bool = True) -> str:
+    """``+0.88 [-1.90, +3.66] inconclusive``: an effect, its corrected interval and (``verdict``) verdict."""
     e, lo, hi, v = (r[f"{prefix}effect"], r[f"{prefix}low_nb"], r[f"{prefix}high_nb"], r[f"{prefix}verdict"])
     if not _is_number(e) or not v:
         return "n/a"
     unit = r["unit"]
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{_num(e, unit)} (no interval)"
-    return f"{_num(e, unit)} [{_num(lo, unit)}, {_num(hi, unit)}] {v}"
+    return f"{_num(e, unit)} [{_num(lo, unit)}, {_num(hi, unit)}]" + (f" {v}" if verdict else "")
 
 
 def protocol_table(led: pd.DataFrame) -> pd.DataFrame:
@@ -778,7 +778,10 @@ def sensitivity_table(led: pd.DataFrame) -> pd.DataFrame:
     """Per testable claim: every finished run (the primary analysis) beside converged runs only."""
     rows = []
     for _, r in led[led.verdict != "not testable"].iterrows():
-        rows.append({"claim": r["id"], "every run (primary)": _short(r), "converged only": _short(r, "conv_"),
+        both = r["conv_verdict"]
+        rows.append({"claim": r["id"], "every run (primary)": _short(r, "", verdict=False),
+                     "converged only": _short(r, "conv_", verdict=False),
+                     "verdict": r["verdict"] if both in ("", r["verdict"]) else f"{r['verdict']}, then {both}",
                      "not converged": int(r["unconverged"])})
     return pd.DataFrame(rows).set_index("claim")
 
