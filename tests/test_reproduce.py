@@ -15,7 +15,7 @@ TINY = {"size": "tiny", "preset": "quick", "dataset": "synthetic", "device": "cp
 
 @pytest.fixture(scope="module")
 def tiny_book(tmp_path_factory, synthetic_root):
-    from soundclr.reproduce import build_book, run_notebooks
+    from soundclr.reproduce import build_book, run_notebooks, train_plan
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, site / name)
@@ -23,6 +23,9 @@ def tiny_book(tmp_path_factory, synthetic_root):
     shutil.copytree(ROOT / "soundclr", site / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))  # the method page includes its code
     results = site / "results"
     generated = site / "book" / "generated"
+    # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store)
+    train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
+               workers=1)
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
                   out_dir=generated / "synthetic")
     html = build_book(site)
