@@ -190,6 +190,7 @@ class Plan:
         """Markdown: how many training runs a page reads, how many are finished and how long they took
         here (from their summaries), and what running the page would train."""
         from .store import read_json
+        self.finished(runs)          # a computation finished in another experiment counts (copied into place)
         done = [r for r in runs if r.finished]
         seconds = 0.0
         for r in done:
