@@ -128,6 +128,20 @@ class Plan:
                 f"{_span(self.mask_folds)}; everything else as in the preset. Mean ± standard deviation over those folds, "
                 "and the 95 % interval.")
 
+    def train_missing(self, runs, *, bars: bool = False) -> None:
+        """Train the runs in ``runs`` that the results store does not hold yet, saying so first and
+        showing progress (progress ``bars`` in Jupyter Lab, lines otherwise: a book page gets no widget);
+        finished runs, and twins finished in another experiment, are only read. What a notebook cell
+        calls before it reads its runs."""
+        from .experiment import run_grid
+        runs = list(runs)
+        todo = [] if self.finished(runs) else [r for r in runs if not r.finished]
+        if todo:
+            print(f"{len(todo)} of the {len(runs)} training runs this cell reads are not in {self.results} yet: training "
+                  f"them now, one after another (a progress bar per run below; a stopped notebook resumes where it was).",
+                  flush=True)
+        run_grid(runs, progress=bool(todo) and bars, verbose=bool(todo), wait=True)
+
     def finished(self, runs) -> bool:
         """Whether every run in ``runs`` is finished. A run whose computation finished in another
         experiment of the store (the book trains each computation once) is copied into place first."""
