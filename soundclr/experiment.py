@@ -305,12 +305,6 @@ def scheme_table(df: pd.DataFrame, metric: str = "final_acc", by: str = "scheme"
     return _ordered(table.merge(folds, on=by), by).reset_index(drop=True)
 
 
-def fold_table(df: pd.DataFrame, metric: str = "final_acc") -> pd.DataFrame:
-    """Fig. 4: accuracy per scheme and fold, averaged over seeds (in %)."""
-    t = df.groupby(["scheme", "fold"])[metric].mean().mul(100).unstack("fold")
-    return t.loc[[s for s in SCHEME_ORDER if s in t.index]]
-
-
 def confusion(df: pd.DataFrame) -> tuple[torch.Tensor, list[str]]:
     """The summed final-epoch confusion matrix of the runs in ``df`` (rows: true class)."""
     total, names = None, None
