@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -534,7 +534,7 @@ def _speed(L: _Claims, main: pd.DataFrame) -> None:
             L.untestable(cid, "no finished runs in the main grid")
         return
     hy = main[main.scheme == "hybrid"].set_index(["fold", "seed"])
-    for cid, other, field in (("C8a", "supcon", 0), ("C8b", "supcon", 1), ("C8c", "ce", 0)):
+    for cid, other, measure in (("C8a", "supcon", 0), ("C8b", "supcon", 1), ("C8c", "ce", 0)):   # 0 epochs, 1 seconds
         oth = main[main.scheme == other].set_index(["fold", "seed"])
         pairs = []
         for key in sorted(set(hy.index) & set(oth.index)):
@@ -542,7 +542,7 @@ def _speed(L: _Claims, main: pd.DataFrame) -> None:
             target = NEAR_FINAL * min(h.acc, o.acc) / 100
             reach_h, reach_o = epochs_to_reach(h.rows, target), epochs_to_reach(o.rows, target)
             if reach_h and reach_o:
-                pairs.append({"fold": key[0], "seed": key[1], "d": reach_o[field] - reach_h[field],
+                pairs.append({"fold": key[0], "seed": key[1], "d": reach_o[measure] - reach_h[measure],
                               "converged": bool(h.converged and o.converged)})
         if not pairs:
             L.untestable(cid, f"no fold and seed holds both a hybrid and a {other} run")
