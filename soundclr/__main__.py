@@ -3,4 +3,6 @@ import sys
 
 from .cli import main
 
+
+
 sys.exit(main())

@@ -32,16 +32,26 @@ import sys
 from dataclasses import fields
 
 from . import __version__
-from .config import SECTIONS, ConfigError, PRESETS, preset
+
+from .book.reproduce import check_settings, parse_set, reproduce, train_plan
+from .config import ConfigError, PRESETS, SECTIONS, preset, setting_descriptions
+from .data.bank import load_bank
+from .data.download import download
+from .files import read_json
+from .runs.grid import grid, run_grid
+from .runs.inference import noise_accuracy, predict_file
+from .runs.pool import run_workers
+from .runs.slurm import sbatch_script, submit, write_script
+from .runs.status import format_status, status
+from .runs.threads import fit_threads, register
+from .train.preflight import preflight
+from .train.runtime import Terminated, raise_terminated
+
 
 # The library's own error classes, reported in one line (by name: importing their modules is slow).
 RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookError", "CorruptFileError", "SlurmError")
 # The commands whose settings are flags: their error messages spell a setting as its flag (soundclr.data.setting_spelling).
 FLAG_COMMANDS = ("train", "data")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (SLURM sends it before pre-empting a job or at its time limit), raised like Ctrl-C."""
 
 
 def _workers(text: str) -> int:
@@ -69,7 +79,6 @@ def _floats(text: str) -> list[float]:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from .config import setting_descriptions
     comments = setting_descriptions()
     for section, cls in SECTIONS.items():
         group = p.add_argument_group(f"{section} settings")
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     previous = signal.getsignal(signal.SIGTERM)
     if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, raise_terminated)
     interface = os.environ.get("SOUNDCLR_INTERFACE")
     if args.command in FLAG_COMMANDS:
         os.environ["SOUNDCLR_INTERFACE"] = "cli"     # a bad clip says --on-bad-file skip, not on_bad_file="skip"
@@ -215,22 +224,15 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["SOUNDCLR_INTERFACE"] = interface
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def _dispatch(args) -> int:
     if args.command in ("data", "evaluate", "predict", "reproduce") and getattr(args, "data_command", None) != "download":
-        from .worker import fit_threads
         fit_threads()           # this process's share of the cores (training workers it starts size their own)
     if args.command == "data":
         if args.data_command == "download":
-            from .download import download
             path = download(args.name, args.root, keep_archive=args.keep_archive)
             note = " (ESC-10 is read from the ESC-50 folder: --dataset esc10)" if args.name == "esc10" else ""
             print(f"{args.name} is ready in {path}{note}")
             return 0
-        from .data import load_bank
         cfg = preset("paper", dataset=args.name, data_root=args.root, sample_rate=args.sample_rate, on_bad_file=args.on_bad_file)
         bank = load_bank(cfg)
         seconds = (bank.lengths.float() / bank.sample_rate)
@@ -244,7 +246,6 @@ def _dispatch(args) -> int:
     if args.command == "status":
         import json
 
-        from .worker import format_status, status
         entries = status(args.results, args.dataset, args.experiment)
         print(json.dumps(entries, indent=1) if args.json else format_status(entries, details=not args.brief))
         return 0
@@ -253,20 +254,17 @@ def _dispatch(args) -> int:
         return _slurm(args)
 
     if args.command == "evaluate":
-        from .experiment import noise_accuracy
         accs = noise_accuracy(args.run, args.noise, device=args.device)
         for std, acc in accs.items():
             print(f"noise std {std:g}: accuracy {100 * acc:.2f} %")
         return 0
 
     if args.command == "predict":
-        from .predict import predict_file
         for name, p in predict_file(args.file, args.checkpoint, top=args.top, device=args.device):
             print(f"{p * 100:6.2f} %  {name}")
         return 0
 
     if args.command == "reproduce":
-        from .reproduce import check_settings, parse_set, reproduce, train_plan
         settings = parse_set(args.settings)
         check_settings(args.dataset, args.preset, settings)      # a bad --set: a usage error, before any work
         if args.train_only:
@@ -280,8 +278,6 @@ def _dispatch(args) -> int:
 
 
 def _train(args) -> int:
-    from .experiment import grid, run_grid
-    from .train import preflight
     cfg = _config_from_args(args)
     try:
         i, n = (int(t) for t in args.shard.split("/"))
@@ -303,7 +299,6 @@ def _train(args) -> int:
     if args.workers > 1:
         summaries = _train_workers(args, cfg, mine)
     else:
-        from .worker import fit_threads, register
         register()          # a worker of this host until it exits: others count it when they size their threads
         fit_threads()
         log = (lambda line: print(f"  {line}", flush=True)) if args.progress_lines else None
@@ -323,9 +318,6 @@ def _train(args) -> int:
 def _train_workers(args, cfg, mine) -> list[dict]:
     """``train --workers N``: decode the data once here, then start N processes of the same command
     (``--workers 1``), which claim the runs among themselves; the summaries of the finished runs."""
-    from .data import load_bank
-    from .store import read_json
-    from .worker import fit_threads, run_workers
     todo = [r for r in mine if not r.finished]
     if todo:
         workers = min(args.workers, len(todo))
@@ -340,7 +332,6 @@ def _train_workers(args, cfg, mine) -> list[dict]:
 def _slurm(args) -> int:
     from pathlib import Path
 
-    from .slurm import sbatch_script, submit, write_script
     train_args = list(args.train_args)
     if train_args[:1] == ["--"]:
         train_args = train_args[1:]

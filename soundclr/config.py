@@ -22,11 +22,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+# -- the shared vocabulary: every module reads these names from here ------------------------------
 DATASETS = ("esc50", "esc10", "us8k", "synthetic")
-SCHEMES = ("ce", "supcon", "hybrid")
+DATASET_TITLE = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic"}
+SCHEMES = ("ce", "supcon", "hybrid")          # the paper's three training schemes, in the book's order
+SCHEME_LABEL = {"ce": "Cross-entropy", "supcon": "SupCon, two stages", "hybrid": "Hybrid (SoundCLR)"}
 
 # Per-dataset defaults used when a field is None.
 CLIP_SECONDS = {"esc50": 5.0, "esc10": 5.0, "us8k": 4.0, "synthetic": 2.5}
@@ -371,3 +375,20 @@ def preset(name: str = "paper", **settings: Any) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return Config().override(**PRESETS[name]).override(**settings)
+
+
+INTERFACE_ENV = "SOUNDCLR_INTERFACE"   # "cli" while a `soundclr` command that takes the settings as flags runs
+
+
+def setting_spelling(name: str, value: Any) -> str:
+    """How the user in front of this process gives a setting, for error messages: the flag at the
+    command line (``--on-bad-file skip``), the keyword in Python (``on_bad_file="skip"``)."""
+    if os.environ.get(INTERFACE_ENV) == "cli":
+        return f"--{name.replace('_', '-')} {value}"
+    return f"{name}={value!r}".replace("'", '"')
+
+
+def frames(cfg: "Config") -> int:
+    """Frames of every model input: ``1 + clip_samples // hop_length`` (the STFT is centred)."""
+    c = cfg.resolved()
+    return 1 + c.data.clip_samples // c.features.hop_length

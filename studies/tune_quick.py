@@ -191,8 +191,8 @@ def main() -> int:
     if args.worker:
         import signal
 
-        from soundclr.cli import _raise_terminated
-        signal.signal(signal.SIGTERM, _raise_terminated)   # stopped: release the claim, the run resumes later
+        from soundclr.cli import raise_terminated
+        signal.signal(signal.SIGTERM, raise_terminated)   # stopped: release the claim, the run resumes later
         run_grid(runs_for(args.worker, json.loads(args.chosen) or None), progress=False, verbose=False)
         return 0
     t0 = time.time()

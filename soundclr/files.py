@@ -1,18 +1,4 @@
-"""The results store: ``results/<dataset>/<experiment>/<run>/``.
-
-Each run folder holds ``config.json`` (the full configuration),
-``metrics.jsonl`` (one line per epoch), ``summary.json`` (written last: its
-presence means the run finished), ``model.pt`` (final weights) and
-``outputs.pt`` (the final model's test-fold softmax, representations and
-projections, for ensembles and UMAPs). Every file is written to a temporary
-name (``.<name>.<8 hex digits>.tmp`` beside it, see :func:`is_temporary`) and
-renamed, so a crash never leaves a file that looks complete. Files are
-created like any other file of the user's: mode ``0o666`` less the umask, so a
-group sharing a results folder can read them.
-
-A file that exists but cannot be read (a full disk, a copy that did not
-finish, an edit by hand) raises :class:`CorruptFileError` from
-:func:`read_json` / :func:`read_metrics`, naming the file (and line) and what to do.
+"""FILESDOC
 """
 from __future__ import annotations
 
@@ -23,14 +9,14 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
 import torch
 
-from .config import Config
 
 
 # ``.<name>.<8 hex digits>.tmp``: the temporaries of atomic_file / atomic_path (data.py's cache uses them too).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
 _CREATE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
            | getattr(os, "O_BINARY", 0))
 
@@ -115,25 +101,6 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
         torch.save(obj, f)
 
 
-def run_name(cfg: Config, variant: str | None = None) -> str:
-    """``<scheme>-fold<k>-seed<s>[-<variant>]-<identity>``: the identity hash makes a
-    changed configuration a new run instead of a stale 'finished' one."""
-    r = cfg.run
-    parts = [r.scheme, f"fold{r.test_fold}", f"seed{r.seed}"]
-    if variant:
-        parts.append(variant)
-    parts.append(cfg.identity())
-    return "-".join(parts)
-
-
-def run_dir(results: Path, experiment: str, cfg: Config, variant: str | None = None) -> Path:
-    return Path(results) / cfg.data.dataset / experiment / run_name(cfg, variant)
-
-
-def is_finished(run: Path) -> bool:
-    return (Path(run) / "summary.json").is_file()
-
-
 class CorruptFileError(ValueError):
     """A file exists but cannot be read as what soundclr wrote there.
 
@@ -145,10 +112,6 @@ class CorruptFileError(ValueError):
         self.path, self.line = Path(path), line
         super().__init__(f"{self.path}{f', line {line},' if line is not None else ''} {problem}. "
                          f"{_corrupt_advice(self.path)}")
-
-
-# The files that record a run: without a readable one, the run has to be trained again.
-RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json")
 
 
 def _corrupt_advice(path: Path) -> str:
@@ -178,44 +141,5 @@ def read_json(path: Path) -> Any:
         raise CorruptFileError(path, f"is not JSON text ({err})") from None
 
 
-def read_metrics(run: Path) -> list[dict]:
-    """The rows of ``<run>/metrics.jsonl`` (one JSON object per epoch); ``[]`` when there is none yet.
-
-    The file is always rewritten whole (atomically), never appended to, so
-    any line that is not a JSON object (a torn last line included) means it
-    was damaged: CorruptFileError names the file and the line.
-    """
-    path = Path(run) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise CorruptFileError(path, "is not UTF-8 text (binary garbage)", line=line) from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()   # what follows the final newline
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            what = "is empty" if not line.strip() else f"is not valid JSON ({getattr(err, 'msg', err)})"
-            raise CorruptFileError(path, f"{what}: expected one JSON object per epoch", line=number) from None
-        if not isinstance(row, dict):
-            raise CorruptFileError(path, f"holds {type(row).__name__} {line.strip()[:40]!r}: expected one JSON "
-                                         f"object per epoch", line=number)
-        rows.append(row)
-    return rows
-
-
-def load_config(run: Path) -> Config:
-    path = Path(run) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {run} is not a soundclr run folder (expected config.json, summary.json, model.pt)")
-    record = read_json(path)
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise CorruptFileError(path, "is valid JSON but holds no 'config' object")
-    return Config.from_dict(record["config"])
+# The files that record a run: without a readable one, the run has to be trained again.
+RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json")

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import SCHEMES, Config, preset
+from ..config import Config, SCHEMES, preset
+from ..files import read_json
+from ..runs.grid import _reuse_twin, grid, run_grid
+from ..weights import imagenet_cache_path
+
+
 
 PAPER_ALPHAS = (0.01, 0.25, 0.5, 0.75, 0.99)
 PAPER_NOISE = (0.0, 1e-4, 5e-4, 1e-3)
@@ -72,7 +77,6 @@ class Plan:
 
     # -- the grids -------------------------------------------------------------------------
     def _grid(self, experiment: str, schemes, folds, seeds, variants=None):
-        from .experiment import grid
         return grid(self.config, experiment, schemes=list(schemes), folds=folds, seeds=seeds, variants=variants,
                     results=Path(self.results))
 
@@ -133,7 +137,6 @@ class Plan:
         showing progress (progress ``bars`` in Jupyter Lab, lines otherwise: a book page gets no widget);
         finished runs, and twins finished in another experiment, are only read. What a notebook cell
         calls before it reads its runs."""
-        from .experiment import run_grid
         runs = list(runs)
         todo = [] if self.finished(runs) else [r for r in runs if not r.finished]
         if todo:
@@ -145,7 +148,6 @@ class Plan:
     def finished(self, runs) -> bool:
         """Whether every run in ``runs`` is finished. A run whose computation finished in another
         experiment of the store (the book trains each computation once) is copied into place first."""
-        from .experiment import _reuse_twin
         for run in runs:
             if not run.finished:
                 _reuse_twin(run, lambda *args, **kwargs: None, "")
@@ -178,7 +180,6 @@ class Plan:
     def provenance_line(self) -> str:
         """Where the results of the main grid came from: the versions, the device, the code's git
         commit, and the training time, read from the finished runs' summaries."""
-        from .store import read_json
         found = []
         for run in self.main_runs():
             if run.finished:
@@ -203,7 +204,6 @@ class Plan:
     def runs_line(self, runs) -> str:
         """Markdown: how many training runs a page reads, how many are finished and how long they took
         here (from their summaries), and what running the page would train."""
-        from .store import read_json
         self.finished(runs)          # a computation finished in another experiment counts (copied into place)
         done = [r for r in runs if r.finished]
         seconds = 0.0
@@ -253,7 +253,6 @@ def imagenet_weights_available(backbone: str) -> bool:
     """Whether torchvision's ImageNet weights for ``backbone`` are already in the torch hub cache."""
     if backbone == "tiny":
         return False
-    from .model import imagenet_cache_path
     return imagenet_cache_path(backbone).exists()
 
 

@@ -14,11 +14,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .experiment import SCHEME_LABEL
+from ..audio.pipeline import Pipeline
+from ..config import SCHEMES, SCHEME_LABEL
+
+
 
 WIDTH = 6.6            # inches: 660 px at DPI (about 670 with the tight margins), inside the 688-px text column
 DPI = 100
-SCHEMES = ("ce", "supcon", "hybrid")
 SCHEME_COLOR = {"ce": "#4c72b0", "supcon": "#dd8452", "hybrid": "#55a868"}
 
 
@@ -30,13 +32,6 @@ def style() -> None:
                          "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True})
 
 
-def pm(mean: float, sd: float | None = None, digits: int = 2) -> str:
-    """``"92.86 ± 0.46"`` (or just the mean when there is no spread)."""
-    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """A table for a page: no index name row, floats with two decimals."""
     out = df.copy()
@@ -46,17 +41,6 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[c]):
             out[c] = out[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     return out
-
-
-def scheme_index(df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
-    """Rows in the order CE, SupCon, hybrid, labelled with the display names."""
-    key = df[column] if column else df.index
-    order = {s: i for i, s in enumerate(SCHEMES)}
-    df = df.iloc[np.argsort([order.get(k, 99) for k in key], kind="stable")]
-    labels = [SCHEME_LABEL.get(k, k) for k in (df[column] if column else df.index)]
-    df = df.drop(columns=[column]) if column else df
-    df.index = labels
-    return df
 
 
 def integer_epochs(ax, ticks: int = 4) -> None:
@@ -259,7 +243,6 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
     import torch
     from dataclasses import replace
 
-    from .augment import Pipeline
 
     cfg = cfg.resolved()
     a = cfg.augment

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .plan import make_plan
+from ..model import build_model
+
+
 # Clips per official fold.
 FOLD_SIZES = {"esc50": [400] * 5, "esc10": [80] * 5, "synthetic": [80] * 5,
               "us8k": [873, 888, 925, 990, 936, 823, 838, 806, 816, 837]}
@@ -77,7 +81,6 @@ def flops_per_clip(cfg) -> dict[str, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .model import build_model
     c = cfg.resolved().override(weights="none")
     frames = 1 + c.data.clip_samples // c.features.hop_length
     model = build_model(c, 50).eval()
@@ -98,7 +101,6 @@ def estimate(cfg, sustained_tflops: float) -> Throughput:
 
 def cost_table(dataset: str, speed: Throughput, size: str = "paper") -> pd.DataFrame:
     """Runs, clip counts and hours of the ``paper``-size plan for ``dataset`` at ``speed``."""
-    from .plan import make_plan
     plan = make_plan(dataset, "paper", size=size, results="/nonexistent-results", data_root="/nonexistent-data",
                      imagenet=True)
     counts = grid_counts(plan)

@@ -7,14 +7,21 @@ paper has a number for the dataset it stands in a column beside ours. The publis
 """
 from __future__ import annotations
 
+import math
+
+import torch
+
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .experiment import SCHEME_LABEL, ensemble_table, noise_accuracy, scheme_table as _scheme_table
-from .figures import pm, scheme_index
+from ..config import SCHEMES, SCHEME_LABEL
+from ..files import read_json
+from ..runs.inference import noise_accuracy
+
+
 
 # The paper's Table III: (mean, sd, best) per scheme and dataset.
 PAPER_TABLE3 = {
@@ -44,7 +51,7 @@ LITERATURE = [
 def scheme_table(main: pd.DataFrame, metric: str = "final_acc", dataset: str | None = None) -> pd.DataFrame:
     """Table III: per scheme, mean ± sd over seeds of the fold-averaged accuracy, the best seed,
     and the paper's numbers for the dataset."""
-    t = _scheme_table(main, metric).set_index("scheme")
+    t = scheme_summary(main, metric).set_index("scheme")
     out = pd.DataFrame({"average (%)": [pm(m, s) for m, s in zip(t["mean"], t["std"])], "best seed (%)": t["best"],
                         "seeds": t["seeds"].astype(int), "folds": t["folds"].astype(int)}, index=t.index)
     ref, where = _paper_dataset(dataset)
@@ -95,7 +102,7 @@ def table_four(main: pd.DataFrame, plan) -> tuple[pd.DataFrame, pd.DataFrame]:
     dataset = plan.config.data.dataset
     ens = ensemble_table(main, plan.ensemble_k).set_index("scheme")
     backbone = plan.config.model.backbone
-    best = _scheme_table(main, "best_test_acc").set_index("scheme")
+    best = scheme_summary(main, "best_test_acc").set_index("scheme")
     ours = pd.DataFrame({"architecture": [backbone, backbone, f"{int(ens.loc['hybrid', 'members'])} x {backbone}"],
                          "accuracy (%)": [ens.loc["hybrid", "single"], best.loc["hybrid", "best"], ens.loc["hybrid", "ensemble"]]},
                         index=["SoundCLR, ours: final epoch, mean of seeds", "SoundCLR, ours: the paper's protocol, best seed",
@@ -186,9 +193,8 @@ def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     pairs, one row each: the true class, the class it is taken for, and the share of the true class's
     clips, from the final-epoch matrix summed over the runs of ``main`` (a scheme with no confusion has
     one row saying so)."""
-    from .experiment import confusion
     rows = []
-    for scheme in [s for s in ("ce", "supcon", "hybrid") if s in set(main.scheme)]:
+    for scheme in [s for s in SCHEMES if s in set(main.scheme)]:
         cm, names = confusion(main[main.scheme == scheme])
         pairs = most_confused(cm.numpy(), names, k)
         for t, p, sh in zip(pairs["true"], pairs["predicted"], pairs["share (%)"]):
@@ -201,6 +207,73 @@ def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
         ["scheme", "true class"])
 
 
-__all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "LITERATURE", "SCHEME_LABEL", "scheme_table", "alpha_table", "fold_table",
+__all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "LITERATURE", "scheme_table", "scheme_summary", "alpha_table", "fold_table",
            "table_four", "variant_table", "masking_table", "noise_frame", "scheme_fold_table", "most_confused",
            "confused_pairs_table"]
+
+
+
+
+def _ordered(df: pd.DataFrame, column: str = "scheme") -> pd.DataFrame:
+    order = {s: i for i, s in enumerate(SCHEMES)}
+    return df.sort_values(column, key=lambda c: c.map(order)) if column in df else df
+
+
+# -- Table III and Fig. 4 ---------------------------------------------------------------------
+def scheme_summary(df: pd.DataFrame, metric: str = "final_acc", by: str = "scheme") -> pd.DataFrame:
+    """Table III: per scheme, the fold-averaged accuracy of each seed, then mean, std
+    over seeds and the best seed (in %)."""
+    per_seed = df.groupby([by, "seed"])[metric].mean().mul(100).reset_index()
+    table = per_seed.groupby(by)[metric].agg(mean="mean", std="std", best="max", seeds="count").reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    folds = df.groupby(by)["fold"].nunique().rename("folds")
+    return _ordered(table.merge(folds, on=by), by).reset_index(drop=True)
+
+
+def confusion(df: pd.DataFrame) -> tuple[torch.Tensor, list[str]]:
+    """The summed final-epoch confusion matrix of the runs in ``df`` (rows: true class)."""
+    total, names = None, None
+    for run in df["run_dir"]:
+        s = read_json(Path(run) / "summary.json")
+        m = torch.tensor(s["confusion"])
+        total = m if total is None else total + m
+        names = s["class_names"]
+    return total, names
+
+
+# -- Table IV: ensembles --------------------------------------------------------------------------
+def ensemble_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """Per scheme: the fold-averaged accuracy of an ensemble of ``k`` seeds (mean of their
+    final softmax outputs on the test fold), next to the mean single-model accuracy (in %)."""
+    rows = []
+    for scheme, sdf in df.groupby("scheme"):
+        accs, singles, members = [], [], []
+        for fold, fdf in sdf.groupby("fold"):
+            fdf = fdf.sort_values("seed").head(k) if k else fdf
+            outs = [torch.load(Path(r) / "outputs.pt", weights_only=False) for r in fdf["run_dir"]]
+            probs = torch.stack([o["probs"] for o in outs]).mean(0)
+            labels = outs[0]["labels"]
+            accs.append((probs.argmax(-1) == labels).float().mean().item())
+            singles.append(fdf["final_acc"].mean())
+            members.append(len(outs))
+        rows.append({"scheme": scheme, "single": 100 * sum(singles) / len(singles),
+                     "ensemble": 100 * sum(accs) / len(accs), "members": min(members), "folds": len(accs)})
+    return _ordered(pd.DataFrame(rows)).reset_index(drop=True)
+
+
+def pm(mean: float, sd: float | None = None, digits: int = 2) -> str:
+    """``"92.86 ± 0.46"`` (or just the mean when there is no spread)."""
+    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def scheme_index(df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+    """Rows in the order CE, SupCon, hybrid, labelled with the display names."""
+    key = df[column] if column else df.index
+    order = {s: i for i, s in enumerate(SCHEMES)}
+    df = df.iloc[np.argsort([order.get(k, 99) for k in key], kind="stable")]
+    labels = [SCHEME_LABEL.get(k, k) for k in (df[column] if column else df.index)]
+    df = df.drop(columns=[column]) if column else df
+    df.index = labels
+    return df

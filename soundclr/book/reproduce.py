@@ -8,6 +8,8 @@ its partly executed copy is kept as ``<name>.failed.ipynb`` for inspection.
 """
 from __future__ import annotations
 
+from ..config import preset as make_preset
+
 import json
 import os
 import re
@@ -15,6 +17,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .plan import make_plan
+from ..config import ConfigError, SCHEME_LABEL
+from ..data.bank import load_bank
+from ..runs.grid import run_grid
+from ..runs.pool import run_workers
+from ..runs.threads import register, worker_threads
+from ..train.preflight import preflight
+from ..train.runtime import raise_terminated
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +65,6 @@ def check_settings(dataset: str, preset: str, settings: dict | None) -> tuple[di
     ``settings`` parameter) before any work, as the command line validates its flags: an unknown key is a
     ConfigError naming the valid ones, a bad value one naming the expected type. Returns the settings
     (names with underscores) without ``epochs``, and ``epochs`` apart (the notebooks' own parameter)."""
-    from .config import ConfigError
-    from .config import preset as make_preset
     out: dict = {}
     for name, value in (settings or {}).items():
         key = str(name).replace("-", "_")
@@ -76,7 +86,6 @@ def check_settings(dataset: str, preset: str, settings: dict | None) -> tuple[di
 def parse_set(items: list[str] | None) -> dict[str, str]:
     """``--set KEY=VALUE`` (repeatable) as a dict of strings; the values are converted to each setting's
     type by the configuration, as the command line's flags are."""
-    from .config import ConfigError
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -115,7 +124,6 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
     jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
     # each kernel gets its share of the cores, as the training workers do: two kernels evaluating with a
     # thread per core each ran the first claims ledger of a build 15 times slower (270 s against 18 s)
-    from .worker import worker_threads
     threads = str(worker_threads(jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with ThreadPoolExecutor(jobs) as pool:
@@ -175,7 +183,6 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
     contents tells pages apart, and leave the parameters cells out of the page (the notebook's
     defaults, and papermill's injected values with machine paths): the page states the values
     it ran in its Settings line."""
-    from .experiment import SCHEME_LABEL
 
     label = DATASET_TITLES.get(dataset, dataset)
     for cell in nb.cells:
@@ -230,9 +237,6 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
     of runs. ``settings``: any setting of the configuration on top of the preset (``--set``). The
     settings, the results folder, the dataset and the weights are checked first
     (:func:`soundclr.train.preflight`); the data is decoded once, here, before the workers start."""
-    from .data import load_bank
-    from .plan import make_plan
-    from .train import preflight
 
     settings, epochs = check_settings(dataset, preset, settings)
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
@@ -248,10 +252,8 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
     load_bank(plan.config, progress=True)            # decode (or generate) the data once, before the workers
     t0 = time.time()
     if workers == 1:
-        from .experiment import run_grid
         run_grid(runs, progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
     else:
-        from .worker import run_workers
         args = json.dumps(dict(dataset=dataset, preset=preset, device=device, results=str(Path(results).resolve()),
                                data_root=str(Path(data_root).resolve()), size=size, settings=settings, epochs=epochs))
         try:
@@ -269,9 +271,6 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
 def _train_worker(args: dict) -> int:
     """One training worker of ``train_plan`` (a separate process), registered as a worker of this host
     for its life (its threads: ``OMP_NUM_THREADS``, set by ``run_workers``)."""
-    from .experiment import run_grid
-    from .plan import make_plan
-    from .worker import register
     register()
     plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
                      data_root=args["data_root"], epochs=args.get("epochs"), **args.get("settings", {}))
@@ -298,8 +297,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--train-worker":
         import signal
 
-        from .cli import _raise_terminated
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, raise_terminated)
         try:
             sys.exit(_train_worker(json.loads(sys.argv[2])))
         except KeyboardInterrupt:

@@ -1,0 +1,80 @@
+"""LEDGERDOC
+"""
+from __future__ import annotations
+
+from pathlib import Path
+import pandas as pd
+
+from . import stats
+from .claims import CLAIM_IDS, LITERATURE
+from .convergence import run_table
+from .evidence import _Claims, add_ablation, add_alpha, add_ensembles, add_masks, add_noise, add_per_fold, add_speed
+from .stats import holm
+from ..files import atomic_write_bytes
+
+
+
+
+def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.DataFrame:
+    """The claims C1-C11 (with sub-claims) of the paper, tested on ``plan``'s runs: one row per
+    claim (columns: see the module docstring and :class:`soundclr.stats.FoldInterval`). Runs that
+    are not finished count as missing.
+
+    Every page of a build shows the same ledger, so it is computed once: with ``cache``, it is kept in
+    ``<results>/<dataset>/.ledger/`` under a key made of every run's summary (its path and time), the
+    device, and the code of this module and :mod:`soundclr.stats`; a finished run more, or a change of
+    code, computes it again."""
+    import pickle
+
+    path = _ledger_cache(plan, device) if cache else None
+    if path is not None and path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:           # a damaged cache is only a cache
+            pass
+    out = _compute_ledger(plan, bank=bank, device=device)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, pickle.dumps(out))
+        except OSError:
+            pass
+    return out
+
+
+def _ledger_cache(plan, device: str):
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    for module in (inspect.getmodule(_ledger_cache), stats):
+        h.update(inspect.getsource(module).encode())
+    h.update(device.encode())
+    for run in [*plan.main_runs(), *plan.alpha_runs(), *plan.ablation_runs(), *plan.masking_runs(), *plan.fill_runs()]:
+        summary = run.directory / "summary.json"
+        stamp = summary.stat().st_mtime_ns if summary.is_file() else -1
+        h.update(f"{run.directory}\0{stamp}\n".encode())
+    return Path(plan.results) / plan.config.data.dataset / ".ledger" / f"{h.hexdigest()[:16]}.pkl"
+
+
+def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
+    L = _Claims(plan, bank=bank, device=device)
+    main = run_table(plan.main_runs())
+    by = {s: main[main.scheme == s] for s in ("ce", "supcon", "hybrid")}
+
+    # C1, C2: Table III
+    L.compare("C1", by["hybrid"], by["ce"])
+    L.compare("C2", by["hybrid"], by["supcon"])
+    add_alpha(L, run_table(plan.alpha_runs()))
+    add_ablation(L, plan, run_table(plan.ablation_runs()))
+    add_noise(L, main)
+    add_ensembles(L, main)
+    add_speed(L, main)
+    add_per_fold(L, main)
+    add_masks(L, plan, run_table(plan.masking_runs()))
+    L.untestable("C11", f"not testable offline: it compares with published numbers on the real datasets ({LITERATURE}). "
+                        "The paper preset on ESC-50, ESC-10 and UrbanSound8K tests it, on a GPU (the chapter Reproducing, under Using "
+                        "the code, gives its cost).")
+    out = pd.DataFrame(L.rows).set_index("id").loc[CLAIM_IDS].reset_index()
+    out["p_holm"] = holm(out["p"].tolist())
+    return out

@@ -1,0 +1,178 @@
+"""PROSEDOC
+"""
+from __future__ import annotations
+
+import math
+import pandas as pd
+
+from ..analysis.claims import PROTOCOL_LABEL
+from ..config import DATASET_TITLE
+
+
+
+# -- words for the pages -------------------------------------------------------------------------
+
+
+def _num(x: float, unit: str = "points") -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.0f}" if unit == "seconds" else f"{x:+.2f}"
+
+
+def _is_number(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def interval_text(row, *, plain: bool = True) -> str:
+    """``+0.88 points [-1.90, +3.66]`` (the corrected interval), the uncorrected fold interval, the folds."""
+    r, unit = row, row["unit"]
+    if r["verdict"] == "not testable":
+        return "not testable"
+    if not (math.isfinite(r["low_nb"]) and math.isfinite(r["high_nb"])):
+        return f"{_num(r['effect'], unit)} {unit} (n = {r['n']}: no interval)"
+    n = f"{r['n']} folds" if r["design"] == "folds" else "clips per fold"
+    text = f"{_num(r['effect'], unit)} {unit} [{_num(r['low_nb'], unit)}, {_num(r['high_nb'], unit)}]"
+    if plain and r["design"] == "folds":
+        text += f"; uncorrected [{_num(r['low'], unit)}, {_num(r['high'], unit)}]"
+    return text + f", {n}"
+
+
+def power_text(row) -> str:
+    """The effect this design detects with 80 % power, and its power at the paper's effect."""
+    if row["verdict"] == "not testable" or not math.isfinite(row["detectable"]):
+        return "n/a"
+    unit = row["unit"]
+    text = f"{abs(row['detectable']):.0f}" if unit == "seconds" else f"{abs(row['detectable']):.2f}"
+    text = f"detects {text} {unit}"
+    if _is_number(row["power"]) and _is_number(row["paper"]):
+        text += f"; power at the paper's {row['paper']:.2f}: {100 * row['power']:.0f} %"
+    return text
+
+
+def _paper_cell(r) -> str:
+    p = r["paper"]
+    if not _is_number(p):
+        return r["paper_source"]
+    where = "" if r["paper_dataset"] == r.get("dataset") else f", {DATASET_TITLE[r['paper_dataset']]}"
+    return f"{_num(p, r['unit'])} {r['unit']} ({r['paper_source']}{where})"
+
+
+SHORT_WORDS = {   # the verdict's words in the ledger table (the page's "How to read" says the rest)
+    "inconclusive: cannot tell at this size (the interval holds both zero and the paper's effect)": "cannot tell at this size",
+    "inconclusive: the interval holds zero but not the paper's effect": "holds zero, not the paper's effect",
+    "inconclusive: the interval holds zero": "holds zero",
+    "inconclusive: no interval (fewer than two folds)": "no interval",
+}
+
+
+VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#b42318", "inconclusive": "#7a5b00", "not testable": "#555555"}
+
+
+PAGE_TITLE = {"results": "Results", "ablation": "Ablation", "robustness": "Robustness", "training-hybrid": "Training: hybrid"}
+
+
+def _code(text: str) -> str:
+    """Markdown's `inline code` as HTML, for text that goes into an HTML table."""
+    import re
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
+    """The ledger as an HTML table (the Claims notebook shows it): claim, the paper's effect, this build's effect
+    with its corrected and uncorrected intervals, what the design can detect, the verdict, and a link
+    to the page holding the evidence."""
+    import html
+    rows = []
+    for _, r in led.iterrows():
+        r = {**r, "dataset": dataset}
+        testable = r["verdict"] != "not testable"
+        mine = html.escape(interval_text(r)) if testable else _code(html.escape(r["note"]))
+        if testable and r["note"]:
+            mine += f"<br><small>{_code(html.escape(r['note']))}.</small>"
+        if testable:
+            mine += f"<br><small><i>{html.escape(power_text(r))}</i></small>"
+        rest = SHORT_WORDS.get(r["verdict_text"], "")
+        rows.append(
+            "<tr>"
+            f"<td><b>{r['id']}</b> {html.escape(r['claim'])}<br><small>{html.escape(r['measure'])}</small></td>"
+            f"<td>{html.escape(_paper_cell(r))}</td>"
+            f"<td>{mine}</td>"
+            f"<td><b style=\"color:{VERDICT_COLOR[r['verdict']]}\">{r['verdict']}</b>"
+            + (f"<br><small>{html.escape(rest)}</small>" if rest else "") + "<br><small>"
+            # the notebook (training-hybrid: training.ipynb), which Jupyter Lab opens; the book's build
+            # (soundclr.reproduce._for_the_book) links the page named in data-book-page instead
+            f"<a href=\"{r['evidence'].split('-')[0]}.ipynb\" data-book-page=\"{r['evidence']}\">"
+            f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></small></td>"
+            "</tr>")
+    head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected 95 % interval]; uncorrected "
+            "interval, folds; 80 % power</th><th>verdict, evidence</th></tr>")
+    return f"<table class=\"claims-ledger\">{head}{''.join(rows)}</table>"
+
+
+def _short(r, prefix: str = "", verdict: bool = True) -> str:
+    """``+0.88 [-1.90, +3.66] inconclusive``: an effect, its corrected interval and (``verdict``) verdict."""
+    e, lo, hi, v = (r[f"{prefix}effect"], r[f"{prefix}low_nb"], r[f"{prefix}high_nb"], r[f"{prefix}verdict"])
+    if not _is_number(e) or not v:
+        return "n/a"
+    unit = r["unit"]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{_num(e, unit)} (no interval)"
+    return f"{_num(e, unit)} [{_num(lo, unit)}, {_num(hi, unit)}]" + (f" {v}" if verdict else "")
+
+
+def protocol_table(led: pd.DataFrame) -> pd.DataFrame:
+    """Per testable claim, one row per protocol its runs can be scored under: the final epoch (ours),
+    the best epoch on the test fold (the paper's) and, where the runs hold one, the best epoch on a
+    validation fold; each with its effect, corrected interval and verdict."""
+    rows = []
+    for _, r in led[led.verdict != "not testable"].iterrows():
+        for name, prefix in (("final", ""), ("best_test", "best_test_"), ("best_val", "best_val_")):
+            if not _is_number(r[f"{prefix}effect"]) or not r[f"{prefix}verdict" if prefix else "verdict"]:
+                continue
+            unit = r["unit"]
+            lo, hi = r[f"{prefix}low_nb"], r[f"{prefix}high_nb"]
+            rows.append({"claim": r["id"], "protocol": PROTOCOL_LABEL[name],
+                         "effect [corrected interval]": f"{_num(r[f'{prefix}effect'], unit)} [{_num(lo, unit)}, {_num(hi, unit)}]"
+                         if math.isfinite(lo) and math.isfinite(hi) else f"{_num(r[f'{prefix}effect'], unit)} (no interval)",
+                         "verdict": r[f"{prefix}verdict" if prefix else "verdict"]})
+    return pd.DataFrame(rows, columns=["claim", "protocol", "effect [corrected interval]", "verdict"]).set_index(
+        ["claim", "protocol"])
+
+
+def protocol_text(led: pd.DataFrame) -> str:
+    """How much the paper's protocol (best epoch on the test fold) moves the effects, in words."""
+    t = led[(led.verdict != "not testable") & led.best_test_effect.notna()]
+    if t.empty:
+        return "No claim here has runs scored under both protocols."
+    moved = t.best_test_effect - t.effect
+    changed = [f"{r.id} ({r.verdict} under the final epoch, {r.best_test_verdict} under the paper's protocol)"
+               for r in t.itertuples() if r.best_test_verdict != r.verdict]
+    text = (f"Choosing the best epoch on the test fold, as the paper did, moves the {len(t)} effects that can be "
+            f"scored both ways by {moved.min():+.2f} to {moved.max():+.2f} points (mean {moved.mean():+.2f}). ")
+    if changed:
+        text += ("It changes the verdict of " + "; ".join(changed) + ": a maximum taken over the test fold's own "
+                 "evaluations is a selection on the test data, and it favours whichever side's accuracy fluctuates "
+                 "more or is evaluated more often.")
+    else:
+        text += "No verdict changes."
+    return text
+
+
+def sensitivity_table(led: pd.DataFrame) -> pd.DataFrame:
+    """Per testable claim: every finished run (the primary analysis) beside converged runs only."""
+    rows = []
+    for _, r in led[led.verdict != "not testable"].iterrows():
+        both = r["conv_verdict"]
+        rows.append({"claim": r["id"], "every run (primary)": _short(r, "", verdict=False),
+                     "converged only": _short(r, "conv_", verdict=False),
+                     "verdict": r["verdict"] if both in ("", r["verdict"]) else f"{r['verdict']}, then {both}",
+                     "not converged": int(r["unconverged"])})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def nonconvergence_table(conv: pd.DataFrame) -> pd.DataFrame:
+    """Per scheme of the main grid: runs, runs not converged, and the rate."""
+    t = conv.groupby("scheme").agg(runs=("converged", "size"), converged=("converged", "sum"))
+    t["not converged"] = t["runs"] - t["converged"]
+    t["rate"] = (100 * t["not converged"] / t["runs"]).map("{:.0f} %".format)
+    return t[["runs", "not converged", "rate"]]
