@@ -79,7 +79,7 @@ def check_config(args, scheme: str, dataset: str = "esc50"):
 def make_batches(cfg, device: torch.device, batch: int, count: int, seed: int, layout: torch.memory_format):
     """``count`` training batches through the library's augmentation pipeline (fixed keys): int16 clips,
     each a tone of its class's frequency with a decaying envelope and noise, digital silence around it."""
-    from soundclr.augment import Pipeline
+    from soundclr.audio.pipeline import Pipeline
     sr, samples = cfg.data.sample_rate, cfg.data.clip_samples
     classes = max(2, min(50, batch // 2))            # every class has a positive in the batch
     gen = torch.Generator().manual_seed(seed)
@@ -108,7 +108,8 @@ def make_batches(cfg, device: torch.device, batch: int, count: int, seed: int, l
 def build(cfg, device: torch.device, *, compiled: str | None = None, seed: int = 0):
     """Model (the library's build_model, layout, optional torch.compile) and its fused optimiser."""
     from soundclr.model import build_model
-    from soundclr.train import make_optimizer, memory_format_for
+    from soundclr.train import make_optimizer
+    from soundclr.train.runtime import memory_format_for
     torch.manual_seed(seed)
     layout = memory_format_for(device, compiled is not None)
     model = build_model(cfg, 50).to(device).to(memory_format=layout).train()
@@ -285,7 +286,7 @@ def section_bf16(args, device, table: Table, remaining: float) -> None:
 def compile_child(args) -> dict:
     """In a subprocess: the model and its torch.compile'd self (same parameters) give the loss and the
     gradient on the same weights and batches (bf16 as the library uses it on CUDA); then each step is timed."""
-    from soundclr.train import uses_bf16
+    from soundclr.train.runtime import uses_bf16
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -383,7 +384,7 @@ def section_paper(args, device, table: Table, remaining: float) -> dict:
 # -- (e) two processes sharing the device -------------------------------------------------------------
 def worker_child(args) -> None:
     """A training process: warm up, then on each 'run SECONDS' line train for that long and report."""
-    from soundclr.train import uses_bf16
+    from soundclr.train.runtime import uses_bf16
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -483,7 +484,8 @@ def section_workers(args, device, table: Table, remaining: float) -> None:
 
 # -- (f) Table III's GPU-hours --------------------------------------------------------------------------
 def section_hours(args, device, table: Table, rates: dict | None) -> None:
-    from soundclr import cost, preset
+    from soundclr import preset
+    from soundclr.book import cost
     if not rates:
         table.add("Table III GPU-hours", "not computed: the paper step (d) was not measured", "FAIL")
         return

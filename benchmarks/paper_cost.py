@@ -28,10 +28,12 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("SOUNDCLR
 
 import torch
 
-from soundclr import cost, preset
-from soundclr.augment import Pipeline
+from soundclr import preset
+from soundclr.book import cost
+from soundclr.audio.pipeline import Pipeline
 from soundclr.model import build_model
-from soundclr.train import make_optimizer, resolve_device, scheme_loss, uses_bf16
+from soundclr.train import make_optimizer, scheme_loss
+from soundclr.train.runtime import resolve_device, uses_bf16
 
 
 def timed(fn, steps: int, warmup: int, device) -> float:

@@ -82,7 +82,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from soundclr.augment import Pipeline
+    from soundclr.audio.pipeline import Pipeline
     from soundclr.config import preset
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

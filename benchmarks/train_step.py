@@ -26,7 +26,7 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("SOUNDCLR
 import torch
 
 from soundclr import preset
-from soundclr.augment import Pipeline
+from soundclr.audio.pipeline import Pipeline
 from soundclr.losses import cross_entropy_loss, hybrid_loss, supcon_loss
 from soundclr.model import build_model
 

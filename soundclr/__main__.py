@@ -3,6 +3,4 @@ import sys
 
 from .cli import main
 
-
-
 sys.exit(main())

@@ -12,7 +12,7 @@
 Every setting of the configuration (``soundclr/config.py``) is a flag of
 ``train``: ``--lr 1e-3 --freq-masks 0 --window hann``. Any number of ``train``
 processes (or SLURM array tasks) can run the same grid on one results folder:
-each run is claimed by one of them (``soundclr.worker``); ``train --workers N`` starts
+each run is leased by one of them (``soundclr.runs.lease``); ``train --workers N`` starts
 N such processes itself. Every process takes its share of the machine's cores (the
 processes that train on one host count each other; ``OMP_NUM_THREADS`` wins). Under
 ``torchrun`` the same ``train`` command trains one run with DistributedDataParallel.
@@ -26,15 +26,16 @@ after SIGTERM (a run in progress resumes from its checkpoint next time).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from . import __version__
-
 from .book.reproduce import check_settings, parse_set, reproduce, train_plan
-from .config import ConfigError, PRESETS, SECTIONS, preset, setting_descriptions
+from .config import PRESETS, SECTIONS, ConfigError, preset, setting_descriptions
 from .data.bank import load_bank
 from .data.download import download
 from .files import read_json
@@ -46,7 +47,6 @@ from .runs.status import format_status, status
 from .runs.threads import fit_threads, register
 from .train.preflight import preflight
 from .train.runtime import Terminated, raise_terminated
-
 
 # The library's own error classes, reported in one line (by name: importing their modules is slow).
 RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookError", "CorruptFileError", "SlurmError")
@@ -122,11 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--experiment", default="main", help="experiment name: results/<dataset>/<experiment>/")
     tr.add_argument("--results", default="results", help="results folder (default: results)")
     tr.add_argument("--shard", default="0/1", help="run only runs i, i+n, ... of the grid: 'i/n' (default 0/1; "
-                    "not needed for several workers: each run is claimed by one)")
+                    "not needed for several workers: each run is leased by one)")
     tr.add_argument("--retry-failed", action="store_true", help="train again the runs that failed before")
     tr.add_argument("--quiet", action="store_true", help="no progress bar, only one line per run")
     tr.add_argument("--workers", type=_workers, default=1, help="training processes to start on this machine (default 1): "
-                    "each claims runs of the grid and takes its share of the cores, as `reproduce` does")
+                    "each leases runs of the grid and takes its share of the cores, as `reproduce` does")
     tr.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)   # a worker of --workers: lines, no bar
     _add_config_flags(tr)
 
@@ -244,7 +244,6 @@ def _dispatch(args) -> int:
         return _train(args)
 
     if args.command == "status":
-        import json
 
         entries = status(args.results, args.dataset, args.experiment)
         print(json.dumps(entries, indent=1) if args.json else format_status(entries, details=not args.brief))
@@ -317,7 +316,7 @@ def _train(args) -> int:
 
 def _train_workers(args, cfg, mine) -> list[dict]:
     """``train --workers N``: decode the data once here, then start N processes of the same command
-    (``--workers 1``), which claim the runs among themselves; the summaries of the finished runs."""
+    (``--workers 1``), which lease the runs among themselves; the summaries of the finished runs."""
     todo = [r for r in mine if not r.finished]
     if todo:
         workers = min(args.workers, len(todo))
@@ -330,7 +329,6 @@ def _train_workers(args, cfg, mine) -> list[dict]:
 
 
 def _slurm(args) -> int:
-    from pathlib import Path
 
     train_args = list(args.train_args)
     if train_args[:1] == ["--"]:

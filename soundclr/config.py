@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -121,7 +123,7 @@ class RunConfig:
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"            # "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp32"
     compile: bool = False              # torch.compile the model (same results; faster on some GPUs; measure first)
-    claim_stale_seconds: float = 900.0 # a worker's claim on a run with no heartbeat for this long is taken over
+    lease_stale_seconds: float = 900.0 # a worker's lease on a run with no heartbeat for this long is taken over
     checkpoint_every: int = 1          # epochs between resumable checkpoints ...
     checkpoint_seconds: float = 60.0   # ... and at least this many seconds (a ResNet-50 checkpoint is ~300 MB)
 
@@ -131,7 +133,7 @@ SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentCon
 
 # Fields that change how a run executes but not what it computes: left out of the run's identity.
 EXECUTION_FIELDS = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile",
-                    "claim_stale_seconds"}
+                    "lease_stale_seconds"}
 
 
 def _field_index() -> dict[str, str]:
@@ -144,6 +146,10 @@ def _field_index() -> dict[str, str]:
 
 
 FIELD_SECTION = _field_index()
+
+
+# Settings renamed since runs were first written: the old name in a config.json is read as the new one.
+RENAMED = {"claim_stale_seconds": "lease_stale_seconds"}
 
 
 class ConfigError(ValueError):
@@ -285,7 +291,10 @@ class Config:
             raise ConfigError(f"unknown configuration sections {sorted(unknown)}: expected {sorted(SECTIONS)}")
         kwargs = {}
         for section, sub in SECTIONS.items():
-            values = d.get(section, {})
+            values = dict(d.get(section, {}))
+            for old, new in RENAMED.items():    # a run folder written before the rename still loads
+                if old in values and new not in values:
+                    values[new] = values.pop(old)
             names = {f.name for f in fields(sub)}
             bad = set(values) - names
             if bad:
@@ -307,8 +316,6 @@ def setting_descriptions() -> dict[str, str]:
     """Each setting's description: the comment beside its field in this file (continued on the
     next lines when they hold only a comment). The command line's help and the book's API page
     show these, so a setting is described in one place."""
-    import inspect
-    import re
     out: dict[str, str] = {}
     last = None
     for line in inspect.getsource(inspect.getmodule(setting_descriptions)).splitlines():

@@ -9,9 +9,8 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
 import torch
-
-
 
 # ``.<name>.<8 hex digits>.tmp``: the temporaries of atomic_file / atomic_path (data.py's cache uses them too).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")

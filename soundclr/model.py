@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from .weights import WeightsError, _load_imagenet, _load_into, _read_state_dict, imagenet_cache_path
-
-
+from .weights import (
+    WeightsError,
+    _load_imagenet,
+    _load_into,
+    _read_state_dict,
+    imagenet_cache_path,
+)
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
 

@@ -2,16 +2,14 @@
 """
 from __future__ import annotations
 
-import torch.nn as nn
-
 import os
+import socket
 import urllib.error
 from pathlib import Path
+
 import torch
+import torch.nn as nn
 import torchvision
-
-
-
 
 # The key of the first convolution, shared by torchvision's ResNets and TinyResNet.
 FIRST_CONV = "conv1.weight"
@@ -39,7 +37,6 @@ def _download(url: str, dst: Path, timeout: float) -> None:
     """Download ``url`` to ``dst`` with torch's own downloader (a progress bar, a temporary file
     renamed on success, and torchvision's sha256 prefix checked); a stalled network gives up
     after ``timeout`` seconds."""
-    import socket
     # torchvision names its files <name>-<first hex digits of the sha256>.pth
     prefix = dst.stem.rsplit("-", 1)[-1]
     dst.parent.mkdir(parents=True, exist_ok=True)

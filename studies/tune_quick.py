@@ -45,9 +45,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from soundclr.experiment import run_grid  # noqa: E402
+from soundclr.store import run_dir  # noqa: E402
+
 from soundclr import preset  # noqa: E402
-from soundclr.experiment import Run, run_grid  # noqa: E402
-from soundclr.store import read_metrics, run_dir  # noqa: E402
+from soundclr.runs.store import Run
+from soundclr.train.record import read_metrics
 
 RESULTS = ROOT / "results" / "tuning"
 OUT_JSON = ROOT / "studies" / "tune_quick.json"
@@ -140,8 +143,8 @@ def train(stage: str, chosen: dict | None, workers: int) -> None:
     runs = runs_for(stage, chosen)
     if all(r.finished for r in runs):
         return
-    from soundclr.data import load_bank
-    from soundclr.worker import run_workers
+    from soundclr.data.bank import load_bank
+    from soundclr.runs.pool import run_workers
     load_bank(runs[0].config, progress=True)
     cmd = [sys.executable, __file__, "--worker", stage, "--chosen", json.dumps(chosen or {})]
     t0 = time.time()
@@ -164,7 +167,7 @@ def train(stage: str, chosen: dict | None, workers: int) -> None:
 def convergence_of(runs: list[Run]) -> dict[str, dict]:
     """Per variant: the study's score and how many runs pass the book's convergence test (read on
     the validation fold, the only accuracy the study reads)."""
-    from soundclr.claims import convergence
+    from soundclr.analysis.convergence import convergence
     out = {}
     for name, sc in score(runs).items():
         sel = [r for r in runs if r.variant == name]
@@ -191,7 +194,7 @@ def main() -> int:
     if args.worker:
         import signal
 
-        from soundclr.cli import raise_terminated
+        from soundclr.train.runtime import raise_terminated
         signal.signal(signal.SIGTERM, raise_terminated)   # stopped: release the claim, the run resumes later
         run_grid(runs_for(args.worker, json.loads(args.chosen) or None), progress=False, verbose=False)
         return 0

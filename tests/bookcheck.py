@@ -28,7 +28,6 @@ import html.parser
 import http.server
 import json
 import os
-import posixpath
 import shutil
 import signal
 import subprocess

@@ -6,10 +6,11 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def private_process_registry(tmp_path_factory):
     """Training processes size their thread pools by the soundclr processes registered on the host
-    (soundclr.worker.register); the tests compare floating-point sums that depend on the thread count,
+    (soundclr.runs.threads.register); the tests compare floating-point sums that depend on the thread count,
     so they must not see processes of other sessions on the same machine."""
     import os
-    from soundclr.worker import REGISTRY_ENV
+
+    from soundclr.runs.threads import REGISTRY_ENV
     old = os.environ.get(REGISTRY_ENV)
     os.environ[REGISTRY_ENV] = str(tmp_path_factory.mktemp("registry"))
     yield
@@ -22,7 +23,7 @@ def private_process_registry(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A data_root holding the default synthetic dataset (400 clips, 10 classes, 5 folds)."""
-    from soundclr.synthetic import ensure_synthetic
+    from soundclr.data.synthetic import ensure_synthetic
     root = tmp_path_factory.mktemp("data")
     ensure_synthetic(root / "synthetic")
     return root
@@ -32,5 +33,5 @@ def synthetic_root(tmp_path_factory):
 def synthetic_bank(synthetic_root):
     """The synthetic dataset decoded at the quick preset's 16 kHz."""
     from soundclr import preset
-    from soundclr.data import load_bank
+    from soundclr.data.bank import load_bank
     return load_bank(preset("quick", dataset="synthetic", data_root=str(synthetic_root)), progress=False)

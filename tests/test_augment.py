@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from soundclr.augment import (FreqTimeMask, LogMel, PadCrop, Pipeline, RandomScale, SilenceTrim, ToChannels,
-                              random_bits)
+from soundclr.audio.pipeline import Pipeline
+from soundclr.audio.rng import random_bits
+from soundclr.audio.transforms import (
+    FreqTimeMask,
+    LogMel,
+    PadCrop,
+    RandomScale,
+    SilenceTrim,
+    ToChannels,
+)
 from soundclr.config import AugmentConfig, FeatureConfig, preset
 
 SR = 44100

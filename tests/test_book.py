@@ -160,9 +160,9 @@ def test_method_page_links_each_equation_to_its_code(fake_book):
     method = (html / "book" / "method.html").read_text(encoding="utf-8")
     for target in ("soundclr.losses.cross_entropy_loss", "soundclr.losses.supcon_loss",
                    "soundclr.losses.hybrid_loss", "soundclr.model.SoundCLRModel", "soundclr.model.build_model",
-                   "soundclr.train.scheme_loss", "soundclr.train.train_run", "soundclr.augment.Pipeline",
-                   "soundclr.augment.SilenceTrim", "soundclr.augment.RandomScale", "soundclr.augment.PadCrop",
-                   "soundclr.augment.LogMel", "soundclr.augment.FreqTimeMask", "soundclr.augment.ToChannels"):
+                   "soundclr.train.step.scheme_loss", "soundclr.train.loop.train_run", "soundclr.audio.pipeline.Pipeline",
+                   "soundclr.audio.transforms.SilenceTrim", "soundclr.audio.transforms.RandomScale", "soundclr.audio.transforms.PadCrop",
+                   "soundclr.audio.transforms.LogMel", "soundclr.audio.transforms.FreqTimeMask", "soundclr.audio.transforms.ToChannels"):
         assert f'href="api.html#{target}"' in method, f"the method page does not link to {target} on the API page"
     # The implementing code is shown on the page itself (literalinclude), not fetched.
     assert "def supcon_loss(" in htmllib.unescape(re.sub(r"<[^>]+>", "", method))
@@ -334,7 +334,7 @@ def reader_problems(html: Path, generated: Path, datasets: list[str], *, converg
                     break
         claims_page = html / "book" / "generated" / dataset / "claims.html"
         if claims_page.is_file():
-            from soundclr.claims import CLAIM_IDS
+            from soundclr.analysis.claims import CLAIM_IDS
             text = _article_text(claims_page)
             missing = [c for c in CLAIM_IDS if not re.search(rf"\b{c}\b", text)]
             if missing:
@@ -380,11 +380,11 @@ def _ledger_problems(page: str, dataset: str) -> list[str]:
 
 
 def _convergence_problems(notebook: Path, dataset: str) -> list[str]:
-    """Every main-grid run behind a dataset's pages must pass soundclr.claims.convergence."""
+    """Every main-grid run behind a dataset's pages must pass soundclr.analysis.convergence.convergence."""
     if not notebook.is_file():
         return []
-    from soundclr.claims import main_grid_convergence
-    from soundclr.plan import make_plan
+    from soundclr.analysis.convergence import main_grid_convergence
+    from soundclr.book.plan import make_plan
     params = nbformat.read(notebook, as_version=4).metadata.get("papermill", {}).get("parameters", {})
     if not params:
         return [f"{notebook}: no papermill parameters: cannot tell which runs the pages show"]
@@ -446,22 +446,23 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     """_ledger_problems on a ledger table made by soundclr.claims: clean, then with each piece removed."""
     import pandas as pd
 
-    from soundclr import claims
+    from soundclr.analysis import evidence
+    from soundclr.analysis.stats import fold_interval
+    from soundclr.book import conclusions, prose
     from soundclr.config import preset
-    from soundclr.stats import fold_interval
 
     class Plan:
         config = preset("quick")
-    L = claims._Claims(Plan())
+    L = evidence._Claims(Plan())
     L.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, reference=1.0), runs=20, same_schedule=True)
     L.untestable("C5a", "not testable offline")
     led = pd.DataFrame(L.rows)
     led["p_holm"] = led["p"]
-    page = claims.ledger_html(led, "synthetic")
+    page = prose.ledger_html(led, "synthetic")
     assert _ledger_problems(page, "synthetic") == []
     assert "claim C1 lacks the effect it could detect" in " ".join(_ledger_problems(page.replace("detects", "finds"), "s"))
     assert "claim C1 lacks its fold-level interval" in " ".join(_ledger_problems(page.replace("uncorrected", "plain"), "s"))
-    unfair = page + claims.fairness_text(led.assign(same_schedule=False), Plan())
+    unfair = page + conclusions.fairness_text(led.assign(same_schedule=False), Plan())
     assert any("different schedules" in p for p in _ledger_problems(unfair, "s"))
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from soundclr import claims
-from soundclr.claims import convergence, epochs_to_reach, spread_tolerance
+from soundclr.analysis import claims, evidence, ledger
+from soundclr.analysis import convergence as convergence_module
+from soundclr.analysis.convergence import convergence, epochs_to_reach, spread_tolerance
+from soundclr.book import conclusions, decisive
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,12 +67,12 @@ def test_the_spread_tolerance_scales_with_the_test_fold():
 
 # -- the ledger ---------------------------------------------------------------------------------------
 def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, monkeypatch):
-    from soundclr.experiment import run_grid
-    from soundclr.plan import make_plan
+    from soundclr.book.plan import make_plan
+    from soundclr.runs.grid import run_grid
     plan = make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path), data_root=str(synthetic_root),
                      folds=[1, 2], seeds=[0, 1])
     run_grid(plan.all_runs(), progress=False, verbose=False, bank=synthetic_bank)
-    led = claims.ledger(plan, bank=synthetic_bank, device="cpu").set_index("id")
+    led = ledger.ledger(plan, bank=synthetic_bank, device="cpu").set_index("id")
     assert list(led.index) == claims.CLAIM_IDS
     assert set(led.verdict) <= set(claims.VERDICTS)
     # C1 by hand: the fold is the unit. Seeds are averaged within a fold, then a paired t interval over folds.
@@ -111,25 +113,25 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     for cid, r in led[led.verdict != "not testable"].iterrows():
         assert r["n"] >= 1 and "detectable" in r and r["verdict_text"].startswith(r["verdict"]), cid
     # an unconverged run stays in the primary analysis; the converged-only check leaves it out and counts it
-    monkeypatch.setattr(claims, "convergence", lambda rows, **k: claims.Convergence(False, 1.0, 1.0, ["moving"]))
-    led2 = claims.ledger(plan, bank=synthetic_bank, device="cpu", cache=False).set_index("id")
+    monkeypatch.setattr(convergence_module, "convergence", lambda rows, **k: convergence_module.Convergence(False, 1.0, 1.0, ["moving"]))
+    led2 = ledger.ledger(plan, bank=synthetic_bank, device="cpu", cache=False).set_index("id")
     assert led2.loc["C1", "effect"] == pytest.approx(led.loc["C1", "effect"]) and led2.loc["C1", "n"] == 2
     assert led2.loc["C1", "unconverged"] == 8 and math.isnan(led2.loc["C1", "conv_effect"])
     # what a decisive test on the real datasets costs: one row per headline claim and dataset
-    cost = claims.decisive_cost(plan)
+    cost = decisive.decisive_cost(plan)
     assert [(c, d.split(" (")[0]) for c, d in zip(cost.claim, cost.dataset)][:3] == \
         [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
     assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 %"].str.len().min() > 0
     # the ledger is computed once per build: the second call reads the cache, a finished run more invalidates it
-    cached = claims.ledger(plan, bank=synthetic_bank, device="cpu")
+    cached = ledger.ledger(plan, bank=synthetic_bank, device="cpu")
     assert cached.equals(led.reset_index()) and list((tmp_path / "synthetic" / ".ledger").glob("*.pkl"))
     summary = plan.main_runs()[0].directory / "summary.json"
-    key = claims._ledger_cache(plan, "cpu")
+    key = ledger._ledger_cache(plan, "cpu")
     summary.touch()
     import os
     os.utime(summary, ns=(summary.stat().st_atime_ns, summary.stat().st_mtime_ns + 10**9))
-    assert claims._ledger_cache(plan, "cpu") != key
-    text = claims.conclusion(led.reset_index(), ["C1", "C5a"], plan)
+    assert ledger._ledger_cache(plan, "cpu") != key
+    text = conclusions.conclusion(led.reset_index(), ["C1", "C5a"], plan)
     assert f"**C1, the hybrid loss beats cross-entropy**: {led.loc['C1', 'verdict']}" in text and "not testable" in text
     assert "folds" in text and "Likely reason" not in text
 
@@ -138,7 +140,7 @@ def test_c3_is_simultaneous_over_the_other_alphas():
     """C3's interval bounds min_j (alpha 0.5 - alpha_j) with intervals at 1 - 0.05 / m each."""
     import pandas as pd
 
-    from soundclr.stats import fold_interval
+    from soundclr.analysis.stats import fold_interval
 
     class R:
         def __init__(self, d):
@@ -154,8 +156,8 @@ def test_c3_is_simultaneous_over_the_other_alphas():
 
     class Plan:
         config = preset("quick")
-    L = claims._Claims(Plan())
-    claims._alpha(L, pd.DataFrame(rows))
+    L = evidence._Claims(Plan())
+    evidence.add_alpha(L, pd.DataFrame(rows))
     r = L.rows[0]
     ints = {v: fold_interval(np.subtract(acc["alpha0.5"], acc[v]), ratio=0.25, level=1 - 0.05 / 2)
             for v in ("alpha0.25", "alpha0.75")}
@@ -188,7 +190,7 @@ def test_variant_tables_give_each_variant_its_interval_and_folds():
     under its label in words (the ablation page once lost them to an index misalignment)."""
     import pandas as pd
 
-    from soundclr.report import variant_display, variant_table
+    from soundclr.analysis.tables import variant_display, variant_table
     df = pd.DataFrame({"variant": ["a", "a", "a", "b", "b"], "final_acc": [0.80, 0.90, 0.85, 0.70, 0.75]})
     t = variant_table(df, ["b", "a", "missing"])
     assert list(t.index) == ["b", "a"]

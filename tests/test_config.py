@@ -1,6 +1,6 @@
 import pytest
 
-from soundclr.config import Config, ConfigError, FIELD_SECTION, preset
+from soundclr.config import FIELD_SECTION, Config, ConfigError, preset
 
 
 def test_paper_preset_holds_the_released_codes_values():

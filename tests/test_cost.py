@@ -1,7 +1,8 @@
 """What a grid costs: clip counts against a hand count, FLOPs against ResNet-50's published figure."""
 import pytest
 
-from soundclr import cost, preset
+from soundclr import preset
+from soundclr.book import cost
 
 
 def test_run_counts_by_hand():

@@ -10,9 +10,7 @@ import json
 import math
 import os
 import stat
-import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -21,9 +19,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from soundclr import data
+from soundclr.audio import io as audio_io
+from soundclr.audio.io import AudioError, read_audio
 from soundclr.config import DataConfig
-from soundclr.data import DatasetError, WaveBank, dataset_folder, load_bank, read_audio
+from soundclr.data import bank as data_bank
+from soundclr.data import cache as data_cache
+from soundclr.data.bank import WaveBank, load_bank
+from soundclr.data.layouts import DatasetError, dataset_folder
 
 ESC_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
 US8K_COLUMNS = ["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"]
@@ -73,19 +75,19 @@ def esc_cfg(root: Path, dataset: str = "esc50", **kw) -> DataConfig:
 
 def count_decodes(monkeypatch) -> list:
     calls = []
-    real = data._decode
+    real = data_cache._decode
 
     def counting(path, sample_rate):
         calls.append(path)
         return real(path, sample_rate)
-    monkeypatch.setattr(data, "_decode", counting)
+    monkeypatch.setattr(data_cache, "_decode", counting)
     return calls
 
 
 def forbid_decoding(monkeypatch) -> None:
     def fail(path, sample_rate):
         raise AssertionError(f"decoded {path} again instead of using the cache")
-    monkeypatch.setattr(data, "_decode", fail)
+    monkeypatch.setattr(data_cache, "_decode", fail)
 
 
 def clip(bank: WaveBank, name: str) -> np.ndarray:
@@ -140,7 +142,7 @@ def test_esc10_is_the_remapped_esc10_rows_of_the_esc50_cache(esc, monkeypatch):
         np.testing.assert_array_equal(clip(bank, name), clips[Path(name).name])
     assert bank.waves.shape[1] == int(bank.lengths.max())
     # One cache for both, and ESC-10 is a view of its memory map.
-    npys = list((root / "esc50" / data.CACHE_DIRNAME).glob("*.npy"))
+    npys = list((root / "esc50" / data_cache.CACHE_DIRNAME).glob("*.npy"))
     assert len(npys) == 1 and mapped_from(bank.waves, npys[0])
     forbid_decoding(monkeypatch)
     assert len(load_bank(esc_cfg(root, "esc50"), progress=False)) == 30
@@ -193,9 +195,7 @@ def fake_generator(monkeypatch, make=None) -> list:
         if make is not None and not Path(folder).exists():
             make(Path(folder))
         return Path(folder)
-    generator = types.ModuleType("soundclr.synthetic")
-    generator.ensure_synthetic = ensure_synthetic
-    monkeypatch.setitem(sys.modules, "soundclr.synthetic", generator)
+    monkeypatch.setattr(data_bank, "ensure_synthetic", ensure_synthetic)
     return calls
 
 
@@ -259,7 +259,7 @@ def test_batch_subset_and_to(esc):
 # -- the cache -------------------------------------------------------------------
 
 def cache_files(root: Path, folder: str = "esc50") -> list[str]:
-    cache = root / folder / data.CACHE_DIRNAME
+    cache = root / folder / data_cache.CACHE_DIRNAME
     return sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
 
 
@@ -271,7 +271,7 @@ def test_second_load_is_memory_mapped_from_the_cache(esc, monkeypatch):
     for field in ("waves", "lengths", "labels", "folds"):
         assert torch.equal(getattr(first, field), getattr(second, field))
     assert (first.filenames, first.class_names) == (second.filenames, second.class_names)
-    (npy,) = (root / "esc50" / data.CACHE_DIRNAME).glob("*.npy")
+    (npy,) = (root / "esc50" / data_cache.CACHE_DIRNAME).glob("*.npy")
     assert mapped_from(second.waves, npy)
     assert [n.rsplit(".", 1)[1] for n in cache_files(root)] == ["json", "npy"]
 
@@ -291,7 +291,7 @@ def test_cache_is_invalidated(esc, monkeypatch, change):
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # same size, later mtime
     elif change == "format version":
-        monkeypatch.setattr(data, "FORMAT_VERSION", data.FORMAT_VERSION + 1)
+        monkeypatch.setattr(data_cache, "FORMAT_VERSION", data_cache.FORMAT_VERSION + 1)
     else:
         rate = 22050
     calls = count_decodes(monkeypatch)
@@ -319,18 +319,18 @@ def test_cache_dir_outside_the_dataset(esc, tmp_path_factory, monkeypatch):
 
 def test_crash_mid_decode_leaves_no_valid_looking_cache(esc, monkeypatch):
     root = esc[0]
-    real, calls = data._decode, []
+    real, calls = data_cache._decode, []
 
     def crash_on_third(path, sample_rate):
         calls.append(path)
         if len(calls) == 3:
             raise RuntimeError("simulated crash")
         return real(path, sample_rate)
-    monkeypatch.setattr(data, "_decode", crash_on_third)
+    monkeypatch.setattr(data_cache, "_decode", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load_bank(esc_cfg(root), progress=False)
     assert cache_files(root) == []
-    monkeypatch.setattr(data, "_decode", real)
+    monkeypatch.setattr(data_cache, "_decode", real)
     assert len(load_bank(esc_cfg(root), progress=False)) == 30
 
 
@@ -339,7 +339,7 @@ def test_crash_before_the_sidecar_forces_a_fresh_decode(esc, monkeypatch):
 
     def crash(path, obj):
         raise KeyboardInterrupt
-    monkeypatch.setattr(data, "atomic_write_json", crash)
+    monkeypatch.setattr(data_cache, "atomic_write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         load_bank(esc_cfg(root), progress=False)
     assert [n.rsplit(".", 1)[1] for n in cache_files(root)] == ["npy"]   # an array without its sidecar
@@ -353,7 +353,7 @@ def test_crash_before_the_sidecar_forces_a_fresh_decode(esc, monkeypatch):
 
 def cache_paths(root: Path) -> tuple[Path, Path]:
     """The (sidecar, array) of the one cache in the esc50 folder."""
-    (side,) = (root / "esc50" / data.CACHE_DIRNAME).glob("*.json")
+    (side,) = (root / "esc50" / data_cache.CACHE_DIRNAME).glob("*.json")
     return side, side.with_suffix(".npy")
 
 
@@ -450,10 +450,10 @@ def test_corrupt_cache_array_is_named_in_a_warning_and_rebuilt(esc, monkeypatch,
 
 
 def test_tidy_removes_abandoned_temporaries_and_stale_caches_only(esc, monkeypatch):
-    from soundclr.store import atomic_path
+    from soundclr.files import atomic_path
     root = esc[0]
     load_bank(esc_cfg(root), progress=False)
-    cache = root / "esc50" / data.CACHE_DIRNAME
+    cache = root / "esc50" / data_cache.CACHE_DIRNAME
     side, npy = cache_paths(root)
     old = time.time() - 2 * 86400
 
@@ -475,7 +475,7 @@ def test_tidy_removes_abandoned_temporaries_and_stale_caches_only(esc, monkeypat
     mine = cache / "notes.txt"
     for path in (stale, legacy, other_rate, mine):
         path.write_bytes(b"x")
-    data._tidy(cache, "esc50-44100hz-", keep=npy.stem)
+    data_cache._tidy(cache, "esc50-44100hz-", keep=npy.stem)
     left = set(cache.iterdir())
     assert left == {side, npy, live, other_rate, mine}, sorted(p.name for p in left)
     assert not (abandoned.exists() or abandoned_other.exists() or stale.exists() or legacy.exists())
@@ -534,7 +534,7 @@ def test_int16_scaling(tmp_path):
     assert np.abs(clip(bank, "audio/2-0-A-0.wav") / 32768 - hi_res).max() <= 0.5 / 32768 + 1e-9
     np.testing.assert_allclose(read_audio(root / "esc50" / "audio" / "1-0-A-0.wav", 44100).numpy(), scaled, atol=1e-6)
     waves, lengths = bank.batch([bank.filenames.index("audio/2-0-A-0.wav")])
-    assert torch.allclose(data.to_float(waves)[0], read_audio(root / "esc50" / "audio" / "2-0-A-0.wav", 44100),
+    assert torch.allclose(audio_io.to_float(waves)[0], read_audio(root / "esc50" / "audio" / "2-0-A-0.wav", 44100),
                           atol=0.5 / 32768 + 1e-7)
 
 
@@ -573,7 +573,7 @@ def test_bad_file_raises_naming_it(esc, case):
     message = str(err.value)
     assert str(root / "esc50" / "audio" / BAD) in message and 'on_bad_file="skip"' in message
     assert "soundclr data download esc50" in message and cache_files(root) == []
-    with pytest.raises(DatasetError, match=BAD):
+    with pytest.raises(AudioError, match=BAD):
         read_audio(root / "esc50" / "audio" / BAD, 44100)
 
 

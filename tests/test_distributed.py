@@ -29,13 +29,14 @@ def _worker(rank, world, init_file, out_dir, scheme):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from soundclr.train import _gather_output, scheme_loss
+    from soundclr.train.step import scheme_loss
+    from soundclr.train.runtime import gather_output
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg, model, x, labels = _setup(scheme)
     net = DistributedDataParallel(model, find_unused_parameters=scheme != "hybrid")
     per = BATCH // world
-    out = _gather_output(net(x[rank * per:(rank + 1) * per]), world)
+    out = gather_output(net(x[rank * per:(rank + 1) * per]), world)
     loss = scheme_loss(cfg, 1, out, labels)
     loss.backward()
     torch.save({"loss": loss.detach(), "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None}},
@@ -45,7 +46,7 @@ def _worker(rank, world, init_file, out_dir, scheme):
 
 @pytest.mark.parametrize("scheme", ["hybrid", "supcon", "ce"])
 def test_two_processes_give_the_single_process_gradient(scheme, tmp_path):
-    from soundclr.train import scheme_loss
+    from soundclr.train.step import scheme_loss
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), scheme), nprocs=2, join=True)
     cfg, model, x, labels = _setup(scheme)
     loss = scheme_loss(cfg, 1, model(x), labels)

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from soundclr import download as dl
-from soundclr.download import SOURCES, DownloadError, Source, download, verify_contents
+from soundclr.data import download as dl
+from soundclr.data.download import download
+from soundclr.data.layouts import SOURCES, Source
+from soundclr.data.verify import DownloadError, verify_contents
 
 RATE = 8000
 SECONDS = 0.05

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import soundclr.data
-import soundclr.model
+import soundclr.train.state
+import soundclr.train.preflight
+import soundclr.weights
 from soundclr import preset
 from soundclr.cli import main
-from soundclr.data import DatasetError, load_bank
-from soundclr.model import WeightsError
-from soundclr.train import ResultsFolderError, preflight, train_run
+from soundclr.data.bank import load_bank
+from soundclr.data.layouts import DatasetError
+from soundclr.train import train_run
+from soundclr.train.preflight import ResultsFolderError, preflight
+from soundclr.weights import WeightsError
 
 HEADER = "filename,fold,target,category,esc10,src_file,take\n"
 
@@ -29,8 +32,8 @@ def no_work(monkeypatch, tmp_path):
     def offline(url, dst, timeout):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(soundclr.data, "load_bank", decoding)
-    monkeypatch.setattr(soundclr.model, "_download", offline)
+    monkeypatch.setattr(soundclr.train.state, "load_bank", decoding)
+    monkeypatch.setattr(soundclr.train.preflight, "_download", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("SOUNDCLR_INTERFACE", raising=False)
     return tmp_path
@@ -79,7 +82,7 @@ def test_python_callers_get_the_python_spelling(no_work):
 def test_cached_imagenet_weights_pass(no_work):
     tmp = no_work
     cfg = preset("paper", dataset="synthetic", data_root=str(tmp / "data"), backbone="resnet18")
-    path = soundclr.model.imagenet_cache_path("resnet18")
+    path = soundclr.weights.imagenet_cache_path("resnet18")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"stand-in")                        # its contents are read when the model is built
     preflight(cfg, results=tmp / "results")
@@ -108,7 +111,7 @@ def test_a_results_folder_that_cannot_be_written(no_work, capsys):
 
 
 def test_the_book_checks_before_it_decodes(no_work, monkeypatch):
-    from soundclr.reproduce import train_plan
+    from soundclr.book.reproduce import train_plan
     tmp = no_work
     (tmp / "a-file").write_text("")
     with pytest.raises(ResultsFolderError):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from soundclr import claims, figures, report
-
+from soundclr.analysis import tables as report
+from soundclr.book import conclusions, figures
 
 # -- the most confused pairs -----------------------------------------------------------------------
 NAMES = ["dog", "siren", "clock_tick", "woodpecker"]
@@ -114,7 +114,7 @@ def test_class_colours_are_distinct_for_fifty_classes():
 def test_silhouette_conclusion_leaves_the_untrained_projection_out():
     scores = {("ce", "representation"): 0.10, ("supcon", "representation"): 0.30, ("hybrid", "representation"): 0.20,
               ("ce", "projection"): 0.90, ("supcon", "projection"): 0.40, ("hybrid", "projection"): 0.35}
-    text = claims.silhouette_conclusion(scores)
+    text = conclusions.silhouette_conclusion(scores)
     z = [p for p in text.split("\n\n") if "projection space" in p][0]
     assert "separate best under SupCon, two stages" in z     # not cross-entropy's untrained 0.90
     assert "left out" in z and "untrained" in z

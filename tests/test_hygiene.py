@@ -64,7 +64,7 @@ def test_pyproject_declares_mit_as_an_spdx_expression():
     assert project["license-files"] == ["LICENSE"]
     assert not any(c.startswith("License ::") for c in project.get("classifiers", [])), \
         "a licence classifier beside an SPDX expression is an error for setuptools >= 77"
-    from packaging.requirements import Requirement   # packaging comes with pytest
+    from packaging.requirements import Requirement  # packaging comes with pytest
     (setuptools,) = [r for r in map(Requirement, data["build-system"]["requires"]) if r.name == "setuptools"]
     assert "76.9" not in setuptools.specifier   # setuptools reads license = "<SPDX>" from 77 on
 

@@ -21,9 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 import bookcheck
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ".jp-NotebookPanel:not(.lm-mod-hidden)"      # the notebook in view (Lab keeps other tabs in the page, hidden)
@@ -144,7 +143,7 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
     chromium = bookcheck.find_chromium()
     if chromium is None:
         pytest.fail(f"Chromium is not installed ({SETUP})")
-    from soundclr.reproduce import train_plan
+    from soundclr.book.reproduce import train_plan
     t_start = time.time()
     proj = tmp_path / "proj"
     _student_copy(proj, synthetic_root)

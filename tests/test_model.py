@@ -9,9 +9,10 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from soundclr import model as model_module
+from soundclr import weights as model_module
 from soundclr.config import preset
-from soundclr.model import ModelOutput, SoundCLRModel, WeightsError, build_model
+from soundclr.model import ModelOutput, SoundCLRModel, build_model
+from soundclr.weights import WeightsError
 
 DIMS = {"tiny": 128, "resnet18": 512, "resnet34": 512, "resnet50": 2048}
 

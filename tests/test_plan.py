@@ -1,7 +1,7 @@
 """The plan: which runs each page shows, each computation trained once, the Settings line."""
 from collections import Counter
 
-from soundclr.plan import PAPER_MASKS, make_plan
+from soundclr.book.plan import PAPER_MASKS, make_plan
 
 
 def quick(tmp_path, **kw):
@@ -62,7 +62,7 @@ def test_the_paper_plan_holds_the_papers_grids(tmp_path):
 
 def test_the_tiny_tour_keeps_the_callers_settings():
     """size="tiny" shortens the schedule, but a setting the caller gives (papermill's `settings`) stays given."""
-    from soundclr.plan import make_plan
+    from soundclr.book.plan import make_plan
     tiny = make_plan("synthetic", "quick", size="tiny", results="/nonexistent", data_root="/nonexistent", batch_size=16)
     assert tiny.config.optim.batch_size == 16 and tiny.config.optim.epochs == 2
     assert make_plan("synthetic", "quick", size="tiny", results="/x", data_root="/x").config.optim.batch_size == 32

@@ -85,7 +85,8 @@ def put_stand_in_imagenet_weights(torch_home: Path, backbone: str) -> Path:
     """A randomly initialised torchvision state dict where torchvision's ImageNet file is looked for."""
     import torch
     import torchvision
-    from soundclr.model import _imagenet_weights
+
+    from soundclr.weights import _imagenet_weights
     path = torch_home / "hub" / "checkpoints" / os.path.basename(_imagenet_weights(backbone).url)
     path.parent.mkdir(parents=True)
     torch.manual_seed(0)
@@ -124,10 +125,10 @@ def rehearsal(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_paper_preset_on_an_esc50_tree_builds_every_page(rehearsal):
-    from soundclr.claims import CLAIM_IDS
+    import bookcheck
     from test_book import NOTEBOOK_PAGES, _article_text, real_book_problems
 
-    import bookcheck
+    from soundclr.analysis.claims import CLAIM_IDS
     site, results, log, seconds = rehearsal
     print(f"rehearsal: soundclr reproduce took {seconds:.0f} s")
     html = site / "_build" / "html"

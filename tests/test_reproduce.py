@@ -15,7 +15,7 @@ TINY = {"size": "tiny", "preset": "quick", "dataset": "synthetic", "device": "cp
 
 @pytest.fixture(scope="module")
 def tiny_book(tmp_path_factory, synthetic_root):
-    from soundclr.reproduce import build_book, run_notebooks, train_plan
+    from soundclr.book.reproduce import build_book, run_notebooks, train_plan
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, site / name)
@@ -42,7 +42,7 @@ def test_tiny_book_has_every_page_table_and_figure(tiny_book):
 
 @pytest.mark.slow
 def test_a_rerun_skips_finished_training(tiny_book, synthetic_root, capsys):
-    from soundclr.reproduce import run_notebooks
+    from soundclr.book.reproduce import run_notebooks
     site, _, results = tiny_book
     before = {p: p.stat().st_mtime for p in results.rglob("summary.json")}
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
@@ -53,7 +53,7 @@ def test_a_rerun_skips_finished_training(tiny_book, synthetic_root, capsys):
 
 @pytest.mark.slow
 def test_a_failing_notebook_stops_with_the_cells_error(tmp_path, synthetic_root):
-    from soundclr.reproduce import NotebookError, run_notebooks
+    from soundclr.book.reproduce import NotebookError, run_notebooks
     with pytest.raises(NotebookError, match=r"augmentations.*failed in cell .*DatasetError"):
         run_notebooks("esc50", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
                       data_root=str(tmp_path / "no-data"), only=["augmentations"], out_dir=tmp_path / "out")
@@ -64,7 +64,8 @@ def test_a_failing_notebook_stops_with_the_cells_error(tmp_path, synthetic_root)
 @pytest.mark.slow
 def test_nbval_runs_each_notebook(tiny_book, synthetic_root, tmp_path):
     import papermill
-    from soundclr.reproduce import NOTEBOOKS
+
+    from soundclr.book.reproduce import NOTEBOOKS
     _, _, results = tiny_book  # the training runs are finished: nbval re-executes the analysis
     for name, source, extra in NOTEBOOKS:
         nb = papermill.iorw.load_notebook_node(str(ROOT / "notebooks" / f"{source}.ipynb"))
@@ -85,7 +86,7 @@ def test_nbval_runs_each_notebook(tiny_book, synthetic_root, tmp_path):
 def test_training_for_the_book_streams_progress_from_its_workers(tmp_path, synthetic_root, capfd):
     """`soundclr reproduce` trains the book's runs with worker processes before the notebooks; their
     lines reach the terminal (the pages show none), and a second call finds everything finished."""
-    from soundclr.reproduce import train_plan
+    from soundclr.book.reproduce import train_plan
     n = train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
                    data_root=str(synthetic_root), workers=2)
     out = capfd.readouterr().out

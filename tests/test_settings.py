@@ -37,8 +37,8 @@ def test_reproduce_set_rejects_bad_values_and_settings_with_their_own_flag(tmp_p
 
 
 def test_run_notebooks_checks_its_settings_before_the_first_notebook(tmp_path):
+    from soundclr.book.reproduce import run_notebooks
     from soundclr.config import ConfigError
-    from soundclr.reproduce import run_notebooks
     with pytest.raises(ConfigError, match="unknown setting 'bogus'.*valid settings are"):
         run_notebooks("synthetic", "quick", size="tiny", results=str(tmp_path / "r"), out_dir=tmp_path / "out",
                       settings={"bogus": 1})
@@ -48,11 +48,11 @@ def test_run_notebooks_checks_its_settings_before_the_first_notebook(tmp_path):
 def test_settings_reach_the_training_workers(tmp_path, synthetic_root, monkeypatch):
     """train_plan gives its --set settings (epochs apart: the plan's own parameter) to every worker, whose plan
     is then the one the notebooks read."""
-    import soundclr.worker
-    from soundclr.plan import make_plan
-    from soundclr.reproduce import NotebookError, train_plan
+    import soundclr.book.reproduce
+    from soundclr.book.plan import make_plan
+    from soundclr.book.reproduce import NotebookError, train_plan
     seen = []
-    monkeypatch.setattr(soundclr.worker, "run_workers", lambda cmd, workers: seen.append(cmd))
+    monkeypatch.setattr(soundclr.book.reproduce, "run_workers", lambda cmd, workers: seen.append(cmd))
     with pytest.raises(NotebookError, match="did not finish"):      # the stand-in workers train nothing
         train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
                    data_root=str(synthetic_root), workers=2, settings={"n-mels": "16", "epochs": "3"})
@@ -66,7 +66,8 @@ def test_settings_reach_the_training_workers(tmp_path, synthetic_root, monkeypat
 def test_a_notebook_takes_any_setting_through_papermill(tmp_path, synthetic_root):
     """One notebook on the tiny plan, with a setting no parameter of its own names: the page states it."""
     import nbformat
-    from soundclr.reproduce import run_notebooks
+
+    from soundclr.book.reproduce import run_notebooks
     t0 = time.time()
     [out] = run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
                           data_root=str(synthetic_root), only=["augmentations"], out_dir=tmp_path / "out",
@@ -89,7 +90,7 @@ def test_the_notebooks_take_settings_and_apply_them_in_their_set_up_cell():
 def test_relative_results_and_data_are_taken_from_the_project_root(tmp_path, monkeypatch):
     """Jupyter Lab starts kernels in notebooks/, papermill (soundclr reproduce) at the root: both read the same
     results and data; outside a project, and for absolute paths, the paths are used as given."""
-    from soundclr.plan import make_plan, project_root
+    from soundclr.book.plan import make_plan, project_root
     for cwd in (ROOT, ROOT / "notebooks"):
         monkeypatch.chdir(cwd)
         plan = make_plan("synthetic", "quick", size="tiny")
@@ -111,7 +112,8 @@ def test_relative_results_and_data_are_taken_from_the_project_root(tmp_path, mon
 def test_the_book_links_the_page_where_lab_links_the_notebook():
     """The ledger links notebooks (Jupyter Lab opens them); the book's copy links the pages."""
     import nbformat
-    from soundclr.reproduce import _for_the_book
+
+    from soundclr.book.reproduce import _for_the_book
     html = ('<a href="results.ipynb" data-book-page="results">Results</a> '
             '<a href="training.ipynb" data-book-page="training-hybrid">Training</a> <a href="ablation.ipynb#fig-3">x</a> '
             '<a href="https://example.org/a.ipynb">y</a>')

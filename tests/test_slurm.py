@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from slurm_cluster import SingleNodeSlurm, why_not_available
 
 pytestmark = pytest.mark.slurm

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from soundclr.stats import (FoldInterval, clip_interval, cv_ratio, detectable_effect, fold_interval, holm, power,
-                            verdict, verdict_words)
+from soundclr.analysis.stats import (
+    FoldInterval,
+    clip_interval,
+    cv_ratio,
+    detectable_effect,
+    fold_interval,
+    holm,
+    power,
+    verdict,
+    verdict_words,
+)
 
 
 def test_the_plain_fold_interval_is_scipys_paired_t_interval():

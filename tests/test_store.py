@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from soundclr.config import preset
-from soundclr.store import (CorruptFileError, atomic_file, atomic_path, atomic_torch_save, atomic_write_bytes,
-                            atomic_write_json, is_temporary, load_config, read_json, read_metrics)
+from soundclr.files import (
+    CorruptFileError,
+    atomic_file,
+    atomic_path,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    is_temporary,
+    read_json,
+)
+from soundclr.train.record import load_config, read_metrics
 
 
 def test_a_crash_mid_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):

@@ -5,16 +5,16 @@ import csv
 import hashlib
 import json
 import pathlib
-import re
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
-from soundclr import synthetic
 from soundclr.config import CLIP_SECONDS as CONFIG_CLIP_SECONDS
-from soundclr.synthetic import CLASSES, CLIP_SECONDS, CONFUSABLE_PAIRS, SAMPLE_RATE, ensure_synthetic, generate
+from soundclr.data import synthetic
+from soundclr.data.sounds import CLASSES, CLIP_SECONDS, CONFUSABLE_PAIRS, SAMPLE_RATE
+from soundclr.data.synthetic import ensure_synthetic, generate
 
 # The header of the real ESC-50 meta/esc50.csv, copied from the dataset.
 ESC50_HEADER = "filename,fold,target,category,esc10,src_file,take"

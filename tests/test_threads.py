@@ -8,12 +8,13 @@ import sys
 import pytest
 import torch
 
-from soundclr import worker
 from soundclr.cli import build_parser, main
+from soundclr.runs import threads as worker
+from soundclr.runs.pool import run_workers
 
 CHILD = """
 import sys
-from soundclr import worker
+from soundclr.runs import threads as worker
 worker.register()
 print(worker.thread_share(), flush=True)
 sys.stdin.read()          # stay alive (registered) until the test closes stdin or kills us
@@ -33,7 +34,7 @@ def registry(tmp_path, monkeypatch):
 
 
 def _child(env_cores: int = 8) -> subprocess.Popen:
-    code = f"from soundclr import worker; worker.machine_cores = lambda: {env_cores}\n" + CHILD
+    code = f"from soundclr.runs import threads as worker; worker.machine_cores = lambda: {env_cores}\n" + CHILD
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK")}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -105,10 +106,10 @@ def test_an_unwritable_registry_is_no_error(registry, monkeypatch, tmp_path):
 
 def test_run_workers_fixes_each_workers_threads(registry, monkeypatch, capsys):
     code = "import os; print(os.environ['OMP_NUM_THREADS'])"
-    worker.run_workers([sys.executable, "-c", code], 2)
+    run_workers([sys.executable, "-c", code], 2)
     assert capsys.readouterr().out.count("] 4\n") == 2         # 8 cores // 2 workers
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    worker.run_workers([sys.executable, "-c", code], 2)
+    run_workers([sys.executable, "-c", code], 2)
     assert capsys.readouterr().out.count("] 3\n") == 2         # the user's OMP_NUM_THREADS wins
 
 
@@ -136,4 +137,4 @@ def test_train_with_two_workers_trains_each_run_once(synthetic_root, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "[worker 1]" in r.stdout and "[worker 2]" in r.stdout
     assert len(list((tmp_path / "r").glob("synthetic/main/*/summary.json"))) == 2
-    assert r.stdout.count(": final ") >= 2 and not list((tmp_path / "r").rglob("claim.json"))
+    assert r.stdout.count(": final ") >= 2 and not list((tmp_path / "r").rglob("lease.json"))

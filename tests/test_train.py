@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from soundclr import preset
-from soundclr.experiment import ensemble_table, frame, grid, load_summaries, noise_accuracy, run_grid, scheme_table
+from soundclr.analysis.tables import ensemble_table
+from soundclr.analysis.tables import scheme_summary as scheme_table
+from soundclr.runs.grid import grid, run_grid
+from soundclr.runs.inference import noise_accuracy
+from soundclr.runs.store import frame, load_summaries
 from soundclr.train import lr_factor, train_run
 
 
@@ -25,6 +29,21 @@ def released_warmup_exponential(epoch, warm=10, gamma=0.98, cold=0):
     if epoch < cold + warm:
         return 0.1 + 0.9 * (epoch - cold + 1) / warm
     return gamma ** (epoch - cold - warm)
+
+
+class Killed(Exception):
+    """Stands in for a kill right after an epoch's checkpoint."""
+
+
+def train_until(cfg, run_dir, epochs: int, bank) -> None:
+    """Train ``run_dir`` and stop after ``epochs`` epochs, as a kill right after that epoch's checkpoint
+    would (checkpoints every epoch: an execution setting, so the run's identity is unchanged)."""
+    def stop(row):
+        if row["epoch"] == epochs:
+            raise Killed
+    with pytest.raises(Killed):
+        train_run(cfg.override(checkpoint_every=1, checkpoint_seconds=0.0), run_dir, bank=bank, progress=False,
+                  on_epoch=stop)
 
 
 def test_schedule_is_the_released_codes():
@@ -58,7 +77,7 @@ def test_each_scheme_learns(scheme, synthetic_root, synthetic_bank, tmp_path):
 
 def test_stage2_freezes_the_encoder(synthetic_root, synthetic_bank, tmp_path):
     cfg = small(synthetic_root, scheme="supcon", epochs=1, stage2_epochs=2)
-    train_run(cfg, tmp_path / "a", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    train_until(cfg, tmp_path / "a", 1, synthetic_bank)
     before = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
     train_run(cfg, tmp_path / "a", bank=synthetic_bank, progress=False)
     after = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
@@ -71,8 +90,7 @@ def test_resume_equals_uninterrupted(scheme, killed_after, synthetic_root, synth
     # supcon killed after epoch 4 resumes inside stage 2 (3 epochs of stage 1, then 2 of stage 2)
     cfg = small(synthetic_root, scheme=scheme, epochs=3, stage2_epochs=2)
     whole = train_run(cfg, tmp_path / "whole", bank=synthetic_bank, progress=False)
-    part = train_run(cfg, tmp_path / "killed", bank=synthetic_bank, progress=False, stop_after_epoch=killed_after)
-    assert part == {"interrupted_after_epoch": killed_after}
+    train_until(cfg, tmp_path / "killed", killed_after, synthetic_bank)
     assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "summary.json").exists()
     resumed = train_run(cfg, tmp_path / "killed", bank=synthetic_bank, progress=False)
     assert resumed["final"]["test_acc"] == whole["final"]["test_acc"]
@@ -87,7 +105,7 @@ def test_resume_equals_uninterrupted(scheme, killed_after, synthetic_root, synth
 
 def test_checkpoint_of_another_configuration_is_refused(synthetic_root, synthetic_bank, tmp_path):
     cfg = small(synthetic_root, scheme="ce", epochs=2)
-    train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    train_until(cfg, tmp_path / "r", 1, synthetic_bank)
     with pytest.raises(RuntimeError, match="different configuration"):
         train_run(cfg.override(alpha=0.1), tmp_path / "r", bank=synthetic_bank, progress=False)
 
@@ -100,8 +118,8 @@ def test_grid_skips_finished_runs_and_shards(synthetic_root, synthetic_bank, tmp
     assert [r.finished for r in runs] == [True, False, True, False]
     run_grid(runs, shard=(1, 2), progress=False, bank=synthetic_bank)
     assert all(r.finished for r in runs)
-    import soundclr.train
-    monkeypatch.setattr(soundclr.train, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    import soundclr.runs.grid
+    monkeypatch.setattr(soundclr.runs.grid, "train_run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(run_grid(runs, progress=False, bank=synthetic_bank)) == 4
     df = load_summaries(tmp_path, "synthetic", "toy")
     assert len(df) == 4 and set(df.scheme) == {"ce", "hybrid"} and set(df.fold) == {1, 2}
@@ -113,8 +131,8 @@ def test_a_run_finished_in_another_experiment_is_reused(synthetic_root, syntheti
     cfg = small(synthetic_root, epochs=1)
     first = grid(cfg, "main", schemes=["ce"], folds=[1], results=tmp_path)
     run_grid(first, progress=False, bank=synthetic_bank)
-    import soundclr.train
-    monkeypatch.setattr(soundclr.train, "train_run", lambda *a, **k: pytest.fail("the same run was trained twice"))
+    import soundclr.runs.grid
+    monkeypatch.setattr(soundclr.runs.grid, "train_run", lambda *a, **k: pytest.fail("the same run was trained twice"))
     again = grid(cfg, "mask-fill", schemes=["ce"], folds=[1], results=tmp_path, variants={"fill-zero": {"mask_fill": "zero"}})
     assert not again[0].finished and again[0].config.identity() == first[0].config.identity()
     run_grid(again, progress=False, bank=synthetic_bank)
@@ -151,7 +169,7 @@ def test_tables_ensemble_and_noise_on_a_toy_grid(synthetic_root, synthetic_bank,
     assert accs[0.3] < accs[0.0]  # loud noise hurts
     assert json.loads((run / "noise.json").read_text())
     # several draws in one call: the same numbers as one call per draw; no noise needs no draw
-    from soundclr.experiment import noise_accuracies
+    from soundclr.runs.inference import noise_accuracies
     many = noise_accuracies(run, [0.0, 0.3], [0, 1], bank=synthetic_bank)
     assert many[(0.3, 0)] == accs[0.3] and many[(0.0, 1)] == many[(0.0, 0)] == accs[0.0]
     assert many[(0.3, 1)] == noise_accuracy(run, [0.3], bank=synthetic_bank, seed=1)[0.3]
@@ -160,6 +178,7 @@ def test_tables_ensemble_and_noise_on_a_toy_grid(synthetic_root, synthetic_bank,
 
 def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
     import soundfile as sf
+
     from soundclr.cli import main
     common = ["--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "1",
               "--warmup-epochs", "1", "--batch-size", "32", "--results", str(tmp_path / "res")]
@@ -168,7 +187,7 @@ def test_cli_train_predict_and_errors(synthetic_root, tmp_path):
     # predict any file: a 48 kHz stereo clip
     t = torch.linspace(0, 1, 48000)
     sf.write(tmp_path / "clip.wav", torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 660 * t)], 1).numpy() * 0.3, 48000)
-    from soundclr.predict import predict_file
+    from soundclr.runs.inference import predict_file
     top = predict_file(tmp_path / "clip.wav", run, top=5)
     assert len(top) == 5 and abs(sum(p for _, p in top)) <= 1.0 + 1e-6 and top[0][1] >= top[-1][1]
     assert main(["predict", str(tmp_path / "clip.wav"), "--checkpoint", str(run)]) == 0
@@ -216,7 +235,7 @@ def test_ddp_two_processes_match_one(synthetic_root, synthetic_bank, tmp_path):
 def test_stage2_starts_from_the_chosen_stage1_epoch(rule, synthetic_root, synthetic_bank, tmp_path):
     """best_test: the stage-1 epoch with the lowest SupCon loss on the test fold (the released code's rule,
     ties to the later epoch); final: the last stage-1 epoch. Stage 2 then changes only the classifier."""
-    from soundclr.augment import Pipeline
+    from soundclr.audio.pipeline import Pipeline
     from soundclr.losses import supcon_loss
     from soundclr.model import build_model
     cfg = small(synthetic_root, scheme="supcon", epochs=4, stage2_epochs=1, stage2_start=rule)
@@ -231,7 +250,7 @@ def test_stage2_starts_from_the_chosen_stage1_epoch(rule, synthetic_root, synthe
         k = max(i for i, v in enumerate(losses) if v == min(losses)) + 1
     assert s["stage2_start"] == {"rule": rule, "epoch": k}
     # the same run stopped after epoch k holds that epoch's weights
-    train_run(cfg, tmp_path / "at-k", bank=synthetic_bank, progress=False, stop_after_epoch=k)
+    train_until(cfg, tmp_path / "at-k", k, synthetic_bank)
     at_k = torch.load(tmp_path / "at-k" / "checkpoint.pt", weights_only=False)["model"]
     final = torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"]
     for key, value in at_k.items():
@@ -267,7 +286,7 @@ def test_stage2_from_the_validation_fold_needs_one(synthetic_root):
 def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_restarts(synthetic_root, synthetic_bank, tmp_path):
     cfg = small(synthetic_root, scheme="ce", epochs=2)
     whole = train_run(cfg, tmp_path / "whole", bank=synthetic_bank, progress=False)
-    train_run(cfg, tmp_path / "r", bank=synthetic_bank, progress=False, stop_after_epoch=1)
+    train_until(cfg, tmp_path / "r", 1, synthetic_bank)
     ckpt = tmp_path / "r" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])                   # truncated, as by a full disk
     with pytest.warns(UserWarning, match=r"checkpoint\.pt cannot be read.*moved to checkpoint\.pt\.corrupt-"):
@@ -295,7 +314,7 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(synthetic_root, tmp_path
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "resumes" in err
     run = next(p for p in (tmp_path / "r").glob("synthetic/main/*") if p.is_dir())
-    assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists() and not (run / "claim.json").exists()
+    assert (run / "checkpoint.pt").exists() and not (run / "summary.json").exists() and not (run / "lease.json").exists()
     again = subprocess.run([*args, "--results", str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=600)
     whole = subprocess.run([*args, "--results", str(tmp_path / "w")], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == whole.returncode == 0

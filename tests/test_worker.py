@@ -9,65 +9,66 @@ import time
 
 import pytest
 
-from soundclr import worker
 from soundclr.cli import main
-from soundclr.experiment import grid, run_grid
+from soundclr.runs import lease
+from soundclr.runs import status as run_status
+from soundclr.runs.grid import grid, run_grid
 
 
 # -- the claim protocol ------------------------------------------------------------------------
 def test_one_claim_at_a_time_and_release(tmp_path):
-    first = worker.claim(tmp_path / "run", stale_seconds=60)
-    assert first is not None and (tmp_path / "run" / "claim.json").exists()
-    assert worker.claim(tmp_path / "run", stale_seconds=60) is None          # fresh: held
+    first = lease.take_lease(tmp_path / "run", stale_seconds=60)
+    assert first is not None and (tmp_path / "run" / "lease.json").exists()
+    assert lease.take_lease(tmp_path / "run", stale_seconds=60) is None          # fresh: held
     first.beat({"epoch": 3, "seconds": 1.5})
-    held = worker.read_claim(tmp_path / "run")
+    held = lease.read_lease(tmp_path / "run")
     assert held["epoch"] == 3 and held["pid"] == os.getpid() and held["token"] == first.token
     first.release()
-    assert not (tmp_path / "run" / "claim.json").exists()
-    assert worker.claim(tmp_path / "run", stale_seconds=60) is not None      # free again
+    assert not (tmp_path / "run" / "lease.json").exists()
+    assert lease.take_lease(tmp_path / "run", stale_seconds=60) is not None      # free again
 
 
 def test_a_stale_claim_is_taken_over_and_its_owner_notices(tmp_path):
-    old = worker.claim(tmp_path / "run", stale_seconds=0.2)
+    old = lease.take_lease(tmp_path / "run", stale_seconds=0.2)
     time.sleep(0.3)
-    new = worker.claim(tmp_path / "run", stale_seconds=0.2)
+    new = lease.take_lease(tmp_path / "run", stale_seconds=0.2)
     assert new is not None and new.token != old.token
-    with pytest.raises(worker.ClaimLost, match="took this run over"):
+    with pytest.raises(lease.LeaseLost, match="took this run over"):
         old.beat({"epoch": 1, "seconds": 0.1})
     old.release()                                         # must not remove the taker's claim
-    assert worker.read_claim(tmp_path / "run")["token"] == new.token
+    assert lease.read_lease(tmp_path / "run")["token"] == new.token
 
 
 def test_the_heartbeat_thread_keeps_a_claim_fresh(tmp_path):
-    held = worker.claim(tmp_path / "run", stale_seconds=0.4)
+    held = lease.take_lease(tmp_path / "run", stale_seconds=0.4)
     held.start_heartbeat(every=0.05)
     time.sleep(0.6)
-    assert worker.claim(tmp_path / "run", stale_seconds=0.4) is None         # still fresh after 0.6 s > 0.4 s
+    assert lease.take_lease(tmp_path / "run", stale_seconds=0.4) is None         # still fresh after 0.6 s > 0.4 s
     held.release()
 
 
 def test_a_failure_is_recorded_and_skipped_until_retried(tmp_path):
-    held = worker.claim(tmp_path / "run", stale_seconds=60)
+    held = lease.take_lease(tmp_path / "run", stale_seconds=60)
     try:
         raise RuntimeError("CUDA out of memory")
     except RuntimeError as err:
         held.fail(err)
     failed = json.loads((tmp_path / "run" / "failed.json").read_text())
     assert failed["error"] == "RuntimeError: CUDA out of memory" and "Traceback" in failed["traceback"]
-    assert worker.claim(tmp_path / "run", stale_seconds=60) is None
-    again = worker.claim(tmp_path / "run", stale_seconds=60, retry_failed=True)
+    assert lease.take_lease(tmp_path / "run", stale_seconds=60) is None
+    again = lease.take_lease(tmp_path / "run", stale_seconds=60, retry_failed=True)
     assert again is not None and not (tmp_path / "run" / "failed.json").exists()
 
 
 def test_concurrent_claims_have_one_winner(tmp_path):
     """Many processes racing for the same (stale) claim: exactly one gets it."""
-    old = worker.claim(tmp_path / "run", stale_seconds=30)
-    info = worker.read_claim(tmp_path / "run")
+    old = lease.take_lease(tmp_path / "run", stale_seconds=30)
+    info = lease.read_lease(tmp_path / "run")
     info["heartbeat"] -= 3600                                 # a worker that died an hour ago
-    (tmp_path / "run" / "claim.json").write_text(json.dumps(info))
-    code = ("import sys, time; from soundclr import worker; t = float(sys.argv[1]);\n"
+    (tmp_path / "run" / "lease.json").write_text(json.dumps(info))
+    code = ("import sys, time; from soundclr.runs import lease; t = float(sys.argv[1]);\n"
             "time.sleep(max(0, t - time.time()));\n"
-            "c = worker.claim(sys.argv[2], stale_seconds=30); print('won' if c else 'lost')")
+            "c = lease.take_lease(sys.argv[2], stale_seconds=30); print('won' if c else 'lost')")
     start = time.time() + 2.0
     procs = [subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
              for _ in range(6)]
@@ -105,9 +106,9 @@ def test_three_workers_train_each_run_once_and_match_one(synthetic_root, tmp_pat
     one = subprocess.run(_train_cmd(synthetic_root, tmp_path / "alone"), env=env, capture_output=True, text=True, timeout=900)
     assert one.returncode == 0, one.stderr[-2000:]
     assert _metrics(tmp_path / "shared") == _metrics(tmp_path / "alone")
-    assert not list((tmp_path / "shared").rglob("claim.json"))            # every claim released
+    assert not list((tmp_path / "shared").rglob("lease.json"))            # every claim released
     # status: a finished grid
-    entries = {e["experiment"]: e for e in worker.status(tmp_path / "shared")}
+    entries = {e["experiment"]: e for e in run_status.status(tmp_path / "shared")}
     assert entries["main"]["runs"] == entries["main"]["finished"] == 4
     assert entries["main"]["todo"] == entries["main"]["running"] == entries["main"]["failed"] == []
 
@@ -130,15 +131,15 @@ def test_a_killed_worker_is_taken_over_and_the_run_resumes(synthetic_root, synth
     assert run_dir is not None, "the worker never wrote a checkpoint"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert (run_dir / "claim.json").exists() and not (run_dir / "summary.json").exists()
-    status = {e["experiment"]: e for e in worker.status(tmp_path / "r")}["main"]
+    assert (run_dir / "lease.json").exists() and not (run_dir / "summary.json").exists()
+    status = {e["experiment"]: e for e in run_status.status(tmp_path / "r")}["main"]
     assert len(status["running"]) == 1                                   # not yet stale (900 s by default)
     # a second worker with a short staleness takes the run over and resumes it from the checkpoint
     time.sleep(1.2)
-    taker = subprocess.run([*cmd, "--results", str(tmp_path / "r"), "--claim-stale-seconds", "1"], env=env,
+    taker = subprocess.run([*cmd, "--results", str(tmp_path / "r"), "--lease-stale-seconds", "1"], env=env,
                            capture_output=True, text=True, timeout=600)
     assert taker.returncode == 0, taker.stderr[-2000:]
-    assert (run_dir / "summary.json").exists() and not (run_dir / "claim.json").exists()
+    assert (run_dir / "summary.json").exists() and not (run_dir / "lease.json").exists()
     whole = subprocess.run([*cmd, "--results", str(tmp_path / "whole")], env=env, capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
@@ -148,21 +149,21 @@ def test_status_shows_running_stale_failed_and_todo(synthetic_root, tmp_path, ca
     from soundclr import preset
     cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=1, warmup_epochs=1)
     runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2, 3, 4], results=tmp_path)
-    from soundclr.experiment import write_manifest
+    from soundclr.runs.grid import write_manifest
     write_manifest(runs)
-    fresh = worker.claim(runs[0].directory, stale_seconds=60, epochs=1)
-    stale = worker.claim(runs[1].directory, stale_seconds=0.01, epochs=1)
-    held = worker.claim(runs[2].directory, stale_seconds=60)
+    fresh = lease.take_lease(runs[0].directory, stale_seconds=60, epochs=1)
+    stale = lease.take_lease(runs[1].directory, stale_seconds=0.01, epochs=1)
+    held = lease.take_lease(runs[2].directory, stale_seconds=60)
     try:
         raise ValueError("setting lr=-1 is not valid")
     except ValueError as err:
         held.fail(err)
     time.sleep(0.05)
     # the stale claim is judged by the run's own configuration (900 s): make it old instead
-    info = worker.read_claim(runs[1].directory)
+    info = lease.read_lease(runs[1].directory)
     info["heartbeat"] -= 10_000
-    (runs[1].directory / "claim.json").write_text(json.dumps(info))
-    e = worker.status(tmp_path, "synthetic", "toy")[0]
+    (runs[1].directory / "lease.json").write_text(json.dumps(info))
+    e = run_status.status(tmp_path, "synthetic", "toy")[0]
     assert e["runs"] == 4 and e["finished"] == 0
     assert [r["run"] for r in e["running"]] == [runs[0].directory.name]
     assert [r["run"] for r in e["stale"]] == [runs[1].directory.name]
@@ -181,10 +182,11 @@ def test_status_shows_running_stale_failed_and_todo(synthetic_root, tmp_path, ca
 def test_a_grid_can_wait_for_runs_held_elsewhere(synthetic_root, synthetic_bank, tmp_path):
     """wait=True: a run another worker holds is waited for; once that worker gives it up, this one trains it."""
     import threading
+
     from soundclr import preset
     cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=1, warmup_epochs=1)
     runs = grid(cfg, "toy", schemes=["ce"], folds=[1, 2], results=tmp_path)
-    other = worker.claim(runs[0].directory, stale_seconds=60)
+    other = lease.take_lease(runs[0].directory, stale_seconds=60)
     threading.Timer(1.5, other.release).start()          # the other worker stops after 1.5 s
     t0 = time.time()
     summaries = run_grid(runs, progress=False, verbose=False, bank=synthetic_bank, wait=True, poll_seconds=0.2)

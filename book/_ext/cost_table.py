@@ -25,7 +25,7 @@ class CostTable(SphinxDirective):
     option_spec = {"tflops": directives.positive_int}
 
     def run(self):
-        from soundclr import cost
+        from soundclr.book import cost
         from soundclr.config import preset
         tflops = self.options.get("tflops", 60)
         tables = {d: cost.cost_table(d, cost.estimate(preset("paper", dataset=d), tflops)) for d in DATASETS}

@@ -2,8 +2,6 @@
 """
 from __future__ import annotations
 
-
-
 NEAR_FINAL = 0.95         # C8: the target is 95 % of the lower of the two sides' final accuracies
 
 

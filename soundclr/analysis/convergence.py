@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
 from ..files import read_json
 from ..train.record import read_metrics
-
-
 
 LOSS_TOLERANCE = 0.05     # the training loss's move over the last tenth of epochs, as a share of its whole descent
 

@@ -2,19 +2,30 @@
 """
 from __future__ import annotations
 
-
 import math
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
+import torch
 
-from .claims import CLAIMS, EVIDENCE, MEASURE, NEAR_FINAL, NOISE_DRAWS, PAPER_EFFECTS, PAPER_NOISE_LEVELS, PAPER_SOURCE, PROTOCOLS, UNIT
+from ..data.bank import load_bank
+from ..runs.inference import noise_accuracies
+from .claims import (
+    CLAIMS,
+    EVIDENCE,
+    MEASURE,
+    NEAR_FINAL,
+    NOISE_DRAWS,
+    PAPER_EFFECTS,
+    PAPER_NOISE_LEVELS,
+    PAPER_SOURCE,
+    PROTOCOLS,
+    UNIT,
+)
 from .convergence import epochs_to_reach
 from .stats import clip_interval, cv_ratio, fold_interval, verdict, verdict_words
 from .stats import verdict as stats_verdict
-from ..data.bank import load_bank
-from ..runs.inference import noise_accuracies
-
-
 
 
 def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
@@ -23,7 +34,6 @@ def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
     its interval is the simultaneous bound on min_j (0.5 - alpha_j), so choosing the rival after the
     fact is accounted for. Its p value is the largest of the comparisons' (an intersection-union test:
     alpha = 0.5 is best only if it beats each)."""
-    from dataclasses import replace
 
     if alpha.empty or "alpha0.5" not in set(alpha.variant):
         L.untestable("C3", "the alpha sweep has no alpha = 0.5 runs in this build")
@@ -116,7 +126,6 @@ def add_noise(L: _Claims, main: pd.DataFrame) -> None:
 
 def _ensemble_accuracy(runs: pd.DataFrame) -> float:
     """The accuracy (%) of the mean softmax output of ``runs`` (one fold's models) on their test fold."""
-    import torch
     outs = [torch.load(r.directory / "outputs.pt", weights_only=False) for r in runs.run]
     probs = torch.stack([o["probs"] for o in outs]).mean(0)
     return 100 * (probs.argmax(-1) == outs[0]["labels"]).float().mean().item()
@@ -193,7 +202,6 @@ def add_speed(L: _Claims, main: pd.DataFrame) -> None:
 
 
 def _correct(run) -> "np.ndarray":
-    import torch
     o = torch.load(run.directory / "outputs.pt", weights_only=False)
     return (o["probs"].argmax(-1) == o["labels"]).float().numpy()
 
@@ -203,7 +211,6 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
     correctness averaged over the fold's seeds), with intervals simultaneous over every fold and both
     rivals (Bonferroni). Contradicted if on some fold a rival is better beyond the interval;
     supported only if the hybrid is better on every fold; inconclusive otherwise."""
-    from dataclasses import replace
 
     folds = sorted(set(main.fold)) if not main.empty else []
     schemes = {s: main[main.scheme == s] for s in ("ce", "supcon", "hybrid")}

@@ -2,17 +2,28 @@
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import pickle
 from pathlib import Path
+
 import pandas as pd
 
+from ..files import atomic_write_bytes
 from . import stats
 from .claims import CLAIM_IDS, LITERATURE
 from .convergence import run_table
-from .evidence import _Claims, add_ablation, add_alpha, add_ensembles, add_masks, add_noise, add_per_fold, add_speed
+from .evidence import (
+    _Claims,
+    add_ablation,
+    add_alpha,
+    add_ensembles,
+    add_masks,
+    add_noise,
+    add_per_fold,
+    add_speed,
+)
 from .stats import holm
-from ..files import atomic_write_bytes
-
-
 
 
 def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.DataFrame:
@@ -24,7 +35,6 @@ def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.D
     ``<results>/<dataset>/.ledger/`` under a key made of every run's summary (its path and time), the
     device, and the code of this module and :mod:`soundclr.stats`; a finished run more, or a change of
     code, computes it again."""
-    import pickle
 
     path = _ledger_cache(plan, device) if cache else None
     if path is not None and path.is_file():
@@ -43,8 +53,6 @@ def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.D
 
 
 def _ledger_cache(plan, device: str):
-    import hashlib
-    import inspect
 
     h = hashlib.sha256()
     for module in (inspect.getmodule(_ledger_cache), stats):

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import nct as noncentral_t
+from scipy.stats import t as student_t
 
 LEVEL = 0.95
 POWER = 0.80
@@ -59,20 +62,18 @@ def _empty(n: int, effect: float = math.nan, ratio: float = 0.0, level: float = 
 def power(effect: float, se: float, df: int, *, alpha: float = 1 - LEVEL) -> float:
     """Power of a two-sided t test at level ``alpha`` with ``df`` degrees of freedom to detect a
     true mean difference ``effect`` when the estimate's standard error is ``se``."""
-    from scipy.stats import nct, t
     if df < 1 or not se > 0 or not math.isfinite(se):
         return math.nan
-    crit = t.ppf(1 - alpha / 2, df)
+    crit = student_t.ppf(1 - alpha / 2, df)
     nc = abs(effect) / se
     # P(T > crit) + P(T < -crit); scipy's far tail of the noncentral t can come back NaN where it is ~0
-    upper, lower = float(nct.sf(crit, df, nc)), float(nct.sf(crit, df, -nc))
+    upper, lower = float(noncentral_t.sf(crit, df, nc)), float(noncentral_t.sf(crit, df, -nc))
     return (upper if math.isfinite(upper) else 1.0) + (lower if math.isfinite(lower) else 0.0)
 
 
 def detectable_effect(se: float, df: int, *, target: float = POWER, alpha: float = 1 - LEVEL) -> float:
     """The smallest true effect a two-sided t test (``df`` degrees of freedom, standard error
     ``se``) detects with probability ``target``."""
-    from scipy.optimize import brentq
     if df < 1 or not math.isfinite(se):
         return math.inf
     if se <= 0:
@@ -90,7 +91,6 @@ def fold_interval(differences: Sequence[float], *, ratio: float, reference: floa
     (1/4 for five folds, one of them tested; 0 for no correction). ``reference``: an effect whose
     power is reported (the paper's). ``level``: of both intervals (a simultaneous family passes
     1 - 0.05 / m)."""
-    from scipy.stats import t
     d = np.asarray(differences, dtype=float)
     k = len(d)
     if k == 0:
@@ -99,11 +99,11 @@ def fold_interval(differences: Sequence[float], *, ratio: float, reference: floa
     if k < 2:
         return _empty(k, mean, ratio, level)
     sd = float(d.std(ddof=1))
-    crit = float(t.ppf(0.5 + level / 2, k - 1))
+    crit = float(student_t.ppf(0.5 + level / 2, k - 1))
     se = sd / math.sqrt(k)
     se_nb = sd * math.sqrt(1 / k + ratio)
     if se_nb > 0:
-        p = float(2 * t.sf(abs(mean) / se_nb, k - 1))
+        p = float(2 * student_t.sf(abs(mean) / se_nb, k - 1))
     else:
         p = 0.0 if mean != 0 else 1.0
     alpha = 1 - level

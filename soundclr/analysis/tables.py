@@ -8,20 +8,17 @@ paper has a number for the dataset it stands in a column beside ours. The publis
 from __future__ import annotations
 
 import math
-
-import torch
-
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from scipy.stats import t as student_t
 
-from ..config import SCHEMES, SCHEME_LABEL
+from ..config import SCHEME_LABEL, SCHEMES
 from ..files import read_json
 from ..runs.inference import noise_accuracy
-
-
 
 # The paper's Table III: (mean, sd, best) per scheme and dataset.
 PAPER_TABLE3 = {
@@ -122,7 +119,6 @@ def table_four(main: pd.DataFrame, plan) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def variant_table(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     """Per variant (in ``order``): the mean final accuracy over its runs, sd, its 95 % t interval and n."""
-    from scipy.stats import t
     rows = {}
     for v in order:
         acc = 100 * df[df.variant == v].final_acc.to_numpy()
@@ -130,7 +126,7 @@ def variant_table(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
         if not n:
             continue
         mean, sd = acc.mean(), (acc.std(ddof=1) if n > 1 else np.nan)
-        half = t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+        half = student_t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
         rows[v] = {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
     return pd.DataFrame(rows).T.astype({"n": int}) if rows else pd.DataFrame(columns=["mean", "sd", "low", "high", "n"])
 

@@ -7,12 +7,11 @@ every device, and each output sample is a fixed sequence of single float32 opera
 from __future__ import annotations
 
 import sys
+
 import torch
 from torch import Tensor
 
 from .io import INT16_SCALE
-
-
 
 # ---------------------------------------------------------------------------------------
 # Wave helpers

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-
-
 
 # int16 <-> float: PCM-16 files round-trip exactly (x = int / 32768).
 INT16_SCALE = 32768.0

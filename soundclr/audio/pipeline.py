@@ -5,12 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..config import AugmentConfig, Config, FeatureConfig
 from .functional import _add_noise, _check_waves, _padded_float, _read
 from .io import to_float
 from .rng import _keys_or_global
-from .transforms import FreqTimeMask, LogMel, PadCrop, RandomScale, SilenceTrim, ToChannels
-from ..config import AugmentConfig, Config, FeatureConfig
-
+from .transforms import (
+    FreqTimeMask,
+    LogMel,
+    PadCrop,
+    RandomScale,
+    SilenceTrim,
+    ToChannels,
+)
 
 
 # ---------------------------------------------------------------------------------------

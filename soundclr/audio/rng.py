@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
 __all__ = ["random_bits", "randint"]
 
 

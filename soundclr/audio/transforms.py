@@ -9,10 +9,16 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from .functional import _BLOCK, _check_waves, _first_last, _gather_clips, _padded_float, _read
+from .functional import (
+    _BLOCK,
+    _check_waves,
+    _first_last,
+    _gather_clips,
+    _padded_float,
+    _read,
+)
 from .io import to_float
 from .rng import _keys_or_global, _shr, randint, random_bits
-
 
 
 # ---------------------------------------------------------------------------------------

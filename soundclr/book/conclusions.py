@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
 from ..analysis.claims import VERDICTS
-from ..analysis.convergence import LAST_EVALS, LOSS_TOLERANCE, SPREAD_SES, spread_tolerance
+from ..analysis.convergence import (
+    LAST_EVALS,
+    LOSS_TOLERANCE,
+    SPREAD_SES,
+    spread_tolerance,
+)
+from ..config import DATASET_TITLE, SCHEME_LABEL
 from .plan import FILL_LABELS
 from .prose import _is_number, _num, interval_text
-from ..config import DATASET_TITLE, SCHEME_LABEL
-
 
 
 def likely_reason(cid: str, plan) -> str:

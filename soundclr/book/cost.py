@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .plan import make_plan
 from ..model import build_model
-
+from .plan import make_plan
 
 # Clips per official fold.
 FOLD_SIZES = {"esc50": [400] * 5, "esc10": [80] * 5, "synthetic": [80] * 5,
@@ -78,8 +79,6 @@ def flops_per_clip(cfg) -> dict[str, float]:
     """Floating-point operations of the model for one clip of the configuration's input:
     ``forward`` (counted with torch's FlopCounterMode), ``train`` (forward and backward, taken
     as 3 x forward, the usual rule) and ``stage2`` (forward only)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     c = cfg.resolved().override(weights="none")
     frames = 1 + c.data.clip_samples // c.features.hop_length

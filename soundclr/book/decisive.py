@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
+import torch
 
 from ..analysis.claims import PAPER_ACCURACY, PAPER_EFFECTS, POWER_TARGET
 from ..analysis.convergence import run_table
 from ..analysis.stats import cv_ratio, power
-from . import cost
 from ..config import DATASET_TITLE, preset
-
+from . import cost
 
 
 def measured_noise(plan, rival: str) -> dict:
@@ -19,7 +20,6 @@ def measured_noise(plan, rival: str) -> dict:
     within-fold variance over seeds of the difference (points squared), the test-fold size, and the
     share of the two models' errors on which they disagree (discordant clips / (errors of A + errors of
     B)), averaged over the pairs."""
-    import torch
     t = run_table(plan.main_runs())
     h, o = t[t.scheme == "hybrid"].set_index(["fold", "seed"]), t[t.scheme == rival].set_index(["fold", "seed"])
     keys = sorted(set(h.index) & set(o.index))

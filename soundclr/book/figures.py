@@ -9,15 +9,20 @@ in % with two decimals, and "mean ± sd" with a real "±".
 from __future__ import annotations
 
 import math
+import textwrap
+from dataclasses import replace
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from ..audio.pipeline import Pipeline
-from ..config import SCHEMES, SCHEME_LABEL
-
-
+from ..config import SCHEME_LABEL, SCHEMES
 
 WIDTH = 6.6            # inches: 660 px at DPI (about 670 with the tight margins), inside the 688-px text column
 DPI = 100
@@ -26,7 +31,6 @@ SCHEME_COLOR = {"ce": "#4c72b0", "supcon": "#dd8452", "hybrid": "#55a868"}
 
 def style() -> None:
     """Matplotlib defaults for the book: column-wide figures, legible fonts, light grids."""
-    import matplotlib.pyplot as plt
     plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (WIDTH, 3.2), "font.size": 10,
                          "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
                          "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True})
@@ -46,7 +50,6 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
 def integer_epochs(ax, ticks: int = 4) -> None:
     """At most ``ticks`` + 1 whole-epoch ticks: a third of the column holds 160 epochs without the
     labels running together."""
-    from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(nbins=ticks, integer=True, min_n_ticks=2))
 
 
@@ -80,7 +83,6 @@ def wave(ax, signal, *, sample_rate: int, title: str | None = None, seconds: flo
 def learning_curves(curves: pd.DataFrame, scheme: str):
     """Test-fold accuracy per fold (mean over seeds) and the training loss per stage, each on its own
     axis (stage 1 and stage 2 of the two-stage scheme minimise different losses)."""
-    import matplotlib.pyplot as plt
     stages = sorted(curves["stage"].unique())
     fig, axes = plt.subplots(1, 1 + len(stages), figsize=(WIDTH, 2.9), layout="constrained")
     acc = curves.dropna(subset=["test_acc"]).groupby(["fold", "epoch"])["test_acc"].mean().unstack("fold") * 100
@@ -108,7 +110,6 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
     legend sits above the axes. The y axis starts at 0; when every bar is high (above 30 %) it is
     broken instead (a short 0-based strip under the zoomed range, with break marks) so that the
     differences stay visible and the cut is not hidden."""
-    import matplotlib.pyplot as plt
     g = df.groupby(["scheme", "fold"])[metric]
     mean, sd, n = g.mean().mul(100).unstack("fold"), g.std().mul(100).unstack("fold"), g.size().unstack("fold")
     schemes = [s for s in SCHEMES if s in mean.index]
@@ -157,7 +158,6 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
 def interval_bars(ax, labels: Sequence[str], means: Sequence[float], lows: Sequence[float], highs: Sequence[float],
                   colors: Sequence[str] | None = None, xlabel: str = "accuracy (%)"):
     """Horizontal bars with their 95 % intervals as error bars."""
-    import textwrap
     labels = [textwrap.fill(str(label), 34) for label in labels]
     y = np.arange(len(labels))
     means = np.asarray(means, dtype=float)
@@ -187,7 +187,6 @@ def confusion(ax, matrix, names: Sequence[str], title: str):
 def class_legend(ax, names: Sequence[str], cmap) -> None:
     """The classes' colours: right of ``ax`` for a few classes; under the whole figure, in columns,
     for many (ESC-50's 50 would not fit beside it)."""
-    from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="o", ls="", color=cmap(i), markersize=5, label=n) for i, n in enumerate(names)]
     if len(names) <= 12:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
@@ -202,8 +201,6 @@ def class_colors(n: int):
     """A colour map with ``n`` distinct colours (``cmap(i)`` is class ``i``'s): the qualitative tab10
     and tab20, and for more classes tab20, tab20b and tab20c together (60 colours), never a
     continuous map whose neighbours look alike."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
     if n <= 10:
         return plt.get_cmap("tab10", max(n, 1))
     if n <= 20:
@@ -239,9 +236,6 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
     """One training draw of the pipeline for other settings: sliders for the mask counts and widths,
     the scaling range and white noise (in Jupyter Lab with ipywidgets); without them (the static
     book), the preset's own settings."""
-    import matplotlib.pyplot as plt
-    import torch
-    from dataclasses import replace
 
 
     cfg = cfg.resolved()
@@ -263,7 +257,7 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
 
     if interactive:
         try:
-            import ipywidgets as w
+            import ipywidgets as w  # only in Jupyter Lab (the sliders); a book build has no widgets
         except ImportError:
             interactive = False
     if not interactive:

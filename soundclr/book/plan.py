@@ -14,16 +14,15 @@ says in words what a size leaves out compared with the paper.
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, SCHEMES, preset
+from ..config import SCHEMES, Config, preset
 from ..files import read_json
 from ..runs.grid import _reuse_twin, grid, run_grid
 from ..weights import imagenet_cache_path
-
-
 
 PAPER_ALPHAS = (0.01, 0.25, 0.5, 0.75, 0.99)
 PAPER_NOISE = (0.0, 1e-4, 5e-4, 1e-3)
@@ -231,7 +230,7 @@ class Plan:
 
 
 EXECUTION_ONLY = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile",
-                  "claim_stale_seconds", "scheme", "test_fold", "val_fold", "seed", "dataset"}
+                  "lease_stale_seconds", "scheme", "test_fold", "val_fold", "seed", "dataset"}
 
 
 def _flat(cfg: Config) -> dict[str, Any]:
@@ -259,7 +258,6 @@ def imagenet_weights_available(backbone: str) -> bool:
 def project_root(start: str | Path | None = None) -> Path | None:
     """The soundclr project that holds ``start`` (default: the working directory): the nearest folder
     at or above it with ``notebooks/`` and the ``pyproject.toml`` of soundclr; None outside a project."""
-    import tomllib
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():

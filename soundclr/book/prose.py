@@ -2,13 +2,14 @@
 """
 from __future__ import annotations
 
+import html
 import math
+import re
+
 import pandas as pd
 
 from ..analysis.claims import PROTOCOL_LABEL
 from ..config import DATASET_TITLE
-
-
 
 # -- words for the pages -------------------------------------------------------------------------
 
@@ -73,7 +74,6 @@ PAGE_TITLE = {"results": "Results", "ablation": "Ablation", "robustness": "Robus
 
 def _code(text: str) -> str:
     """Markdown's `inline code` as HTML, for text that goes into an HTML table."""
-    import re
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
@@ -81,7 +81,6 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
     """The ledger as an HTML table (the Claims notebook shows it): claim, the paper's effect, this build's effect
     with its corrected and uncorrected intervals, what the design can detect, the verdict, and a link
     to the page holding the evidence."""
-    import html
     rows = []
     for _, r in led.iterrows():
         r = {**r, "dataset": dataset}

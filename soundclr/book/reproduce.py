@@ -8,25 +8,27 @@ its partly executed copy is kept as ``<name>.failed.ipynb`` for inspection.
 """
 from __future__ import annotations
 
-from ..config import preset as make_preset
-
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .plan import make_plan
-from ..config import ConfigError, SCHEME_LABEL
+import torch
+
+from ..config import SCHEME_LABEL, ConfigError
+from ..config import preset as make_preset
 from ..data.bank import load_bank
 from ..runs.grid import run_grid
 from ..runs.pool import run_workers
 from ..runs.threads import register, worker_threads
 from ..train.preflight import preflight
 from ..train.runtime import raise_terminated
-
+from .plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +113,6 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
     ``<name>.failed.ipynb``. ``settings``: any setting of the configuration on top of the preset
     (each notebook's ``settings`` parameter; ``epochs`` goes to its ``epochs`` parameter), checked
     before the first notebook starts."""
-    from concurrent.futures import ThreadPoolExecutor
 
     settings, epochs = check_settings(dataset, preset, settings)
     root = repo_root()
@@ -140,7 +141,7 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
 
 def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, params: dict,
              env: dict | None = None) -> Path:
-    import nbformat
+    import nbformat  # the book extra's: `soundclr train` runs without it
     src = root / "notebooks" / f"{source}.ipynb"
     out = out_dir / f"{name}.ipynb"
     tmp = out_dir / f".{name}.running.ipynb"
@@ -169,7 +170,7 @@ def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, pa
 
 def _failing_cell(path: Path) -> tuple[str, str]:
     """The execution count and the error of the first cell with an error output."""
-    import nbformat
+    import nbformat  # the book extra's: `soundclr train` runs without it
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -223,7 +224,6 @@ def build_book(root: Path | None = None) -> Path:
 def default_workers(device: str = "auto") -> int:
     """Training processes for one machine: one per GPU run on CUDA; on a CPU two (each with half
     the cores: small networks use two single-threaded processes better than one with two threads)."""
-    import torch
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return 1
     return 2 if (os.cpu_count() or 1) >= 2 else 1
@@ -233,7 +233,7 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
                data_root: str = "data", size: str | None = None, workers: int | None = None,
                settings: dict | None = None) -> int:
     """Train every run the book needs (``Plan.all_runs``) with ``workers`` processes on this machine;
-    the run claims give each run to one of them. Streams their progress lines; returns the number
+    the run leases give each run to one of them. Streams their progress lines; returns the number
     of runs. ``settings``: any setting of the configuration on top of the preset (``--set``). The
     settings, the results folder, the dataset and the weights are checked first
     (:func:`soundclr.train.preflight`); the data is decoded once, here, before the workers start."""
@@ -295,7 +295,6 @@ def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--train-worker":
-        import signal
 
         signal.signal(signal.SIGTERM, raise_terminated)
         try:

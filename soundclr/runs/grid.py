@@ -8,17 +8,17 @@ import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+
 import torch
 
 from ..config import Config
 from ..data.bank import load_bank
 from ..files import atomic_write_json, read_json
-from .lease import ClaimLost, FAILED, age, claim, read_claim
-from .store import Run, run_dir
 from ..train.loop import train_run
 from ..train.preflight import preflight
 from ..train.runtime import distributed
-
+from .lease import FAILED, LeaseLost, age, read_lease, take_lease
+from .store import Run, run_dir
 
 
 def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None = None,
@@ -44,16 +44,16 @@ def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None
 
 
 def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, verbose: bool = True,
-             bank=None, claims: bool = True, retry_failed: bool = False, log: Callable[[str], None] | None = None,
+             bank=None, leases: bool = True, retry_failed: bool = False, log: Callable[[str], None] | None = None,
              wait: bool = False, poll_seconds: float = 5.0) -> list[dict]:
     """Train every unfinished run of this shard that no other worker holds; return the summaries
     of this shard's runs that are finished.
 
-    With ``claims`` (the default) each run is claimed before it is trained
+    With ``leases`` (the default) each run is leased before it is trained
     (:mod:`soundclr.worker`), so any number of processes, on any number of machines, can
     run the same grid on one shared results folder and each run is trained once; a run
-    whose worker died is taken over once its claim is stale (setting
-    ``claim_stale_seconds``) and resumes from its checkpoint. Runs that failed before are
+    whose worker died is taken over once its lease is stale (setting
+    ``lease_stale_seconds``) and resumes from its checkpoint. Runs that failed before are
     skipped unless ``retry_failed``. ``progress`` shows a progress bar per run; ``verbose``
     prints one line per run; ``log`` receives a progress line every half minute of training.
     ``wait``: when other workers hold some of the runs, wait for them to finish (or to go
@@ -61,7 +61,7 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     every run of its grid waits this way.
     """
     runs = list(runs)
-    summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=verbose, bank=bank, claims=claims,
+    summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=verbose, bank=bank, leases=leases,
                                retry_failed=retry_failed, log=log)
     if not wait:
         return summaries
@@ -69,15 +69,15 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     mine = [r for i, r in enumerate(runs) if i % count == index]
     while True:
         pending = [r for r in mine if not r.finished]
-        if not pending or not any(read_claim(r.directory) is not None for r in pending):
+        if not pending or not any(read_lease(r.directory) is not None for r in pending):
             break                      # done, or what is left failed: nothing to wait for
         time.sleep(poll_seconds)
-        summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=False, bank=bank, claims=claims,
+        summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=False, bank=bank, leases=leases,
                                    retry_failed=retry_failed, log=log)
     return summaries
 
 
-def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, claims, retry_failed, log) -> list[dict]:
+def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, leases, retry_failed, log) -> list[dict]:
 
     index, count = shard
     if not 0 <= index < count:
@@ -101,9 +101,9 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, claims, r
             summaries.append(read_json(run.directory / "summary.json"))
             continue
         held = None
-        if claims:
+        if leases:
             c = run.config.run
-            held = claim(run.directory, stale_seconds=c.claim_stale_seconds, retry_failed=retry_failed,
+            held = take_lease(run.directory, stale_seconds=c.lease_stale_seconds, retry_failed=retry_failed,
                          epochs=run.config.total_epochs) \
                 if rank == 0 else None
             if world > 1:
@@ -128,7 +128,7 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, claims, r
                 held.start_heartbeat()
             s = train_run(run.config, run.directory, bank=banks[key], progress=progress, log=log if rank == 0 else None,
                           on_epoch=_beat(held, world))
-        except ClaimLost as lost:
+        except LeaseLost as lost:
             say(f"[{n}/{len(mine)}] {run.directory.name}: {lost}", flush=True)
             continue
         except Exception as error:
@@ -151,16 +151,16 @@ def _beat(held, world: int):
     if world == 1:
         return held.beat
 
-    def beat(row):   # under DDP every rank must go on together: a lost claim is only reported
+    def beat(row):   # under DDP every rank must go on together: a lost lease is only reported
         try:
             held.beat(row)
-        except ClaimLost as lost:
+        except LeaseLost as lost:
             print(f"warning: {lost}", flush=True)
     return beat
 
 
 def _why_skipped(run_dir: Path) -> str:
-    current = read_claim(run_dir)
+    current = read_lease(run_dir)
     if current is not None:
         return (f"held by another worker ({current.get('host')}, pid {current.get('pid')}, heartbeat "
                 f"{age(current):.0f} s ago): skipped")
@@ -179,7 +179,7 @@ def _reuse_twin(run: Run, say, prefix: str) -> None:
         return
     tmp = run.directory.with_name(f".{run.directory.name}.copying-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(twin, tmp, ignore=shutil.ignore_patterns("claim.json", ".claim.json.*", "noise.json"))
+    shutil.copytree(twin, tmp, ignore=shutil.ignore_patterns("lease.json", ".lease.json.*", "noise.json"))
     try:
         os.rename(tmp, run.directory)
     except OSError:       # another worker created the folder meanwhile

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
+
 import torch
 
 from ..audio.io import read_audio
@@ -12,10 +13,9 @@ from ..data.bank import load_bank
 from ..files import atomic_write_json, read_json
 from ..model import build_model
 from ..train.evaluate import evaluate
-from ..train.loop import check_bank
+from ..train.state import check_bank
 from ..train.record import load_config
 from ..train.runtime import resolve_device, uses_bf16
-
 
 
 # -- Fig. 5: robustness to white noise ----------------------------------------------------------

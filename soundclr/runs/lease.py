@@ -12,12 +12,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..files import atomic_write_json
 from .threads import fit_threads, register, unregister
 
-
-
-CLAIM = "claim.json"
+LEASE = "lease.json"
 
 
 FAILED = "failed.json"
@@ -26,7 +26,7 @@ FAILED = "failed.json"
 DEFAULT_STALE_SECONDS = 900.0
 
 
-class ClaimLost(RuntimeError):
+class LeaseLost(RuntimeError):
     """Another worker took over this worker's run (its heartbeat had gone stale)."""
 
 
@@ -38,33 +38,33 @@ def _slurm_task() -> str | None:
     return f"{job}_{task}" if task is not None else job
 
 
-def read_claim(run_dir: Path) -> dict | None:
-    """The claim of a run folder, or None. A claim being written (empty or partial) reads as
+def read_lease(run_dir: Path) -> dict | None:
+    """The lease of a run folder, or None. A lease being written (empty or partial) reads as
     fresh, with the file's modification time as its heartbeat."""
-    path = Path(run_dir) / CLAIM
+    path = Path(run_dir) / LEASE
     try:
         text = path.read_text()
         mtime = path.stat().st_mtime
     except FileNotFoundError:
         return None
     try:
-        claim = json.loads(text)
-        if not isinstance(claim, dict) or "heartbeat" not in claim:
+        lease = json.loads(text)
+        if not isinstance(lease, dict) or "heartbeat" not in lease:
             raise ValueError
-        return claim
+        return lease
     except ValueError:
         return {"heartbeat": mtime, "host": "?", "pid": None, "token": None, "partial": True}
 
 
-def age(claim: dict, now: float | None = None) -> float:
-    return (time.time() if now is None else now) - float(claim.get("heartbeat", 0.0))
+def age(lease: dict, now: float | None = None) -> float:
+    return (time.time() if now is None else now) - float(lease.get("heartbeat", 0.0))
 
 
 @dataclass
-class Claim:
+class Lease:
     """A run this worker holds. ``beat(row)`` after each epoch; ``release()`` when done.
 
-    While it holds a claim, the process is registered as a training worker of this host and its
+    While it holds a lease, the process is registered as a training worker of this host and its
     torch threads are its share of the cores (:func:`fit_threads`), looked at again after each
     epoch (``beat(row)``); ``release()`` unregisters it and gives back the threads it had."""
     run_dir: Path
@@ -79,20 +79,20 @@ class Claim:
 
     @property
     def path(self) -> Path:
-        return self.run_dir / CLAIM
+        return self.run_dir / LEASE
 
     def _still_ours(self) -> bool:
-        current = read_claim(self.run_dir)
+        current = read_lease(self.run_dir)
         return current is not None and current.get("token") == self.token
 
     def beat(self, row: dict | None = None) -> None:
-        """Refresh the heartbeat (with the epoch's metrics row, if given); raise ClaimLost if
+        """Refresh the heartbeat (with the epoch's metrics row, if given); raise LeaseLost if
         another worker has taken the run over."""
         with self._lock:
             if self.lost or not self._still_ours():
                 self.lost = True
-                raise ClaimLost(f"{self.run_dir}: another worker took this run over "
-                                f"({(read_claim(self.run_dir) or {}).get('host', '?')}); leaving it to that worker")
+                raise LeaseLost(f"{self.run_dir}: another worker took this run over "
+                                f"({(read_lease(self.run_dir) or {}).get('host', '?')}); leaving it to that worker")
             if row is not None:
                 self.info.update(epoch=row.get("epoch"), epoch_seconds=row.get("seconds"))
             self.info["heartbeat"] = time.time()
@@ -109,7 +109,7 @@ class Claim:
             while not self._stop.wait(every):
                 try:
                     self.beat()
-                except ClaimLost:
+                except LeaseLost:
                     return
                 except OSError:
                     continue   # a transient filesystem error: the next beat may get through
@@ -123,13 +123,12 @@ class Claim:
             self._thread.join(timeout=5)
 
     def _start_training(self) -> None:
-        import torch
         self._threads_before = torch.get_num_threads()
         register()
         fit_threads()
 
     def release(self) -> None:
-        """Give the run up (finished, interrupted or failed): remove the claim if it is still ours."""
+        """Give the run up (finished, interrupted or failed): remove the lease if it is still ours."""
         self._stop_heartbeat()
         with self._lock:
             if not self.lost and self._still_ours():
@@ -137,7 +136,6 @@ class Claim:
         if self._threads_before is not None:
             threads, self._threads_before = self._threads_before, None
             unregister()
-            import torch
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
 
@@ -154,11 +152,11 @@ class Claim:
         self.release()
 
 
-def claim(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, retry_failed: bool = False,
-          epochs: int | None = None) -> Claim | None:
-    """Claim ``run_dir`` for this process, or return None when another worker holds it (a
-    fresh claim) or it failed before (unless ``retry_failed``). A stale claim, or one left
-    by this very SLURM task before a requeue, is taken over. Until the claim is released this
+def take_lease(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, retry_failed: bool = False,
+          epochs: int | None = None) -> Lease | None:
+    """Lease ``run_dir`` for this process, or return None when another worker holds it (a
+    fresh lease) or it failed before (unless ``retry_failed``). A stale lease, or one left
+    by this very SLURM task before a requeue, is taken over. Until the lease is released this
     process counts as a training worker of this host and takes its share of the cores."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,14 +165,14 @@ def claim(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, 
         return None
     me = _slurm_task()
     for _ in range(3):
-        current = read_claim(run_dir)
+        current = read_lease(run_dir)
         if current is not None:
             mine_before = me is not None and current.get("slurm") == me and current.get("host") == socket.gethostname()
             if age(current) < stale_seconds and not mine_before:
                 return None
-            aside = run_dir / f".{CLAIM}.stale-{secrets.token_hex(4)}"
+            aside = run_dir / f".{LEASE}.stale-{secrets.token_hex(4)}"
             try:
-                os.rename(run_dir / CLAIM, aside)        # of several takers, one rename succeeds
+                os.rename(run_dir / LEASE, aside)        # of several takers, one rename succeeds
             except FileNotFoundError:
                 continue                                 # somebody else moved it first: look again
             aside.unlink(missing_ok=True)
@@ -183,7 +181,7 @@ def claim(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, 
         info = {"host": socket.gethostname(), "pid": os.getpid(), "slurm": me, "token": token, "started": now,
                 "heartbeat": now, "epoch": 0, "epochs": epochs, "epoch_seconds": None}
         try:
-            fd = os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            fd = os.open(run_dir / LEASE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             continue                                     # another worker was quicker: look again
         with os.fdopen(fd, "w") as f:
@@ -191,7 +189,7 @@ def claim(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, 
             f.flush()
             os.fsync(f.fileno())
         failed.unlink(missing_ok=True)
-        held = Claim(run_dir, token, stale_seconds, info)
+        held = Lease(run_dir, token, stale_seconds, info)
         held._start_training()
         return held
     return None

@@ -5,11 +5,11 @@
 
 writes an sbatch script (which a user can read and edit) into the results folder and,
 with ``--submit``, submits it. Every array task runs the same ``soundclr train`` command
-on the same grid and the same results folder; the run claims of :mod:`soundclr.worker`
+on the same grid and the same results folder; the run leases of :mod:`soundclr.worker`
 hand each run to exactly one task, so the number of tasks is only a degree of
 parallelism (no shard arithmetic). The script is requeue-friendly: ``--requeue`` lets
 SLURM restart a pre-empted task, SLURM's SIGTERM before the time limit or a pre-emption
-makes the worker release its claim at once, and the restarted (or any other) task resumes
+makes the worker release its lease at once, and the restarted (or any other) task resumes
 the run from its last checkpoint.
 
 ``--gpus-per-run G > 1`` trains each run on G GPUs of one node with
@@ -49,7 +49,7 @@ def sbatch_script(train_args: list[str], *, workers: int, time_limit: str = "24:
     lines = ["#!/bin/bash",
              f"# Written by `soundclr slurm` on {time.strftime('%Y-%m-%d %H:%M')}. Edit freely, then: sbatch {{this file}}",
              "#",
-             "# Each array task is one worker: it claims runs of the grid below in the shared results folder,",
+             "# Each array task is one worker: it leases runs of the grid below in the shared results folder,",
              "# trains them (resuming from a checkpoint where there is one) and exits when none is left.",
              "# More tasks = more runs at once; a pre-empted or requeued task resumes its run.",
              "# Progress: soundclr status --results <the results folder of the command below>",

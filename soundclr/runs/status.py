@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import read_json
-from .lease import DEFAULT_STALE_SECONDS, FAILED, age, read_claim
 from ..train.record import read_metrics
-
+from .lease import DEFAULT_STALE_SECONDS, FAILED, age, read_lease
 
 
 # -- status of a results folder --------------------------------------------------------------
@@ -43,7 +42,7 @@ def status(results: Path | str = "results", dataset: str | None = None, experime
                 entry["finished"] += 1
                 continue
             done = len(rows)
-            current = read_claim(run_dir) if run_dir.is_dir() else None
+            current = read_lease(run_dir) if run_dir.is_dir() else None
             if current is not None:
                 item = {"run": name, "host": current.get("host"), "pid": current.get("pid"), "slurm": current.get("slurm"),
                         "epoch": current.get("epoch", done), "epochs": current.get("epochs") or epochs,
@@ -72,7 +71,7 @@ def status(results: Path | str = "results", dataset: str | None = None, experime
 
 def _stale_seconds(run_dir: Path) -> float:
     try:
-        return float(read_json(run_dir / "config.json")["config"]["run"]["claim_stale_seconds"])
+        return float(read_json(run_dir / "config.json")["config"]["run"]["lease_stale_seconds"])
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_STALE_SECONDS
 

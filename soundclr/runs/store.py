@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from pathlib import Path
-
 from ..config import Config
 from ..files import read_json
 from ..train.record import is_finished, load_config, read_metrics
-
 
 
 def run_name(cfg: Config, variant: str | None = None) -> str:

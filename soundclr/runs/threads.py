@@ -13,17 +13,17 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from ..files import atomic_write_json
-
-
 
 # -- threads: each process takes its share of the machine ---------------------------------------
 # A torch process starts one thread per core; two such processes on one machine fight over the
 # cores (two `soundclr train` in two terminals ran 9 times slower than the same runs in one
 # `--workers 2`). So a process that trains registers itself in a small per-host registry (one file
 # per process, <host>-<pid>.json, in a folder under the system's temporary folder, or
-# $SOUNDCLR_REGISTRY): `soundclr train` for its whole life, any process while it holds a run's claim.
-# It takes max(1, cores // live workers on this host) threads, looked at again when it claims a run
+# $SOUNDCLR_REGISTRY): `soundclr train` for its whole life, any process while it holds a run's lease.
+# It takes max(1, cores // live workers on this host) threads, looked at again when it leases a run
 # and after each epoch (never per step). The entry of a process that is gone (killed, so it could
 # not remove its file) is ignored and removed. OMP_NUM_THREADS, set by the user (or
 # SLURM_CPUS_PER_TASK, set by SLURM for the task's own cores) wins. Threads are an execution
@@ -205,7 +205,6 @@ def fit_threads() -> int:
     """Size torch's intra-op thread pool to :func:`thread_share` (cheap: call it once per run and
     per epoch, never per step); returns the number of threads. (Inter-op threads are left alone:
     nothing here runs inter-op parallel work, and torch allows setting them only once.)"""
-    import torch
     n = thread_share()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+
 import torch
 
-from ..config import Config
+from ..config import Config, frames
 from ..losses import supcon_loss
 
 
-
 # -- batches ----------------------------------------------------------------------------
-def _lengths_cpu(bank) -> torch.Tensor:
+def lengths_cpu(bank) -> torch.Tensor:
     """The clips' lengths on the CPU (read once per bank), for the batch widths."""
     cached = getattr(bank, "_soundclr_lengths_cpu", None)
     if cached is None:
@@ -46,7 +46,7 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
     idx_cpu = torch.as_tensor(indices, dtype=torch.long).cpu()
     idx_dev = idx_cpu.to(bank.waves.device)
     chunks = idx_cpu.split(batch_size)
-    widths = torch.stack([_lengths_cpu(bank)[c].amax() for c in chunks]).tolist() if len(idx_cpu) else []
+    widths = torch.stack([lengths_cpu(bank)[c].amax() for c in chunks]).tolist() if len(idx_cpu) else []
     gen = torch.Generator().manual_seed(noise_seed)
     logits, reps, projs = [], [], []
     reuse = cache is not None and noise_std == 0
@@ -55,7 +55,7 @@ def evaluate(model, pipeline, bank, indices: torch.Tensor, device, *, batch_size
         if x is None:
             waves, lengths = bank.batch(idx_dev[start:start + batch_size], device, width=max(widths[b], 1))
             x = pipeline(waves, lengths, noise_std=noise_std, noise_generator=gen, validate=False)
-            x = x.contiguous(memory_format=memory_format)    # the model's layout (see _setup)
+            x = x.contiguous(memory_format=memory_format)    # the model's layout (memory_format_for)
             if reuse:
                 cache[b] = x
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -90,13 +90,13 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes:
 EVAL_CACHE_BYTES = 1 << 30   # keep the evaluation inputs of a run when they take at most this much memory
 
 
-def _cacheable(cfg: Config, split) -> bool:
+def eval_cacheable(cfg: Config, split) -> bool:
+    """Whether the evaluation inputs of the held-out folds fit in ``EVAL_CACHE_BYTES`` (then they are kept)."""
     c = cfg.resolved()
-    frames = 1 + c.data.clip_samples // c.features.hop_length
     clips = len(split.test) + (len(split.val) if split.val is not None else 0)
-    return clips * c.features.channels * c.features.n_mels * frames * 4 <= EVAL_CACHE_BYTES
+    return clips * c.features.channels * c.features.n_mels * frames(c) * 4 <= EVAL_CACHE_BYTES
 
 
-def _supcon_options(cfg: Config) -> dict:
+def supcon_options(cfg: Config) -> dict:
     o = cfg.optim
     return {"temperature": o.temperature, "form": o.supcon_form, "no_positive": o.no_positive}

@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import Config, ConfigError, INTERFACE_ENV, setting_spelling
-from ..data.layouts import DatasetError, LAYOUTS, _missing_folder, _read_metadata, dataset_folder
-from .runtime import resolve_device
-from ..weights import WeightsError, _download, _imagenet_weights, imagenet_cache_path
+import numpy as np
 
+from ..config import INTERFACE_ENV, Config, ConfigError, setting_spelling
+from ..data.layouts import (
+    LAYOUTS,
+    DatasetError,
+    _missing_folder,
+    _read_metadata,
+    dataset_folder,
+)
+from ..weights import WeightsError, _download, _imagenet_weights, imagenet_cache_path
+from .runtime import resolve_device
 
 
 # -- before the work: what would stop a run late is reported first ---------------------------------
@@ -76,7 +83,6 @@ def _check_dataset(cfg: Config) -> None:
             raise DatasetError(f"metadata file {folder / LAYOUTS[d.dataset].metadata} marks no clip as ESC-10 (column "
                                "'esc10'): restore the official ESC-50 metadata file.")
         _CHECKED[key] = meta
-    import numpy as np
     rows = meta.esc10 if d.dataset == "esc10" else np.ones(len(meta.files), bool)
     folds = sorted(set(meta.folds[rows].tolist()))
     for name, fold in (("test_fold", r.test_fold), ("val_fold", r.val_fold)):

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import json
-
 import math
 import platform
+import subprocess
 import time
 from pathlib import Path
-import torch
 
+import torch
+import torchaudio
+import torchvision
+
+from .. import __version__
 from ..config import Config
 from ..files import CorruptFileError, read_json
 from .evaluate import confusion_matrix
 
 
-
-def _jsonl(row: dict) -> str:
-    import json
-    return json.dumps(row) + "\n"
-
-
 def provenance(device: torch.device | str | None = None) -> dict:
     """What produced a result: library versions, the device, the git commit of the code (when it
     runs from a repository) and the host."""
-    import subprocess
 
-    import torchaudio
-    import torchvision
 
-    from . import __version__
     device = torch.device(device) if device is not None else None
     if device is not None and device.type == "cuda":
         name = torch.cuda.get_device_name(device)

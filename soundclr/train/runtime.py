@@ -1,12 +1,21 @@
-"""RTDOC
+"""Where a run executes: the device, the precision, the memory layout, DDP across processes, and
+termination by SIGTERM (SLURM's warning before it pre-empts a job).
+
+Under ``torchrun`` (WORLD_SIZE > 1) every rank draws the same global batch and augmentation keys,
+takes its slice, and the loss is computed on the outputs gathered from all ranks
+(:func:`gather_output`), so the gradient equals the single-process one (up to BatchNorm
+statistics, which are per rank unless SyncBatchNorm is available on the device).
 """
 from __future__ import annotations
 
 import os
+
 import torch
+import torch.distributed as dist
+from torch.distributed.nn.functional import all_gather
 
 from ..config import Config, setting_spelling
-
+from ..model import ModelOutput
 
 
 # -- devices and distributed ------------------------------------------------------
@@ -30,7 +39,6 @@ def distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch.distributed as dist
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("SOUNDCLR_BACKEND") != "gloo" else "gloo"
         dist.init_process_group(backend)
@@ -41,7 +49,6 @@ def gather(t: torch.Tensor, world: int) -> torch.Tensor:
     """Concatenate a tensor from all ranks, keeping the gradient path to the local part."""
     if world == 1:
         return t
-    from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(t), dim=0)
 
 
@@ -53,22 +60,22 @@ def memory_format_for(device: torch.device, compiled: bool) -> torch.memory_form
     return torch.contiguous_format if compiled and device.type == "cpu" else torch.channels_last
 
 
-class _Stage2Output:
-    def __init__(self, logits):
-        self.logits, self.projection, self.representation = logits, None, None
+def stage2_output(logits: torch.Tensor) -> ModelOutput:
+    """The outputs of a stage-2 step: only the classifier's logits (the encoder is frozen)."""
+    return ModelOutput(representation=None, projection=None, logits=logits)
 
 
-def _gather_output(out, world: int):
+def gather_output(out: ModelOutput, world: int) -> ModelOutput:
+    """Under DDP: the logits and projections of every rank's slice, concatenated (gradients flow to
+    this rank's part), so the loss is that of the whole batch."""
     if world == 1:
         return out
-    o = _Stage2Output(gather(out.logits, world))
-    if out.projection is not None:
-        o.projection = gather(out.projection, world)
-    return o
+    return ModelOutput(representation=None, logits=gather(out.logits, world),
+                       projection=gather(out.projection, world) if out.projection is not None else None)
 
 
-def _allreduce_grads(module, world: int) -> None:
-    import torch.distributed as dist
+def allreduce_grads(module, world: int) -> None:
+    """Average the gradients of ``module`` over the ranks (stage 2 trains the classifier outside DDP)."""
     for p in module.parameters():
         if p.grad is not None:
             dist.all_reduce(p.grad)
