@@ -29,8 +29,8 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("SOUNDCLR
 import torch
 
 from soundclr import preset
-from soundclr.book import cost
 from soundclr.audio.pipeline import Pipeline
+from soundclr.book import cost
 from soundclr.model import build_model
 from soundclr.train import make_optimizer, scheme_loss
 from soundclr.train.runtime import resolve_device, uses_bf16
@@ -129,8 +129,8 @@ def main() -> int:
             f"{r[k]:.1f}" for k in ("pipeline", "ce", "supcon", "hybrid", "stage2", "evaluate")) + " |")
     print(f"\npeak memory: {peak_memory(device)}\n")
     estimate = {d: cost.estimate(preset("paper", dataset=d), args.tflops) for d in ("esc50", "esc10", "us8k")}
-    print(f"| device-hours | ESC-50 measured | ESC-50 estimate | ESC-10 measured | UrbanSound8K measured | "
-          f"UrbanSound8K estimate |")
+    print("| device-hours | ESC-50 measured | ESC-50 estimate | ESC-10 measured | UrbanSound8K measured | "
+          "UrbanSound8K estimate |")
     print("|---|---|---|---|---|---|")
     tables = {}
     for d in ("esc50", "esc10", "us8k"):

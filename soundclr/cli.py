@@ -17,7 +17,7 @@ N such processes itself. Every process takes its share of the machine's cores (t
 processes that train on one host count each other; ``OMP_NUM_THREADS`` wins). Under
 ``torchrun`` the same ``train`` command trains one run with DistributedDataParallel.
 Before any decoding or training, ``train`` checks the settings, the results folder,
-the dataset's folder and the weights (``soundclr.train.preflight``).
+the dataset's folder and the weights (``soundclr.train.checks``).
 
 Exit status: 0 on success, 1 when the work failed (the error in one line), 2 for
 a usage error (an unknown flag or an invalid setting), 130 after Ctrl-C and 143
@@ -37,7 +37,7 @@ from . import __version__
 from .book.reproduce import check_settings, parse_set, reproduce, train_plan
 from .config import PRESETS, SECTIONS, ConfigError, preset, setting_descriptions
 from .data.bank import load_bank
-from .data.download import download
+from .data.fetch import download
 from .files import read_json
 from .runs.grid import grid, run_grid
 from .runs.inference import noise_accuracy, predict_file
@@ -45,7 +45,7 @@ from .runs.pool import run_workers
 from .runs.slurm import sbatch_script, submit, write_script
 from .runs.status import format_status, status
 from .runs.threads import fit_threads, register
-from .train.preflight import preflight
+from .train.checks import preflight
 from .train.runtime import Terminated, raise_terminated
 
 # The library's own error classes, reported in one line (by name: importing their modules is slow).

@@ -29,8 +29,8 @@ def _worker(rank, world, init_file, out_dir, scheme):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from soundclr.train.step import scheme_loss
     from soundclr.train.runtime import gather_output
+    from soundclr.train.step import scheme_loss
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cfg, model, x, labels = _setup(scheme)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from soundclr.data import download as dl
-from soundclr.data.download import download
+from soundclr.data import fetch as dl
+from soundclr.data.fetch import download
 from soundclr.data.layouts import SOURCES, Source
 from soundclr.data.verify import DownloadError, verify_contents
 

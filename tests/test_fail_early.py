@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import soundclr.train.checks
 import soundclr.train.state
-import soundclr.train.preflight
 import soundclr.weights
 from soundclr import preset
 from soundclr.cli import main
 from soundclr.data.bank import load_bank
 from soundclr.data.layouts import DatasetError
 from soundclr.train import train_run
-from soundclr.train.preflight import ResultsFolderError, preflight
+from soundclr.train.checks import ResultsFolderError, preflight
 from soundclr.weights import WeightsError
 
 HEADER = "filename,fold,target,category,esc10,src_file,take\n"
@@ -33,7 +33,7 @@ def no_work(monkeypatch, tmp_path):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(soundclr.train.state, "load_bank", decoding)
-    monkeypatch.setattr(soundclr.train.preflight, "_download", offline)
+    monkeypatch.setattr(soundclr.train.checks, "_download", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("SOUNDCLR_INTERFACE", raising=False)
     return tmp_path

@@ -26,7 +26,7 @@ from ..data.bank import load_bank
 from ..runs.grid import run_grid
 from ..runs.pool import run_workers
 from ..runs.threads import register, worker_threads
-from ..train.preflight import preflight
+from ..train.checks import preflight
 from ..train.runtime import raise_terminated
 from .plan import make_plan
 
@@ -236,7 +236,7 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
     the run leases give each run to one of them. Streams their progress lines; returns the number
     of runs. ``settings``: any setting of the configuration on top of the preset (``--set``). The
     settings, the results folder, the dataset and the weights are checked first
-    (:func:`soundclr.train.preflight`); the data is decoded once, here, before the workers start."""
+    (:func:`soundclr.train.checks`); the data is decoded once, here, before the workers start."""
 
     settings, epochs = check_settings(dataset, preset, settings)
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),

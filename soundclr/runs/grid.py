@@ -14,8 +14,8 @@ import torch
 from ..config import Config
 from ..data.bank import load_bank
 from ..files import atomic_write_json, read_json
+from ..train.checks import preflight
 from ..train.loop import train_run
-from ..train.preflight import preflight
 from ..train.runtime import distributed
 from .lease import FAILED, LeaseLost, age, read_lease, take_lease
 from .store import Run, run_dir

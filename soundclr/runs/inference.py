@@ -12,10 +12,10 @@ from ..audio.pipeline import Pipeline
 from ..data.bank import load_bank
 from ..files import atomic_write_json, read_json
 from ..model import build_model
-from ..train.evaluate import evaluate
-from ..train.state import check_bank
+from ..train.evaluation import evaluate
 from ..train.record import load_config
 from ..train.runtime import resolve_device, uses_bf16
+from ..train.state import check_bank
 
 
 # -- Fig. 5: robustness to white noise ----------------------------------------------------------

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..files import atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from . import record
-from .evaluate import evaluate, supcon_options
-from .preflight import preflight
+from .checks import preflight
+from .evaluation import evaluate, supcon_options
 from .state import TrainingState, enter_stage2, save_checkpoint, setup
 from .step import lr_factor, train_step
 

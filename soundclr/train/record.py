@@ -16,7 +16,7 @@ import torchvision
 from .. import __version__
 from ..config import Config
 from ..files import CorruptFileError, read_json
-from .evaluate import confusion_matrix
+from .evaluation import confusion_matrix
 
 
 def provenance(device: torch.device | str | None = None) -> dict:

@@ -17,7 +17,7 @@ from ..config import Config
 from ..data.bank import WaveBank, load_bank
 from ..files import atomic_torch_save, atomic_write_json
 from ..model import build_model
-from .evaluate import eval_cacheable, lengths_cpu
+from .evaluation import eval_cacheable, lengths_cpu
 from .record import read_metrics
 from .runtime import distributed, memory_format_for, resolve_device, uses_bf16
 from .step import make_optimizer
