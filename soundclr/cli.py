@@ -39,12 +39,12 @@ from .config import PRESETS, SECTIONS, ConfigError, preset, setting_descriptions
 from .data.bank import load_bank
 from .data.fetch import download
 from .files import read_json
-from .runs.grid import grid, run_grid
+from .runs.grid import grid
 from .runs.inference import noise_accuracy, predict_file
-from .runs.pool import run_workers
+from .runs.pool import train_in_processes, work
 from .runs.slurm import sbatch_script, submit, write_script
 from .runs.status import format_status, status
-from .runs.threads import fit_threads, register
+from .runs.threads import fit_threads
 from .train.checks import preflight
 from .train.runtime import Terminated, raise_terminated
 
@@ -298,11 +298,9 @@ def _train(args) -> int:
     if args.workers > 1:
         summaries = _train_workers(args, cfg, mine)
     else:
-        register()          # a worker of this host until it exits: others count it when they size their threads
-        fit_threads()
         log = (lambda line: print(f"  {line}", flush=True)) if args.progress_lines else None
-        summaries = run_grid(runs, shard=(i, n), verbose=lead, progress=not args.quiet and not args.progress_lines and lead,
-                             retry_failed=args.retry_failed, log=log)
+        summaries = work(runs, shard=(i, n), verbose=lead, progress=not args.quiet and not args.progress_lines and lead,
+                         retry_failed=args.retry_failed, log=log)
     for s in summaries if lead else []:
         print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
               f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
@@ -320,11 +318,9 @@ def _train_workers(args, cfg, mine) -> list[dict]:
     todo = [r for r in mine if not r.finished]
     if todo:
         workers = min(args.workers, len(todo))
-        fit_threads()
-        load_bank(todo[0].config, progress=not args.quiet)     # decode (or generate) the data once, before the workers
         print(f"{len(todo)} run(s) to train with {workers} worker processes", flush=True)
         cmd = [sys.executable, "-m", "soundclr", *args.argv, "--workers", "1", "--quiet", "--progress-lines"]
-        run_workers(cmd, workers)          # argparse keeps the last --workers: 1
+        train_in_processes(cmd, workers, todo[0].config, progress=not args.quiet)   # argparse keeps the last --workers: 1
     return [read_json(r.directory / "summary.json") for r in mine if r.finished]
 
 

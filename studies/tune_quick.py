@@ -45,11 +45,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from soundclr.experiment import run_grid  # noqa: E402
-from soundclr.store import run_dir  # noqa: E402
-
 from soundclr import preset  # noqa: E402
-from soundclr.runs.store import Run
+from soundclr.runs.pool import train_in_processes, work  # noqa: E402
+from soundclr.runs.store import (
+    Run,
+    run_dir,  # noqa: E402
+)
 from soundclr.train.record import read_metrics
 
 RESULTS = ROOT / "results" / "tuning"
@@ -143,17 +144,14 @@ def train(stage: str, chosen: dict | None, workers: int) -> None:
     runs = runs_for(stage, chosen)
     if all(r.finished for r in runs):
         return
-    from soundclr.data.bank import load_bank
-    from soundclr.runs.pool import run_workers
-    load_bank(runs[0].config, progress=True)
     cmd = [sys.executable, __file__, "--worker", stage, "--chosen", json.dumps(chosen or {})]
     t0 = time.time()
     print(f"stage {stage}: training {len(runs)} runs (progress: soundclr status --results {RESULTS})", flush=True)
-    for _ in range(3):   # a run held by a worker that died is taken over once its claim is stale
+    for _ in range(3):   # a run held by a worker that died is taken over once its lease is stale
         if workers == 1:
-            run_grid(runs, progress=False, verbose=False)
+            work(runs, verbose=False, log=None)
         else:
-            run_workers(cmd, workers)
+            train_in_processes(cmd, workers, runs[0].config)
         if all(r.finished for r in runs):
             break
         time.sleep(5)
@@ -192,11 +190,7 @@ def main() -> int:
     ap.add_argument("--chosen", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        import signal
-
-        from soundclr.train.runtime import raise_terminated
-        signal.signal(signal.SIGTERM, raise_terminated)   # stopped: release the claim, the run resumes later
-        run_grid(runs_for(args.worker, json.loads(args.chosen) or None), progress=False, verbose=False)
+        work(runs_for(args.worker, json.loads(args.chosen) or None), verbose=False, log=None)
         return 0
     t0 = time.time()
     step = _require_finished if args.report else (lambda stage, chosen: train(stage, chosen, args.workers))

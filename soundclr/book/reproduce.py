@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,14 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import SCHEME_LABEL, ConfigError
 from ..config import preset as make_preset
+from ..config import SCHEME_LABEL, ConfigError
 from ..data.bank import load_bank
-from ..runs.grid import run_grid
-from ..runs.pool import run_workers
-from ..runs.threads import register, worker_threads
+from ..runs.pool import train_in_processes, work
+from ..runs.threads import worker_threads
 from ..train.checks import preflight
-from ..train.runtime import raise_terminated
 from .plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,15 +246,15 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
     if not todo:
         return len(runs)
     preflight([r.config for r in todo], results=results)   # before any decoding or training
-    load_bank(plan.config, progress=True)            # decode (or generate) the data once, before the workers
     t0 = time.time()
     if workers == 1:
-        run_grid(runs, progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
+        load_bank(plan.config, progress=True)
+        work(runs)
     else:
         args = json.dumps(dict(dataset=dataset, preset=preset, device=device, results=str(Path(results).resolve()),
                                data_root=str(Path(data_root).resolve()), size=size, settings=settings, epochs=epochs))
         try:
-            run_workers([sys.executable, "-m", "soundclr.reproduce", "--train-worker", args], workers)
+            train_in_processes([sys.executable, "-m", "soundclr.book.reproduce", "--train-worker", args], workers, plan.config)
         except RuntimeError as err:
             raise NotebookError(f"training for the book failed: {err}") from None
     left = [r for r in runs if not r.finished]
@@ -271,10 +268,9 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
 def _train_worker(args: dict) -> int:
     """One training worker of ``train_plan`` (a separate process), registered as a worker of this host
     for its life (its threads: ``OMP_NUM_THREADS``, set by ``run_workers``)."""
-    register()
     plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
                      data_root=args["data_root"], epochs=args.get("epochs"), **args.get("settings", {}))
-    run_grid(plan.all_runs(), progress=False, verbose=True, log=lambda line: print(f"  {line}", flush=True))
+    work(plan.all_runs())
     return 0
 
 
@@ -295,10 +291,8 @@ def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--train-worker":
-
-        signal.signal(signal.SIGTERM, raise_terminated)
         try:
             sys.exit(_train_worker(json.loads(sys.argv[2])))
         except KeyboardInterrupt:
             sys.exit(143)
-    sys.exit("usage: python -m soundclr.reproduce --train-worker '<json>' (used by soundclr reproduce)")
+    sys.exit("usage: python -m soundclr.book.reproduce --train-worker '<json>' (used by soundclr reproduce)")

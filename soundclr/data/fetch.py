@@ -15,7 +15,7 @@ from .layouts import Source
 from .unpack import _remove_if_empty, _unpack
 from .verify import _CHUNK, DownloadError, _check_archive, _lookup, verify_contents
 
-__all__ = ["Source", "SOURCES", "DownloadError", "download", "verify_contents"]
+__all__ = ["download"]
 
 
 def download(name: str, root: str | os.PathLike, *, source: Source | None = None, progress: bool = True,

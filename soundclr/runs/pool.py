@@ -1,13 +1,51 @@
-"""POOLDOC
+"""Training workers on one machine: one entry point (:func:`work`) that every worker process runs,
+and :func:`train_in_processes`, which decodes the data once and starts N of them.
+
+``soundclr train --workers N``, ``soundclr reproduce`` and ``studies/tune_quick.py`` all start their
+workers here; each worker is registered on this host (its threads are its share of the cores,
+:mod:`soundclr.runs.threads`) and trains whatever runs of the grid it can lease
+(:mod:`soundclr.runs.lease`). SIGTERM (SLURM's warning) stops a worker like Ctrl-C: its lease is
+released and the run resumes from its checkpoint in the next worker.
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 
-from .threads import worker_threads
+from ..config import Config
+from ..data.bank import load_bank
+from ..train.runtime import raise_terminated
+from .grid import run_grid
+from .store import Run
+from .threads import fit_threads, register, worker_threads
+
+
+def log_line(line: str) -> None:
+    """How a worker reports: one indented line per run event, flushed (its parent prefixes ``[worker k]``)."""
+    print(f"  {line}", flush=True)
+
+
+def work(runs: list[Run], *, shard: tuple[int, int] = (0, 1), retry_failed: bool = False, verbose: bool = True,
+         progress: bool = False, log=log_line) -> list[dict]:
+    """The body of every training worker: registered as a worker of this host for its life, its threads
+    fitted to the machine, it trains every run of ``runs`` it can lease; returns the summaries of the
+    runs it saw finished. SIGTERM is raised as :class:`~soundclr.train.runtime.Terminated`."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)
+    register()
+    fit_threads()
+    return run_grid(runs, shard=shard, verbose=verbose, progress=progress, retry_failed=retry_failed, log=log)
+
+
+def train_in_processes(cmd: list[str], workers: int, data: Config, *, progress: bool = True) -> None:
+    """Decode (or generate) the dataset of ``data`` once, here, then run ``workers`` processes of ``cmd``
+    (each of which calls :func:`work`) and wait for them (:func:`run_workers`)."""
+    fit_threads()
+    load_bank(data, progress=progress)
+    run_workers(cmd, workers)
 
 
 # -- several workers on one machine ------------------------------------------------------------
