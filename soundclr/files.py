@@ -1,4 +1,11 @@
-"""FILESDOC
+"""Files written whole or not at all, and read back with errors that name the file.
+
+Every file soundclr writes (the run records, the decoded-audio cache, the ledger cache) goes to a
+temporary name (``.<name>.<8 hex digits>.tmp`` beside it, see :func:`is_temporary`) and is renamed
+into place, so a crash never leaves a file that looks complete. Files are created like any other
+file of the user's: mode ``0o666`` less the umask, so a group sharing a results folder can read
+them. A file that exists but cannot be read (a full disk, a copy that did not finish, an edit by
+hand) raises :class:`CorruptFileError` from :func:`read_json`, naming the file and what to do.
 """
 from __future__ import annotations
 

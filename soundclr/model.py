@@ -1,4 +1,24 @@
-"""x
+"""The representation network, the classifier and the projection head (paper Sec. III-B/C).
+
+::
+
+    x (batch, channels, mels, frames)
+      └─ encoder f(·): ResNet, fc removed, global average pool ─► (batch, D)
+           └─ L2-normalise per clip ─────────────────────────────► h  representation (batch, D)
+                ├─ classifier  Linear(D, n_classes) ─────────────► logits (batch, n_classes)
+                └─ projection  Linear(D, projection_dim), L2 ────► z  projection (batch, projection_dim)
+
+The paper uses ResNet-50 (D = 2048) with ImageNet weights and a 64-d linear projection with no
+non-linearity; both heads read the *normalised* representation. ``tiny`` is a small
+ResNet-style CNN (D = 128) for CPU work and tests. The weights come from :mod:`soundclr.weights`.
+
+Example::
+
+    cfg = soundclr.preset("quick")
+    model = build_model(cfg, n_classes=50)
+    out = model(torch.randn(8, 1, 32, 41))
+    out.representation.shape, out.projection.shape, out.logits.shape
+    # (8, 128), (8, 64), (8, 50)
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""WDOC
+"""Backbone weights: ImageNet from the torch hub cache, a user's state dict, and fitting them to a model.
+
+ImageNet weights come from torchvision's weights API, version ``IMAGENET1K_V1`` for every ResNet:
+the released code used ``pretrained=True``, which is V1. They are read from the torch hub cache
+(``torch.hub.get_dir()/checkpoints/``); when the file is not there it is downloaded with a short
+timeout, and a machine with no internet gets a :class:`WeightsError` at once that names the file,
+the URL and the folder to drop it in. A 1-channel model takes 3-channel weights by
+``mono_first_conv`` (:func:`_fit_first_conv`).
 """
 from __future__ import annotations
 

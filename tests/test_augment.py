@@ -83,7 +83,7 @@ def signals(samples: int) -> np.ndarray:
 def test_log_mel_matches_librosa_on_every_frame(window, pad_mode):
     """Every frame, the first and last included: their centring pad is what pad_mode changes."""
     x = signals(SR // 2)
-    got = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode=pad_mode)(torch.from_numpy(x).float()).numpy()
+    got = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode=pad_mode, amplitude_scale=1.0)(torch.from_numpy(x).float()).numpy()
     for clip, ours in zip(x, got):
         power = librosa.feature.melspectrogram(y=clip, sr=SR, n_fft=1024, hop_length=512, window=window, center=True,
                                                pad_mode=pad_mode, power=2.0, n_mels=128, htk=False, norm="slaney")
@@ -95,7 +95,8 @@ def test_log_mel_matches_librosa_on_every_frame(window, pad_mode):
         assert ours.max() == 0.0 and ours.min() >= -80.0
     tone = got[0]
     for frame in (0, -1):   # the edge frames are checked (the tone fills them), and the two pads do differ there
-        other = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode="constant" if pad_mode == "reflect" else "reflect")
+        other = LogMel(SR, 1024, 512, 128, window, 80.0, pad_mode="constant" if pad_mode == "reflect" else "reflect",
+                       amplitude_scale=1.0)
         assert np.abs(other(torch.from_numpy(x[:1]).float()).numpy()[0][:, frame] - tone[:, frame]).max() > 1.0
 
 
@@ -233,7 +234,7 @@ def source_index(out: torch.Tensor) -> torch.Tensor:
 
 def test_pad_crop_eval_is_centred():
     waves, lengths = ramps([5000, 1000, 1001, 3000])
-    crop = PadCrop(3000).eval()
+    crop = PadCrop(3000, pad="zero").eval()
     out = source_index(crop(waves, lengths))
     assert out[0].tolist() == list(range(1000, 4000))
     assert out[1].tolist() == [-1] * 1000 + list(range(1000)) + [-1] * 1000
@@ -246,7 +247,7 @@ def test_pad_crop_eval_is_centred():
 def test_pad_crop_train_offsets_cover_their_range():
     n = 64
     waves, lengths = ramps([4000] * (n // 2) + [500] * (n // 2))
-    crop = PadCrop(1000).train()
+    crop = PadCrop(1000, pad="zero").train()
     out = source_index(crop(waves, lengths, torch.arange(n)))
     offsets = set()
     for i in range(n):
@@ -261,8 +262,8 @@ def test_pad_crop_train_offsets_cover_their_range():
             assert len(kept) == 500 and kept[0] == 0 and 0 <= p <= 500
             offsets.add(-p)
     assert len(offsets) > n // 2
-    fixed = PadCrop(1000, random_crop=False).train()(waves, lengths, torch.arange(n))
-    assert torch.equal(fixed, PadCrop(1000).eval()(waves, lengths))
+    fixed = PadCrop(1000, random_crop=False, pad="zero").train()(waves, lengths, torch.arange(n))
+    assert torch.equal(fixed, PadCrop(1000, pad="zero").eval()(waves, lengths))
 
 
 # --- masks ------------------------------------------------------------------------------
@@ -399,3 +400,23 @@ def test_cpu_and_cuda_agree():
     torch.testing.assert_close(cpu["channels"], gpu["channels"].cpu(), atol=0.05, rtol=0)
     p.eval()
     torch.testing.assert_close(p(waves.cuda(), lengths.cuda()).cpu(), p.cpu()(waves, lengths), atol=0.05, rtol=0)
+
+
+def test_each_stage_defaults_to_the_paper_preset():
+    """A stage built alone computes what the paper preset's pipeline computes: its defaults are the preset's."""
+    import inspect
+    cfg = preset("paper").resolved()
+    f, a = cfg.features, cfg.augment
+    expected = {
+        SilenceTrim: {"rule": a.trim, "trim_db": a.trim_db},
+        RandomScale: {"max_scale": a.scale_max},
+        PadCrop: {"random_crop": a.random_crop, "pad": a.pad},
+        LogMel: {"n_fft": f.n_fft, "hop_length": f.hop_length, "n_mels": f.n_mels, "window": f.window, "top_db": f.top_db,
+                 "pad_mode": f.stft_pad, "amplitude_scale": f.amplitude_scale},
+        FreqTimeMask: {"freq_masks": a.freq_masks, "freq_mask_width": a.freq_mask_width, "time_masks": a.time_masks,
+                       "time_mask_width": a.time_mask_width, "fill": a.mask_fill},
+        ToChannels: {"channels": f.channels},
+    }
+    for cls, values in expected.items():
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        assert {k: defaults[k] for k in values} == values, cls.__name__

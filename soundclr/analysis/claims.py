@@ -1,4 +1,8 @@
-"""CLAIMSDOC
+"""The paper's claims as data: one :class:`Claim` record per claim (C1 to C11), with the paper's
+effect and its source, what is measured, and the page that holds the evidence.
+
+Nothing here computes: :mod:`soundclr.analysis.evidence` tests each claim on the runs and
+:mod:`soundclr.analysis.ledger` puts the rows together.
 """
 from __future__ import annotations
 

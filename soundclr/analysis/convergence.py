@@ -1,4 +1,6 @@
-"""CONVDOC
+"""Whether a run has converged, from its metrics rows: the training loss has stopped moving and the
+test accuracy has stopped moving by more than the test fold's own noise; and the table of runs
+(:func:`run_table`) every claim is computed from.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""EVIDOC
+"""The evidence for each claim, computed from the runs: one function per family of claims adds its
+rows to the ledger being built (:class:`_Claims`), each with the effect, the fold-level intervals
+and power of :mod:`soundclr.analysis.stats`, its verdict, and whether both sides of the
+comparison trained the same schedule.
 """
 from __future__ import annotations
 

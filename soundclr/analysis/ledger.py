@@ -1,4 +1,22 @@
-"""LEDGERDOC
+"""The claims ledger: each claim of the paper, tested on this build's runs.
+
+:func:`ledger` computes, from the results store, one row per claim of
+:mod:`soundclr.analysis.claims`: the effect in accuracy points (epochs or seconds for C8) and its
+statistics (:mod:`soundclr.analysis.stats`):
+
+- the fold is the unit: seeds are averaged within a fold, then a paired t interval over the folds,
+  and beside it the Nadeau-Bengio corrected interval (training sets overlap across folds). The
+  verdict uses the corrected one: ``supported``, ``contradicted``, ``inconclusive``, or
+  ``not testable`` here (the reason is given);
+- the effect this design detects with 80 % power, and its power at the paper's effect;
+- Holm's adjustment over the family of claims tested (``p_holm``);
+- the same comparison under the paper's protocol (the best epoch on the test fold) and, where the
+  runs hold a validation fold, the best epoch chosen on it;
+- the primary analysis uses every finished run; converged runs only is a sensitivity check;
+- whether both sides trained the same schedule (``same_schedule``).
+
+The ledger is computed once per build: it is cached in ``<results>/<dataset>/.ledger/``, keyed by
+the runs' summaries and the code, and every page reads the cache.
 """
 from __future__ import annotations
 

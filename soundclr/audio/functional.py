@@ -16,10 +16,10 @@ from .io import INT16_SCALE
 # ---------------------------------------------------------------------------------------
 # Wave helpers
 # ---------------------------------------------------------------------------------------
-_INT16_SCALE = 1.0 / INT16_SCALE  # 2 ** -15: multiplying by it is exact
+FROM_INT16 = 1.0 / INT16_SCALE   # 2 ** -15: int16 to full scale by one multiplication, exact (INT16_SCALE is its inverse)
 
 
-def _check_waves(waves: Tensor, lengths: Tensor | None, where: str, validate: bool = True) -> tuple[Tensor, Tensor]:
+def check_waves(waves: Tensor, lengths: Tensor | None, where: str, validate: bool = True) -> tuple[Tensor, Tensor]:
     if waves.dim() != 2:
         raise ValueError(f"soundclr.augment.{where}: waves must be (batch, samples), found shape {tuple(waves.shape)}; "
                          "add a batch dimension with waves[None] for a single clip")
@@ -44,7 +44,7 @@ def _check_waves(waves: Tensor, lengths: Tensor | None, where: str, validate: bo
     return waves, lengths.clamp(0, waves.shape[1])
 
 
-def _padded_float(waves: Tensor) -> Tensor:
+def padded_float(waves: Tensor) -> Tensor:
     """float32 full-scale copy of ``waves`` with two zero samples appended: ``(batch, samples + 2)``.
 
     The right neighbour of a clip's last sample can then be read without a bounds check
@@ -54,7 +54,7 @@ def _padded_float(waves: Tensor) -> Tensor:
     out = waves.new_empty(waves.shape[0], n + 2, dtype=torch.float32)
     out[:, n:] = 0
     if waves.dtype == torch.int16:
-        torch.mul(waves, _INT16_SCALE, out=out[:, :n])         # exact: a power of two
+        torch.mul(waves, FROM_INT16, out=out[:, :n])         # exact: a power of two
     else:
         out[:, :n] = waves
     return out
@@ -69,11 +69,11 @@ def _fraction(position: Tensor) -> Tensor:
     return torch.mul(low, 2.0 ** -32)                           # float32: rounded to 24 bits, then exact
 
 
-def _read(source: Tensor, start: Tensor, length: Tensor, step: Tensor | None, shift: Tensor,
+def read_segment(source: Tensor, start: Tensor, length: Tensor, step: Tensor | None, shift: Tensor,
           new_length: Tensor, out_samples: int, pad: str) -> Tensor:
     """The one gather behind every wave step: float32 ``(batch, out_samples)``.
 
-    ``source`` is ``_padded_float(waves)`` (two zeros appended). Clip ``b`` is the segment
+    ``source`` is ``padded_float(waves)`` (two zeros appended). Clip ``b`` is the segment
     ``waves[b, start : start + length]`` resampled to ``new_length`` samples: sample ``j``
     sits at position ``min(j * step / 2^32, length - 1)`` of the segment (linear
     interpolation, as ``np.interp``; ``step=None``: no resampling). Output sample ``t`` is
@@ -125,10 +125,10 @@ def _outside(begin: Tensor, end: Tensor, size: int) -> Tensor:
     return steps.cumsum(1, dtype=torch.int8)[:, :size].view(torch.bool)
 
 
-_BLOCK = 256   # samples per block in the search for a clip's first and last kept sample
+BLOCK = 256   # samples per block in the search for a clip's first and last kept sample
 
 
-def _first_last(keep: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def first_last(keep: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """First and last True index before each row's length, and whether there is one.
 
     ``keep`` is ``(batch, blocks * 256)`` bool. Blocks of 256 first (8 flags at a time, as
@@ -137,25 +137,25 @@ def _first_last(keep: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     ignored: whole blocks at the block level, the block holding the end by refining it.
     """
     batch, n = keep.shape
-    count = n // _BLOCK
-    blocks = keep.view(torch.int64).view(batch, count, _BLOCK // 8).ne(0).any(2)
-    end_block = lengths // _BLOCK                                          # the block where the clip ends
+    count = n // BLOCK
+    blocks = keep.view(torch.int64).view(batch, count, BLOCK // 8).ne(0).any(2)
+    end_block = lengths // BLOCK                                          # the block where the clip ends
     blocks &= torch.arange(count, device=keep.device) < end_block[:, None]
-    within = torch.arange(_BLOCK, device=keep.device)
+    within = torch.arange(BLOCK, device=keep.device)
     at = end_block.clamp(max=count - 1)[:, None]
-    partial = (keep.gather(1, at * _BLOCK + within) & (at * _BLOCK + within < lengths[:, None])).any(1, keepdim=True)
+    partial = (keep.gather(1, at * BLOCK + within) & (at * BLOCK + within < lengths[:, None])).any(1, keepdim=True)
     blocks.scatter_(1, at, torch.where((end_block < count)[:, None], partial, blocks.gather(1, at)))
     found = blocks.any(1)
     first_block = blocks.view(torch.uint8).argmax(1)[:, None]              # argmax: the first maximum
     last_block = count - 1 - blocks.flip(1).view(torch.uint8).argmax(1)[:, None]
-    head = keep.gather(1, first_block * _BLOCK + within) & (first_block * _BLOCK + within < lengths[:, None])
-    tail = keep.gather(1, last_block * _BLOCK + within) & (last_block * _BLOCK + within < lengths[:, None])
-    first = first_block[:, 0] * _BLOCK + head.view(torch.uint8).argmax(1)
-    last = last_block[:, 0] * _BLOCK + _BLOCK - 1 - tail.flip(1).view(torch.uint8).argmax(1)
+    head = keep.gather(1, first_block * BLOCK + within) & (first_block * BLOCK + within < lengths[:, None])
+    tail = keep.gather(1, last_block * BLOCK + within) & (last_block * BLOCK + within < lengths[:, None])
+    first = first_block[:, 0] * BLOCK + head.view(torch.uint8).argmax(1)
+    last = last_block[:, 0] * BLOCK + BLOCK - 1 - tail.flip(1).view(torch.uint8).argmax(1)
     return first, last, found
 
 
-def _gather_clips(waves: Tensor, start: Tensor, length: Tensor) -> Tensor:
+def gather_clips(waves: Tensor, start: Tensor, length: Tensor) -> Tensor:
     """Each clip's segment ``waves[b, start : start + length]`` moved to index 0, zero after its length.
 
     ``(batch, max(length))``, dtype kept (the trim step alone).
@@ -166,7 +166,7 @@ def _gather_clips(waves: Tensor, start: Tensor, length: Tensor) -> Tensor:
     return waves.gather(1, index).masked_fill_(t >= length[:, None], 0)
 
 
-def _add_noise(clips: Tensor, std: float, generator: torch.Generator | None) -> None:
+def add_noise(clips: Tensor, std: float, generator: torch.Generator | None) -> None:
     """Add white Gaussian noise of standard deviation ``std`` to ``clips`` (batch, samples) in place,
     drawn on the CPU (the same numbers on every device), then clip to [-1, 1] as a sound file would."""
     noise = torch.randn(clips.shape, generator=generator).mul_(std)

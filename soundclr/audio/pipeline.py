@@ -1,4 +1,35 @@
-"""PIPEDOC
+"""The augmentation and feature pipeline of the paper (Sec. III-A, Fig. 2), batched on any device.
+
+::
+
+    waves (batch, samples) int16 or float, lengths (batch,)
+      -> SilenceTrim   strip silent beginnings and ends             (batch, samples') + lengths
+      -> RandomScale   resample by s = scale_max^U(-1, 1)           (batch, samples'') + lengths
+      -> PadCrop       pad or crop to clip_samples                  (batch, clip_samples)
+      -> LogMel        log-mel spectrogram, dB below the clip's max (batch, mels, frames)
+      -> FreqTimeMask  f frequency masks and t time masks           (batch, mels, frames)
+      -> ToChannels    copy to 1 or 3 channels                      (batch, channels, mels, frames)
+
+:class:`Pipeline` composes the stages of :mod:`soundclr.audio.transforms` through their public
+methods (``bounds``, ``factors``, ``shifts``, ``pad``): its ``forward`` fuses the three wave steps
+into one gather (:func:`soundclr.audio.functional.read_segment`; trim, scale and pad/crop only move
+and interpolate samples, so output sample ``t`` of clip ``b`` reads the input at one computable
+position); ``trace`` runs the stages one by one, returns every intermediate, and gives the same output.
+
+Randomness: every random choice of a clip is a function of that clip's int64 key and a fixed draw
+number (:mod:`soundclr.audio.rng`), so a batch gives what its clips give one by one, and CPU and
+CUDA draw the same numbers; each wave sample is then a fixed sequence of single float32 operations,
+so CPU and CUDA give the same waves (the CUDA test checks it bit for bit; the spectrograms agree to
+FFT rounding). Keys not given are drawn from ``Pipeline.generator`` (one draw per training batch).
+
+Modes: ``train()`` augments as configured; ``eval()`` is deterministic: the silence trim still
+applies (the model was trained on trimmed clips), no scaling, centred pad/crop, no masks.
+
+Example::
+
+    cfg = soundclr.preset("paper", dataset="esc50").resolved()
+    pipeline = Pipeline.from_config(cfg).to("cuda")
+    x = pipeline(bank.waves[idx].cuda(), bank.lengths[idx].cuda())   # (batch, 3, 128, 431)
 """
 from __future__ import annotations
 
@@ -6,9 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import AugmentConfig, Config, FeatureConfig
-from .functional import _add_noise, _check_waves, _padded_float, _read
+from .functional import add_noise, check_waves, padded_float, read_segment
 from .io import to_float
-from .rng import _keys_or_global
+from .rng import keys_or_global
 from .transforms import (
     FreqTimeMask,
     LogMel,
@@ -89,13 +120,13 @@ class Pipeline(nn.Module):
     def _keys(self, waves: Tensor, keys: Tensor | None) -> Tensor | None:
         if not self.training:
             return None
-        return _keys_or_global(self.draw_keys(waves.shape[0]) if keys is None else keys, waves.shape[0], waves.device)
+        return keys_or_global(self.draw_keys(waves.shape[0]) if keys is None else keys, waves.shape[0], waves.device)
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None, *,
                 noise_std: float = 0.0, noise_generator: torch.Generator | None = None,
                 validate: bool = True) -> Tensor:
-        waves, lengths = _check_waves(waves, lengths, "Pipeline", validate)
+        waves, lengths = check_waves(waves, lengths, "Pipeline", validate)
         keys = self._keys(waves, keys)
         # trim -> scale -> pad/crop as one gather: output sample t of clip b is the trimmed,
         # scaled clip's sample t + shift, i.e. the input at start + (t + shift) / s.
@@ -104,10 +135,10 @@ class Pipeline(nn.Module):
         shift = self.pad_crop.shifts(scaled_length, keys)
         # read n_fft // 2 samples more at each end, then fill them as the STFT's centring would: no copy
         half, clip = self.log_mel.n_fft // 2, self.pad_crop.clip_samples
-        wave = _read(_padded_float(waves), start, length, step, shift - half, scaled_length, clip + 2 * half,
+        wave = read_segment(padded_float(waves), start, length, step, shift - half, scaled_length, clip + 2 * half,
                      self.pad_crop.pad)
         if noise_std > 0:
-            _add_noise(wave[:, half:half + clip], noise_std, noise_generator)
+            add_noise(wave[:, half:half + clip], noise_std, noise_generator)
         self.log_mel.pad(wave)
         return self.to_channels(self.mask(self.log_mel(wave, padded=True), keys))
 
@@ -121,7 +152,7 @@ class Pipeline(nn.Module):
         ``log_mel`` and ``mask`` (batch, mels, frames), ``channels`` (the model input, equal
         to ``forward`` with the same keys).
         """
-        waves, lengths = _check_waves(waves, lengths, "Pipeline.trace")
+        waves, lengths = check_waves(waves, lengths, "Pipeline.trace")
         keys = self._keys(waves, keys)
         out: dict[str, Tensor] = {"input": to_float(waves), "input_lengths": lengths}
         trimmed, lengths = self.trim(waves, lengths)
@@ -134,7 +165,7 @@ class Pipeline(nn.Module):
             out["scale"], out["scale_lengths"] = out["trim"], lengths
         out["pad_crop"] = self.pad_crop(scaled, lengths, keys)
         if noise_std > 0:
-            _add_noise(out["pad_crop"], noise_std, noise_generator)
+            add_noise(out["pad_crop"], noise_std, noise_generator)
         out["log_mel"] = self.log_mel(out["pad_crop"])
         out["mask"] = self.mask(out["log_mel"], keys)
         out["channels"] = self.to_channels(out["mask"])

@@ -35,15 +35,15 @@ _MIX1 = _int64(0xBF58476D1CE4E5B9)
 _MIX2 = _int64(0x94D049BB133111EB)
 
 
-def _shr(z: Tensor, k: int) -> Tensor:
+def shr(z: Tensor, k: int) -> Tensor:
     """Logical (unsigned) right shift of int64 values."""
     return (z >> k) & ((1 << (64 - k)) - 1)
 
 
 def _mix64(z: Tensor) -> Tensor:
-    z = (z ^ _shr(z, 30)) * _MIX1
-    z = (z ^ _shr(z, 27)) * _MIX2
-    return z ^ _shr(z, 31)
+    z = (z ^ shr(z, 30)) * _MIX1
+    z = (z ^ shr(z, 27)) * _MIX2
+    return z ^ shr(z, 31)
 
 
 def random_bits(keys: Tensor, draw: int | range) -> Tensor:
@@ -55,9 +55,9 @@ def random_bits(keys: Tensor, draw: int | range) -> Tensor:
     (in one set of tensor ops).
     """
     if isinstance(draw, int):
-        return _shr(_mix64(_mix64(keys) + _int64((draw + 1) * _GOLDEN)), 1)
+        return shr(_mix64(_mix64(keys) + _int64((draw + 1) * _GOLDEN)), 1)
     offsets = torch.tensor([_int64((d + 1) * _GOLDEN) for d in draw], dtype=torch.int64, device=keys.device)
-    return _shr(_mix64(_mix64(keys)[:, None] + offsets), 1)
+    return shr(_mix64(_mix64(keys)[:, None] + offsets), 1)
 
 
 def randint(keys: Tensor, draw: int, n: Tensor | int) -> Tensor:
@@ -65,7 +65,7 @@ def randint(keys: Tensor, draw: int, n: Tensor | int) -> Tensor:
     return random_bits(keys, draw) % n
 
 
-def _keys_or_global(keys: Tensor | None, batch: int, device: torch.device) -> Tensor:
+def keys_or_global(keys: Tensor | None, batch: int, device: torch.device) -> Tensor:
     """A stage used alone without keys draws them from torch's global generator."""
     if keys is None:
         keys = torch.randint(-(2 ** 63), 2 ** 63 - 1, (batch,), dtype=torch.int64)

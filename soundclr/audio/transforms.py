@@ -1,6 +1,6 @@
 """The six steps of the paper's Fig. 2, one ``nn.Module`` each, usable alone.
 
-Each Module's defaults are the paper preset's values (``soundclr.config``). Shapes are in each
+Each Module's defaults are the paper preset's values (``soundclr.config``; a test checks them). Shapes are in each
 class's docstring; :class:`soundclr.audio.pipeline.Pipeline` composes them.
 """
 from __future__ import annotations
@@ -10,15 +10,15 @@ import torchaudio
 from torch import Tensor, nn
 
 from .functional import (
-    _BLOCK,
-    _check_waves,
-    _first_last,
-    _gather_clips,
-    _padded_float,
-    _read,
+    BLOCK,
+    check_waves,
+    first_last,
+    gather_clips,
+    padded_float,
+    read_segment,
 )
 from .io import to_float
-from .rng import _keys_or_global, _shr, randint, random_bits
+from .rng import keys_or_global, randint, random_bits, shr
 
 
 # ---------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ class SilenceTrim(nn.Module):
         if self.rule == "none":
             return torch.zeros_like(lengths), lengths
         # keep[b, i]: sample i is not silence; padded with False to whole blocks
-        keep = waves.new_empty(batch, -(-n // _BLOCK) * _BLOCK, dtype=torch.bool)
+        keep = waves.new_empty(batch, -(-n // BLOCK) * BLOCK, dtype=torch.bool)
         keep[:, n:] = False
         if self.rule == "zeros":
             torch.ne(waves, 0, out=keep[:, :n])
@@ -64,14 +64,14 @@ class SilenceTrim(nn.Module):
             peak = torch.maximum(x.amax(1).float(), -x.amin(1).float())     # no int16 abs overflow at -32768
             threshold = (peak * 10.0 ** (-self.trim_db / 20.0)).clamp(min=torch.finfo(torch.float32).tiny)[:, None]
             torch.logical_or(x >= threshold, x <= -threshold, out=keep[:, :n])
-        first, last, found = _first_last(keep, lengths)
+        first, last, found = first_last(keep, lengths)
         # nothing to keep (all zeros, all past the length): keep the clip whole
         return torch.where(found, first, 0), torch.where(found, last - first + 1, lengths)
 
     def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        waves, lengths = _check_waves(waves, lengths, "SilenceTrim")
+        waves, lengths = check_waves(waves, lengths, "SilenceTrim")
         start, length = self.bounds(waves, lengths)
-        return _gather_clips(waves, start, length), length
+        return gather_clips(waves, start, length), length
 
     def extra_repr(self) -> str:
         return f"rule={self.rule!r}, trim_db={self.trim_db}"
@@ -117,18 +117,18 @@ class RandomScale(nn.Module):
         """
         if not self.active:
             return None, lengths
-        step = self.steps.to(lengths.device)[_shr(random_bits(keys, self.DRAW), 63 - 16)]
+        step = self.steps.to(lengths.device)[shr(random_bits(keys, self.DRAW), 63 - 16)]
         new_length = (lengths * (1 << 33) + step) // (2 * step)                # round(lengths * 2^32 / step)
         return step, torch.where(lengths > 0, new_length.clamp(min=1), 0)
 
     def forward(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        waves, lengths = _check_waves(waves, lengths, "RandomScale")
+        waves, lengths = check_waves(waves, lengths, "RandomScale")
         if not self.active:
             return to_float(waves), lengths
-        step, new_length = self.factors(lengths, _keys_or_global(keys, waves.shape[0], waves.device))
+        step, new_length = self.factors(lengths, keys_or_global(keys, waves.shape[0], waves.device))
         zero = torch.zeros_like(lengths)
         out_samples = max(int(new_length.max()), 1) if new_length.numel() else 1
-        return _read(_padded_float(waves), zero, lengths, step, zero, new_length, out_samples, "zero"), new_length
+        return read_segment(padded_float(waves), zero, lengths, step, zero, new_length, out_samples, "zero"), new_length
 
     def extra_repr(self) -> str:
         return f"max_scale={self.max_scale}"
@@ -141,8 +141,7 @@ class PadCrop(nn.Module):
     with ``random_crop`` the offset is uniform over all positions that keep the window
     inside the clip (crop) or the clip inside the window (pad); in eval mode, or with
     ``random_crop=False``, the clip is centred (deterministic). ``pad="edge"`` repeats the
-    end samples (the released code, and the default of the configuration's ``pad``
-    setting), ``pad="zero"`` pads with silence (this class's own default, for use alone).
+    end samples (the released code's, and the paper preset's), ``pad="zero"`` pads with silence.
 
     ``forward(waves (batch, samples), lengths (batch,), keys (batch,) | None)
     -> float32 waves (batch, clip_samples)``. Example::
@@ -152,7 +151,7 @@ class PadCrop(nn.Module):
 
     DRAW = 2
 
-    def __init__(self, clip_samples: int, random_crop: bool = True, pad: str = "zero"):
+    def __init__(self, clip_samples: int, random_crop: bool = True, pad: str = "edge"):
         super().__init__()
         if clip_samples <= 0:
             raise ValueError(f"PadCrop: clip_samples must be positive, found {clip_samples}")
@@ -172,11 +171,11 @@ class PadCrop(nn.Module):
         return torch.where(surplus >= 0, surplus // 2, -((-surplus) // 2))
 
     def forward(self, waves: Tensor, lengths: Tensor | None = None, keys: Tensor | None = None) -> Tensor:
-        waves, lengths = _check_waves(waves, lengths, "PadCrop")
+        waves, lengths = check_waves(waves, lengths, "PadCrop")
         if self.training and self.random_crop:
-            keys = _keys_or_global(keys, waves.shape[0], waves.device)
+            keys = keys_or_global(keys, waves.shape[0], waves.device)
         zero = torch.zeros_like(lengths)
-        return _read(_padded_float(waves), zero, lengths, None, self.shifts(lengths, keys), lengths,
+        return read_segment(padded_float(waves), zero, lengths, None, self.shifts(lengths, keys), lengths,
                      self.clip_samples, self.pad)
 
     def extra_repr(self) -> str:
@@ -207,8 +206,8 @@ class LogMel(nn.Module):
     PAD_MODES = ("reflect", "constant")
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, hop_length: int = 512, n_mels: int = 128,
-                 window: str = "hamming", top_db: float = 80.0, pad_mode: str = "constant",
-                 amplitude_scale: float = 1.0):
+                 window: str = "hamming", top_db: float = 80.0, pad_mode: str = "reflect",
+                 amplitude_scale: float = 32768.0):
         super().__init__()
         windows = {"hamming": torch.hamming_window, "hann": torch.hann_window}
         if window not in windows:
@@ -332,7 +331,7 @@ class FreqTimeMask(nn.Module):
         if spec.dim() < 3:
             raise ValueError(f"FreqTimeMask: spec must be (batch, ..., mels, frames), found shape {tuple(spec.shape)}")
         batch, mels, frames = spec.shape[0], spec.shape[-2], spec.shape[-1]
-        freq, time = self.masks(_keys_or_global(keys, batch, spec.device), mels, frames)
+        freq, time = self.masks(keys_or_global(keys, batch, spec.device), mels, frames)
         shape = (batch,) + (1,) * (spec.dim() - 3)
         masked = freq.view(*shape, mels, 1) | time.view(*shape, 1, frames)
         if self.fill == "zero":

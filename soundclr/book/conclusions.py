@@ -1,4 +1,5 @@
-"""CONCDOC
+"""The conclusion blocks of the book's pages, written from the ledger: what each page's claims show,
+the summary with Holm, what this build can and cannot test, the fairness of the comparisons.
 """
 from __future__ import annotations
 

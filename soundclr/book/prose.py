@@ -1,4 +1,5 @@
-"""PROSEDOC
+"""The ledger in words and HTML for the book's pages: intervals, power, the ledger table, the
+protocol and sensitivity tables.
 """
 from __future__ import annotations
 

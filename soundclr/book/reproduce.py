@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import preset as make_preset
 from ..config import SCHEME_LABEL, ConfigError
+from ..config import preset as make_preset
 from ..data.bank import load_bank
 from ..runs.pool import train_in_processes, work
 from ..runs.threads import worker_threads

@@ -1,4 +1,15 @@
-"""BANKDOC
+"""Datasets decoded once into a WaveBank: one int16 tensor of every clip.
+
+Every clip is read with ``soundfile``, averaged to mono, resampled to ``sample_rate`` with a
+band-limited (windowed-sinc) resampler, scaled to [-1, 1] and stored as int16
+(:mod:`soundclr.audio.io`). The bank is cached on disk at ``<dataset folder>/.soundclr-cache/``
+(:mod:`soundclr.data.cache`) and memory-mapped on the next load, so a second load takes seconds
+and does not copy the bank into RAM. Example::
+
+    bank = load_bank(preset("quick", dataset="esc50", data_root="data"))
+    split = bank.split(test_fold=1, val_fold=2)
+    waves, lengths = bank.batch(split.train[:64], device="cuda")   # (64, longest) int16, (64,)
+    signal = to_float(waves)                                       # (64, longest) float32 in [-1, 1]
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""CACHEDOC
+"""The decoded-audio cache: every clip of a dataset decoded once into a memory-mapped ``.npy``.
+
+Cache files are named ``<tag>-<rate>hz-v<FORMAT_VERSION>-<fingerprint>.npy`` with a JSON sidecar
+(kept rows, lengths, skipped files); the fingerprint changes with the metadata or any audio file
+(name, size, mtime), so a changed dataset is decoded again. The cache is written like the results
+(:mod:`soundclr.files`: temporary names, then renamed); a cache file found broken is named in a
+warning and rebuilt from the audio. Bad files stop the decoding with a message listing them, or
+with ``on_bad_file="skip"`` are left out and listed.
 """
 from __future__ import annotations
 

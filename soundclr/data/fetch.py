@@ -1,4 +1,22 @@
-"""DLDOC
+"""Download and unpack the real datasets (ESC-50 / ESC-10 and UrbanSound8K).
+
+``download("esc50", "data")`` leaves ``data/esc50/`` holding ``meta/esc50.csv`` and ``audio/``;
+``download("us8k", "data")`` leaves ``data/us8k/`` holding ``metadata/UrbanSound8K.csv`` and
+``audio/fold1`` ... ``audio/fold10``: where :mod:`soundclr.data.layouts` looks (ESC-10 reads the
+ESC-50 folder, so ``download("esc10", ...)`` fetches ESC-50). In order:
+
+1. A destination that already holds a verified copy is returned at once, with no network access;
+   one that exists but does not verify is an error, and is never deleted (it may be a user's data).
+2. The archive is streamed to ``<root>/.downloads/<archive>.part`` with a progress bar. A ``.part``
+   left by an interrupted run is continued with an HTTP Range request; a server that ignores Range
+   is read from zero; a connection dropped mid-transfer is resumed a few times before giving up.
+3. Checksums are checked before anything is unpacked (:mod:`soundclr.data.verify`): UrbanSound8K's
+   MD5 mismatch is an error; ESC-50 is a GitHub branch archive, so a mismatch there is a warning
+   and the unpacked contents are checked strictly instead.
+4. The archive is unpacked safely (:mod:`soundclr.data.unpack`) into a temporary folder, verified,
+   and only then renamed into place, so a failure never leaves a half-unpacked dataset behind.
+
+Without a network connection the call fails at once, saying where to put a copy fetched elsewhere.
 """
 from __future__ import annotations
 

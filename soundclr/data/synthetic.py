@@ -1,4 +1,15 @@
-"""SYNDOC
+"""The embedded default dataset, written in ESC-50's layout so that the same loader reads it.
+
+The real datasets cannot be downloaded everywhere, so soundclr ships a generator that writes a
+small dataset (``audio/<fold>-<src_file>-<take>-<target>.wav`` plus ``meta/esc50.csv`` with
+ESC-50's columns) of the sounds of :mod:`soundclr.data.sounds`. It is deterministic: the same seed
+gives byte-identical files (each clip has its own random generator, seeded from the dataset's seed
+and the clip's place, so a clip depends neither on the order nor on the number of clips made).
+
+Example::
+
+    from soundclr.data.synthetic import ensure_synthetic
+    folder = ensure_synthetic("data/synthetic")   # fast when already there
 """
 from __future__ import annotations
 

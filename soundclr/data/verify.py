@@ -1,4 +1,5 @@
-"""VERIFYDOC
+"""Checking a download: the archive's checksum and size, and a dataset folder's contents (every file
+the metadata lists, their format from the headers), with errors that name what is wrong.
 """
 from __future__ import annotations
 

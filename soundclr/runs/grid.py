@@ -1,4 +1,10 @@
-"""GRIDDOC
+"""Grids of runs: dataset x scheme x test folds x seeds, plus named variants (sets of overridden
+settings such as ``{"alpha": 0.25}``).
+
+Each run lands in the results store (:mod:`soundclr.runs.store`); finished runs are skipped when a
+grid is run again; a run finished in another experiment with the same configuration is copied
+(:func:`finished_twin`); a grid can be sharded by run index (``shard=(i, n)``), and any number of
+workers can share one grid through the run leases (:mod:`soundclr.runs.lease`).
 """
 from __future__ import annotations
 

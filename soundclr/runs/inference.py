@@ -1,4 +1,5 @@
-"""INFDOC
+"""What is done with a finished run: load its model, score it under white noise (Fig. 5), read its
+embeddings (UMAPs), classify a sound file.
 """
 from __future__ import annotations
 

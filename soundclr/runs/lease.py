@@ -1,4 +1,21 @@
-"""LEASEDOC
+"""Run leases: any number of workers on one grid and one shared results folder, each run trained once.
+
+A worker leases a run before training it, by creating ``lease.json`` in the run's folder with
+``O_CREAT | O_EXCL`` (atomic on a local disk and on NFS v3 and later): the file names the host, the
+process, the SLURM job when there is one, the time, and a random token. The worker refreshes the
+lease's heartbeat after every epoch (with the epoch and its duration, for ``soundclr status``) and
+from a background thread every ``heartbeat_seconds``, so a long epoch does not look dead. Other
+workers skip a run whose lease is fresh and take over one whose heartbeat is older than
+``stale_seconds`` (the setting ``lease_stale_seconds``, well above the checkpoint interval): the
+taker renames the stale lease aside (of several workers trying at once, one rename succeeds),
+creates its own, and the run resumes from its last checkpoint. A worker whose lease was taken over
+notices at its next heartbeat and leaves the run to the taker.
+
+A run that raises an error gets ``failed.json`` (the error's last line and traceback) and its lease
+is released; other workers skip it until it is retried (``retry_failed``). A worker stopped by
+SIGTERM or Ctrl-C releases its lease, so the next worker resumes the run at once. A SLURM task that
+is requeued finds its own old lease (same job and array task) and takes it back without waiting.
+(Leases are the workers' locks on runs; the paper's *claims* are :mod:`soundclr.analysis.claims`.)
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""STATUSDOC
+"""What a results folder holds: per experiment, the runs finished, running, stale, failed and to do,
+with an ETA (``soundclr status``).
 """
 from __future__ import annotations
 

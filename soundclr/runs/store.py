@@ -1,4 +1,10 @@
-"""STOREDOC
+"""The results store: ``results/<dataset>/<experiment>/<run>/``, one folder per run.
+
+A :class:`Run` is one entry of a grid (its configuration, experiment, results folder and variant);
+its folder is named ``<scheme>-fold<k>-seed<s>[-<variant>]-<identity>``, where the identity hash
+makes a changed configuration a new run instead of a stale "finished" one. :func:`frame` and
+:func:`load_summaries` read finished runs into a pandas DataFrame, :func:`load_metrics` their
+per-epoch rows.
 """
 from __future__ import annotations
 

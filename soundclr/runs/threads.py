@@ -1,4 +1,11 @@
-"""THREADSDOC
+"""Threads that fit the machine: a per-host registry of training processes.
+
+Each process that trains registers here; it takes ``max(1, cores // live workers)`` threads,
+looked at again when it leases a run and after each epoch (never per step). Two processes that
+each took a thread per core ran 9x slower than two single-thread workers. ``OMP_NUM_THREADS`` set
+by the user (or ``SLURM_CPUS_PER_TASK``) wins. Threads are an execution setting: they never enter
+a run's identity, but float sums depend on them, so ``--workers`` and ``reproduce`` fix each
+worker's count for its life.
 """
 from __future__ import annotations
 

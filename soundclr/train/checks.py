@@ -1,4 +1,5 @@
-"""PFDOC
+"""What would stop a run late, checked before any work (:func:`preflight`): the settings, the device,
+the results folder, the dataset's folder and metadata, and the model's weights.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""EVDOC
+"""Deterministic evaluation of a model on a set of clips: accuracy, and the outputs the record keeps
+(softmax, representations, projections), optionally with white noise added (paper Sec. IV-E).
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""RECDOC
+"""A run's record on disk: ``config.json`` (the configuration), ``metrics.jsonl`` (one line per
+epoch), ``summary.json`` (written last: its presence means the run finished, :func:`is_finished`),
+``model.pt`` and ``outputs.pt``, and the provenance of a result (versions, device, commit, host).
 """
 from __future__ import annotations
 
