@@ -1,130 +1,128 @@
-"""The paper's claims as data: one :class:`Claim` record per claim (C1 to C11), with the paper's
-effect and its source, what is measured, and the page that holds the evidence.
+"""The paper as data: its published numbers (Tables II to IV), once, and its claims, one
+:class:`Claim` record per claim (C1 to C11) with the paper's effect and where it states it, what
+this build measures, and the page that holds the evidence.
 
-Nothing here computes: :mod:`soundclr.analysis.evidence` tests each claim on the runs and
-:mod:`soundclr.analysis.ledger` puts the rows together.
+Nothing here computes: :mod:`soundclr.analysis.evidence` tests each claim on the runs,
+:mod:`soundclr.analysis.ledger` puts the rows together, :mod:`soundclr.analysis.tables` sets the
+paper's numbers beside this build's. (The paper's *claims* are unrelated to the workers' run
+*leases* of :mod:`soundclr.runs.lease`.)
 """
 from __future__ import annotations
 
-NEAR_FINAL = 0.95         # C8: the target is 95 % of the lower of the two sides' final accuracies
+from dataclasses import dataclass, field
 
+# -- the paper's published numbers ---------------------------------------------------------------
+# Table III: (mean, sd, best) accuracy per scheme and dataset, over 5 seeds.
+PAPER_TABLE3 = {
+    "esc50": {"ce": (91.85, 0.64, 92.65), "supcon": (91.98, 0.68, 92.85), "hybrid": (92.86, 0.46, 93.4)},
+    "esc10": {"ce": (99.0, 0.47, 99.5), "supcon": (99.25, 0.59, 99.75), "hybrid": (99.6, 0.14, 99.75)},
+    "us8k": {"ce": (85.28, 0.69, 86.16), "supcon": (84.69, 0.98, 86.09), "hybrid": (85.78, 0.51, 86.49)},
+}
+# Table II: accuracy per alpha and dataset.
+PAPER_TABLE2 = {
+    "esc50": {0.01: 91.85, 0.25: 92.25, 0.5: 93.2, 0.75: 92.8, 0.99: 92.7},
+    "esc10": {0.01: 99.25, 0.25: 99.5, 0.5: 99.75, 0.75: 99.25, 0.99: 99.25},
+    "us8k": {0.01: 85.03, 0.25: 85.46, 0.5: 85.96, 0.75: 84.94, 0.99: 84.72},
+}
+# Table IV: model, architecture, ESC-50, ESC-10, US8K (None: not reported).
+LITERATURE = [
+    ("Human [Piczak 2015a]", "-", 81.3, 95.7, None), ("Piczak-CNN", "2 conv + 2 FC", 64.5, 90.2, 73.7),
+    ("EnvNet-v2", "10 conv + 3 FC", 84.7, 91.3, 78.3), ("ESResNet", "ResNet-50", 90.8, 96.75, 84.9),
+    ("ESResNet-Attention", "ResNet-50 + attention", 91.5, 97.0, 85.42),
+    ("ResNet [Palanisamy]", "ResNet-50", 90.93, None, 85.03), ("DenseNet [Palanisamy]", "DenseNet-201", 91.52, None, 85.31),
+    ("SoundCLR (paper)", "ResNet-50", 93.4, 99.75, 86.49),
+    ("ResNet-Ensemble [Palanisamy]", "5 x ResNet-50", 92.64, None, 87.35),
+    ("DenseNet-Ensemble [Palanisamy]", "5 x DenseNet-201", 92.89, None, 87.42),
+    ("SoundCLR-Ensemble (paper)", "5 x ResNet-50", 93.6, 99.75, 88.01),
+]
+# Table III's means, per dataset and scheme (what a decisive test's power is computed at).
+PAPER_ACCURACY = {ds: {s: v[0] for s, v in row.items()} for ds, row in PAPER_TABLE3.items()}
 
-PAPER_NOISE_LEVELS = (1e-4, 5e-4, 1e-3)   # C6: the paper's noise levels (Fig. 5), the clean clip being 0
-
-
-NOISE_DRAWS = 3           # C6: noise draws averaged per level
-
-
+# -- how the claims are tested ---------------------------------------------------------------------
+NEAR_FINAL = 0.95                          # C8: the target is 95 % of the lower of the two sides' final accuracies
+PAPER_NOISE_LEVELS = (1e-4, 5e-4, 1e-3)    # C6: the paper's noise levels (Fig. 5), the clean clip being 0
+NOISE_DRAWS = 3                            # C6: noise draws averaged per level
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
+PROTOCOLS = {"final": "acc", "best_test": "acc_best_test", "best_val": "acc_best_val"}
+PROTOCOL_LABEL = {"final": "final epoch (ours)", "best_test": "best epoch on the test fold (the paper's)",
+                  "best_val": "best epoch on a validation fold"}
+POWER_TARGET = 0.80
 
 
-# -- the claims ------------------------------------------------------------------------------------
-# The paper's own effect for each claim, in its unit, per dataset (from its Tables I-IV and the text
-# of Sec. IV-B); none where the paper gives a figure or a sentence, not a number.
-PAPER_EFFECTS = {
-    "C1": {"esc50": 92.86 - 91.85, "esc10": 99.6 - 99.0, "us8k": 85.78 - 85.28},
-    "C2": {"esc50": 92.86 - 91.98, "esc10": 99.6 - 99.25, "us8k": 85.78 - 84.69},
-    "C3": {"esc50": 93.2 - 92.8, "esc10": 99.75 - 99.5, "us8k": 85.96 - 85.46},
-    "C4a": {"esc50": 1.6},
-    "C4b": {"esc50": 1.45},
-    "C5a": {"esc50": 4.0},
-    "C5b": {"esc50": 84.6 - 74.6},
-    "C6a": {}, "C6b": {},
-    "C7a": {"esc50": 93.6 - 92.86, "esc10": 99.75 - 99.6, "us8k": 88.01 - 85.78},
-    "C7b": {"esc50": 93.6 - 92.64, "us8k": 88.01 - 87.35},
-    "C8a": {}, "C8b": {}, "C8c": {},
-    "C9": {},
-    "C10": {"esc50": 91.6 - 90.35},
-    "C11": {"esc50": 93.4 - 91.52, "esc10": 99.75 - 97.0, "us8k": 86.49 - 85.42},
-}
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: what it says, what this build measures, where the evidence is shown,
+    and the paper's own effect (in ``unit``, per dataset; empty where the paper gives a figure or a
+    sentence, not a number) with its source."""
+    id: str
+    text: str
+    measure: str
+    evidence: str                                 # the book page that shows it
+    source: str                                   # where the paper states it
+    paper_effect: dict[str, float] = field(default_factory=dict)
+    unit: str = "points"
 
 
-PAPER_SOURCE = {
-    "C1": "Table III, mean of 5", "C2": "Table III, mean of 5", "C3": "Table II, vs the next best alpha",
-    "C4a": "Fig. 3 text", "C4b": "Fig. 3 text", "C5a": "Fig. 3 text: more than 4 points", "C5b": "Fig. 3 text",
-    "C6a": "Fig. 5, no number", "C6b": "Fig. 5, no number", "C7a": "Table IV vs Table III",
-    "C7b": "Table IV: SoundCLR-Ensemble vs ResNet-Ensemble [23], a ResNet-50 ensemble trained with cross-entropy",
-    "C8a": "Sec. IV-D, no number", "C8b": "Sec. IV-D, no number", "C8c": "Sec. III-C, no number",
-    "C9": "Fig. 4, no number", "C10": "Table I: f = 2, t = 0 vs f = 0, t = 1 (F = T = 32)",
-    "C11": "Table IV: SoundCLR vs the best single model of the literature",
-}
-
-
-CLAIMS = {
-    "C1": "the hybrid loss beats cross-entropy",
-    "C2": "the hybrid loss beats two-stage supervised contrastive learning",
-    "C3": "alpha = 0.5 is the best weight of the hybrid loss",
-    "C4a": "wave augmentation helps",
-    "C4b": "spectrogram masks help, on top of wave augmentation",
-    "C5a": "three input channels beat one (with ImageNet weights)",
-    "C5b": "ImageNet weights beat random initialisation",
-    "C6a": "SupCon-trained models lose less accuracy under white noise than cross-entropy ones",
-    "C6b": "SupCon-trained models lose less accuracy under white noise than hybrid ones",
-    "C7a": "an ensemble of hybrid models beats a single one",
-    "C7b": "an ensemble of hybrid models beats an ensemble of cross-entropy models",
-    "C8a": "the hybrid trains in fewer epochs than the two-stage scheme",
-    "C8b": "the hybrid trains in less time than the two-stage scheme",
-    "C8c": "the hybrid converges faster than cross-entropy (the same schedule)",
-    "C9": "the hybrid is at least as good as the other two schemes on every fold",
-    "C10": "frequency masks help more than time masks",
-    "C11": "SoundCLR beats the published state of the art",
-}
-
-
-EVIDENCE = {"C1": "results", "C2": "results", "C3": "results", "C4a": "ablation", "C4b": "ablation",
-            "C5a": "ablation", "C5b": "ablation", "C6a": "robustness", "C6b": "robustness", "C7a": "results",
-            "C7b": "results", "C8a": "training-hybrid", "C8b": "training-hybrid", "C8c": "training-hybrid",
-            "C9": "results", "C10": "ablation", "C11": "results"}
-
-
-UNIT = {"C8a": "epochs", "C8b": "seconds", "C8c": "epochs"}
+def _table3(scheme: str, rival: str) -> dict[str, float]:
+    return {ds: row[scheme][0] - row[rival][0] for ds, row in PAPER_TABLE3.items()}
 
 
 _NOISE = ", ".join(f"{s:g}" for s in PAPER_NOISE_LEVELS)
+_NEAR = f"{100 * NEAR_FINAL:g} %"
 
-
-MEASURE = {
-    "C1": "hybrid minus cross-entropy, final-epoch accuracy",
-    "C2": "hybrid minus two-stage SupCon, final-epoch accuracy",
-    "C3": "alpha = 0.5 minus the best other alpha (simultaneous over the other alphas)",
-    "C4a": "with minus without wave augmentation (cross-entropy)",
-    "C4b": "with minus without spectrogram masks, both with wave augmentation (cross-entropy)",
-    "C5a": "3 minus 1 input channels, ImageNet weights",
-    "C5b": "ImageNet minus random initialisation, 1 channel",
-    "C6a": f"mean accuracy lost at noise std {_NOISE} ({NOISE_DRAWS} noise draws): cross-entropy's minus SupCon's",
-    "C6b": f"mean accuracy lost at noise std {_NOISE} ({NOISE_DRAWS} noise draws): the hybrid's minus SupCon's",
-    "C7a": "ensemble of the fold's hybrid models minus their mean single accuracy",
-    "C7b": "ensemble of the fold's hybrid models minus the ensemble of its cross-entropy models",
-    "C8a": f"epochs to {100 * NEAR_FINAL:g} % of the lower final accuracy: the two-stage scheme's (stage 1 + 2) minus the hybrid's",
-    "C8b": f"training seconds to {100 * NEAR_FINAL:g} % of the lower final accuracy: the two-stage scheme's minus the hybrid's",
-    "C8c": f"epochs to {100 * NEAR_FINAL:g} % of the lower final accuracy: cross-entropy's minus the hybrid's, same schedule",
-    "C9": "the worst fold's hybrid minus the other scheme, per-clip interval within the fold, simultaneous over folds",
-    "C10": "f = 2, t = 0 minus f = 0, t = 1 (cross-entropy)",
-    "C11": "published accuracies",
-}
-
-
+CLAIMS: dict[str, Claim] = {c.id: c for c in [
+    Claim("C1", "the hybrid loss beats cross-entropy", "hybrid minus cross-entropy, final-epoch accuracy",
+          "results", "Table III, mean of 5", _table3("hybrid", "ce")),
+    Claim("C2", "the hybrid loss beats two-stage supervised contrastive learning",
+          "hybrid minus two-stage SupCon, final-epoch accuracy", "results", "Table III, mean of 5",
+          _table3("hybrid", "supcon")),
+    Claim("C3", "alpha = 0.5 is the best weight of the hybrid loss",
+          "alpha = 0.5 minus the best other alpha (simultaneous over the other alphas)", "results",
+          "Table II, vs the next best alpha",
+          {ds: row[0.5] - max(v for a, v in row.items() if a != 0.5) for ds, row in PAPER_TABLE2.items()}),
+    Claim("C4a", "wave augmentation helps", "with minus without wave augmentation (cross-entropy)", "ablation",
+          "Fig. 3 text", {"esc50": 1.6}),
+    Claim("C4b", "spectrogram masks help, on top of wave augmentation",
+          "with minus without spectrogram masks, both with wave augmentation (cross-entropy)", "ablation",
+          "Fig. 3 text", {"esc50": 1.45}),
+    Claim("C5a", "three input channels beat one (with ImageNet weights)", "3 minus 1 input channels, ImageNet weights",
+          "ablation", "Fig. 3 text: more than 4 points", {"esc50": 4.0}),
+    Claim("C5b", "ImageNet weights beat random initialisation", "ImageNet minus random initialisation, 1 channel",
+          "ablation", "Fig. 3 text", {"esc50": 84.6 - 74.6}),
+    Claim("C6a", "SupCon-trained models lose less accuracy under white noise than cross-entropy ones",
+          f"mean accuracy lost at noise std {_NOISE} ({NOISE_DRAWS} noise draws): cross-entropy's minus SupCon's",
+          "robustness", "Fig. 5, no number"),
+    Claim("C6b", "SupCon-trained models lose less accuracy under white noise than hybrid ones",
+          f"mean accuracy lost at noise std {_NOISE} ({NOISE_DRAWS} noise draws): the hybrid's minus SupCon's",
+          "robustness", "Fig. 5, no number"),
+    Claim("C7a", "an ensemble of hybrid models beats a single one",
+          "ensemble of the fold's hybrid models minus their mean single accuracy", "results", "Table IV vs Table III",
+          {"esc50": 93.6 - 92.86, "esc10": 99.75 - 99.6, "us8k": 88.01 - 85.78}),
+    Claim("C7b", "an ensemble of hybrid models beats an ensemble of cross-entropy models",
+          "ensemble of the fold's hybrid models minus the ensemble of its cross-entropy models", "results",
+          "Table IV: SoundCLR-Ensemble vs ResNet-Ensemble [23], a ResNet-50 ensemble trained with cross-entropy",
+          {"esc50": 93.6 - 92.64, "us8k": 88.01 - 87.35}),
+    Claim("C8a", "the hybrid trains in fewer epochs than the two-stage scheme",
+          f"epochs to {_NEAR} of the lower final accuracy: the two-stage scheme's (stage 1 + 2) minus the hybrid's",
+          "training-hybrid", "Sec. IV-D, no number", unit="epochs"),
+    Claim("C8b", "the hybrid trains in less time than the two-stage scheme",
+          f"training seconds to {_NEAR} of the lower final accuracy: the two-stage scheme's minus the hybrid's",
+          "training-hybrid", "Sec. IV-D, no number", unit="seconds"),
+    Claim("C8c", "the hybrid converges faster than cross-entropy (the same schedule)",
+          f"epochs to {_NEAR} of the lower final accuracy: cross-entropy's minus the hybrid's, same schedule",
+          "training-hybrid", "Sec. III-C, no number", unit="epochs"),
+    Claim("C9", "the hybrid is at least as good as the other two schemes on every fold",
+          "the worst fold's hybrid minus the other scheme, per-clip interval within the fold, simultaneous over folds",
+          "results", "Fig. 4, no number"),
+    Claim("C10", "frequency masks help more than time masks", "f = 2, t = 0 minus f = 0, t = 1 (cross-entropy)",
+          "ablation", "Table I: f = 2, t = 0 vs f = 0, t = 1 (F = T = 32)", {"esc50": 91.6 - 90.35}),
+    Claim("C11", "SoundCLR beats the published state of the art", "published accuracies", "results",
+          "Table IV: SoundCLR vs the best single model of the literature",
+          {"esc50": 93.4 - 91.52, "esc10": 99.75 - 97.0, "us8k": 86.49 - 85.42}),
+]}
 CLAIM_IDS = list(CLAIMS)
 
-
-PROTOCOLS = {"final": "acc", "best_test": "acc_best_test", "best_val": "acc_best_val"}
-
-
-PROTOCOL_LABEL = {"final": "final epoch (ours)", "best_test": "best epoch on the test fold (the paper's)",
-                  "best_val": "best epoch on a validation fold"}
-
-
-LITERATURE = ("ESC-50: SoundCLR 93.4 % vs DenseNet [23] 91.52 % (single models), 93.6 % vs DenseNet-Ensemble [23] "
-              "92.89 % (ensembles); ESC-10: 99.75 % vs ESResNet-Attention [20] 97.0 %; UrbanSound8K: 86.49 % vs "
-              "ESResNet-Attention [20] 85.42 %, 88.01 % vs DenseNet-Ensemble [23] 87.42 %")
-
-
-# -- what a decisive test costs ---------------------------------------------------------------------
-PAPER_ACCURACY = {   # Table III, mean of 5: (cross-entropy, SupCon, hybrid)
-    "esc50": {"ce": 91.85, "supcon": 91.98, "hybrid": 92.86},
-    "esc10": {"ce": 99.0, "supcon": 99.25, "hybrid": 99.6},
-    "us8k": {"ce": 85.28, "supcon": 84.69, "hybrid": 85.78},
-}
-
-
-POWER_TARGET = 0.80
+# C11 in words: the numbers of Table IV it would compare.
+LITERATURE_CLAIM = ("ESC-50: SoundCLR 93.4 % vs DenseNet [23] 91.52 % (single models), 93.6 % vs DenseNet-Ensemble [23] "
+                    "92.89 % (ensembles); ESC-10: 99.75 % vs ESResNet-Attention [20] 97.0 %; UrbanSound8K: 86.49 % vs "
+                    "ESResNet-Attention [20] 85.42 %, 88.01 % vs DenseNet-Ensemble [23] 87.42 %")

@@ -16,15 +16,10 @@ from ..data.bank import load_bank
 from ..runs.inference import noise_accuracies
 from .claims import (
     CLAIMS,
-    EVIDENCE,
-    MEASURE,
     NEAR_FINAL,
     NOISE_DRAWS,
-    PAPER_EFFECTS,
     PAPER_NOISE_LEVELS,
-    PAPER_SOURCE,
     PROTOCOLS,
-    UNIT,
 )
 from .convergence import epochs_to_reach
 from .stats import clip_interval, cv_ratio, fold_interval, verdict, verdict_words
@@ -281,7 +276,7 @@ class _Claims:
         self.rows: list[dict] = []
 
     def paper(self, cid: str) -> tuple[float | None, str]:
-        effects = PAPER_EFFECTS[cid]
+        effects = CLAIMS[cid].paper_effect
         if self.dataset in effects:
             return effects[self.dataset], self.dataset
         if self.dataset not in ("esc50", "esc10", "us8k") and "esc50" in effects:
@@ -290,8 +285,9 @@ class _Claims:
 
     def base(self, cid: str) -> dict:
         paper, where = self.paper(cid)
-        return {"id": cid, "claim": CLAIMS[cid], "measure": MEASURE[cid], "unit": UNIT.get(cid, "points"),
-                "paper": paper, "paper_dataset": where, "paper_source": PAPER_SOURCE[cid], "evidence": EVIDENCE[cid]}
+        c = CLAIMS[cid]
+        return {"id": cid, "claim": c.text, "measure": c.measure, "unit": c.unit, "paper": paper, "paper_dataset": where,
+                "paper_source": c.source, "evidence": c.evidence}
 
     def untestable(self, cid: str, why: str) -> None:
         nan = math.nan

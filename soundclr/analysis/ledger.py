@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..files import atomic_write_bytes
 from . import stats
-from .claims import CLAIM_IDS, LITERATURE
+from .claims import CLAIM_IDS, LITERATURE_CLAIM
 from .convergence import run_table
 from .evidence import (
     _Claims,
@@ -98,7 +98,7 @@ def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
     add_speed(L, main)
     add_per_fold(L, main)
     add_masks(L, plan, run_table(plan.masking_runs()))
-    L.untestable("C11", f"not testable offline: it compares with published numbers on the real datasets ({LITERATURE}). "
+    L.untestable("C11", f"not testable offline: it compares with published numbers on the real datasets ({LITERATURE_CLAIM}). "
                         "The paper preset on ESC-50, ESC-10 and UrbanSound8K tests it, on a GPU (the chapter Reproducing, under Using "
                         "the code, gives its cost).")
     out = pd.DataFrame(L.rows).set_index("id").loc[CLAIM_IDS].reset_index()

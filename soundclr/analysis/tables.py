@@ -19,30 +19,7 @@ from scipy.stats import t as student_t
 from ..config import SCHEME_LABEL, SCHEMES
 from ..files import read_json
 from ..runs.inference import noise_accuracy
-
-# The paper's Table III: (mean, sd, best) per scheme and dataset.
-PAPER_TABLE3 = {
-    "esc50": {"ce": (91.85, 0.64, 92.65), "supcon": (91.98, 0.68, 92.85), "hybrid": (92.86, 0.46, 93.4)},
-    "esc10": {"ce": (99.0, 0.47, 99.5), "supcon": (99.25, 0.59, 99.75), "hybrid": (99.6, 0.14, 99.75)},
-    "us8k": {"ce": (85.28, 0.69, 86.16), "supcon": (84.69, 0.98, 86.09), "hybrid": (85.78, 0.51, 86.49)},
-}
-# The paper's Table II: accuracy per alpha and dataset.
-PAPER_TABLE2 = {
-    "esc50": {0.01: 91.85, 0.25: 92.25, 0.5: 93.2, 0.75: 92.8, 0.99: 92.7},
-    "esc10": {0.01: 99.25, 0.25: 99.5, 0.5: 99.75, 0.75: 99.25, 0.99: 99.25},
-    "us8k": {0.01: 85.03, 0.25: 85.46, 0.5: 85.96, 0.75: 84.94, 0.99: 84.72},
-}
-# The paper's Table IV: model, architecture, ESC-50, ESC-10, US8K.
-LITERATURE = [
-    ("Human [Piczak 2015a]", "-", 81.3, 95.7, None), ("Piczak-CNN", "2 conv + 2 FC", 64.5, 90.2, 73.7),
-    ("EnvNet-v2", "10 conv + 3 FC", 84.7, 91.3, 78.3), ("ESResNet", "ResNet-50", 90.8, 96.75, 84.9),
-    ("ESResNet-Attention", "ResNet-50 + attention", 91.5, 97.0, 85.42),
-    ("ResNet [Palanisamy]", "ResNet-50", 90.93, None, 85.03), ("DenseNet [Palanisamy]", "DenseNet-201", 91.52, None, 85.31),
-    ("SoundCLR (paper)", "ResNet-50", 93.4, 99.75, 86.49),
-    ("ResNet-Ensemble [Palanisamy]", "5 x ResNet-50", 92.64, None, 87.35),
-    ("DenseNet-Ensemble [Palanisamy]", "5 x DenseNet-201", 92.89, None, 87.42),
-    ("SoundCLR-Ensemble (paper)", "5 x ResNet-50", 93.6, 99.75, 88.01),
-]
+from .claims import LITERATURE, PAPER_TABLE2, PAPER_TABLE3
 
 
 def scheme_table(main: pd.DataFrame, metric: str = "final_acc", dataset: str | None = None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.claims import PAPER_ACCURACY, PAPER_EFFECTS, POWER_TARGET
+from ..analysis.claims import CLAIMS, PAPER_ACCURACY, POWER_TARGET
 from ..analysis.convergence import run_table
 from ..analysis.stats import cv_ratio, power
 from ..config import DATASET_TITLE, preset
@@ -53,7 +53,7 @@ def decisive_cost(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> pd.Dat
             continue
         for ds in ("esc50", "esc10", "us8k"):
             acc = PAPER_ACCURACY[ds]
-            effect = PAPER_EFFECTS[cid][ds]
+            effect = CLAIMS[cid].paper_effect[ds]
             sizes = cost.FOLD_SIZES[ds]
             k, n = len(sizes), float(np.mean(sizes))
             errors = (100 - acc["hybrid"] + 100 - acc[rival]) / 100
