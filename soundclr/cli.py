@@ -35,7 +35,15 @@ from pathlib import Path
 
 from . import __version__
 from .book.reproduce import check_settings, parse_set, reproduce, train_plan
-from .config import PRESETS, SECTIONS, ConfigError, preset, setting_descriptions
+from .config import (
+    DATASETS,
+    PAPER_DATASETS,
+    PRESETS,
+    SECTIONS,
+    ConfigError,
+    preset,
+    setting_descriptions,
+)
 from .data.bank import load_bank
 from .data.fetch import download
 from .files import read_json
@@ -104,11 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="download, prepare and inspect datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     dl = dsub.add_parser("download", help="download and verify ESC-50 (also ESC-10's files) or UrbanSound8K into ROOT/<name>/")
-    dl.add_argument("name", choices=["esc50", "esc10", "us8k"], help="esc10 is a subset of ESC-50: its files are ESC-50's")
+    dl.add_argument("name", choices=list(PAPER_DATASETS), help="esc10 is a subset of ESC-50: its files are ESC-50's")
     dl.add_argument("--root", default="data", help="data folder (default: data)")
     dl.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive")
     prep = dsub.add_parser("prepare", help="decode a dataset once into its on-disk cache and print a summary")
-    prep.add_argument("name", choices=["esc50", "esc10", "us8k", "synthetic"])
+    prep.add_argument("name", choices=list(DATASETS))
     prep.add_argument("--root", default="data", help="data folder (default: data)")
     prep.add_argument("--sample-rate", type=int, default=44100, help="decode at this rate (default: 44100, the paper's)")
     prep.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
@@ -167,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="train every grid, run every notebook with papermill into "
                         "book/generated/<dataset>/, then build the book")
-    rp.add_argument("--dataset", default="synthetic", choices=["esc50", "esc10", "us8k", "synthetic"])
+    rp.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
     rp.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     rp.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     rp.add_argument("--results", default="results", help="results folder (default: results)")

@@ -12,15 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import PAPER_DATASETS, SCHEMES
 from ..data.bank import load_bank
-from ..runs.inference import noise_accuracies
-from .claims import (
-    CLAIMS,
-    NEAR_FINAL,
-    NOISE_DRAWS,
-    PAPER_NOISE_LEVELS,
-    PROTOCOLS,
-)
+from ..runs.inference import ensemble_accuracy, noise_accuracies
+from .claims import CLAIMS, NEAR_FINAL, NOISE_DRAWS, PAPER_NOISE_LEVELS, PROTOCOLS
 from .convergence import epochs_to_reach
 from .stats import clip_interval, cv_ratio, fold_interval, verdict, verdict_words
 from .stats import verdict as stats_verdict
@@ -122,13 +117,6 @@ def add_noise(L: _Claims, main: pd.DataFrame) -> None:
                   note="final models only (the noise is added to the final model's test clips)")
 
 
-def _ensemble_accuracy(runs: pd.DataFrame) -> float:
-    """The accuracy (%) of the mean softmax output of ``runs`` (one fold's models) on their test fold."""
-    outs = [torch.load(r.directory / "outputs.pt", weights_only=False) for r in runs.run]
-    probs = torch.stack([o["probs"] for o in outs]).mean(0)
-    return 100 * (probs.argmax(-1) == outs[0]["labels"]).float().mean().item()
-
-
 def add_ensembles(L: _Claims, main: pd.DataFrame) -> None:
     """C7, Table IV: per fold, the hybrid models' ensemble against their mean single accuracy (C7a)
     and against the cross-entropy models' ensemble (C7b). Final models only."""
@@ -147,10 +135,10 @@ def add_ensembles(L: _Claims, main: pd.DataFrame) -> None:
                 fdf, cdf = fdf[fdf.converged], cdf[cdf.converged]
             if len(fdf) < 2:
                 continue
-            ens = _ensemble_accuracy(fdf)
+            ens = 100 * ensemble_accuracy(r.directory for r in fdf.run)
             a.append(ens - fdf.acc.mean())
             if len(cdf) >= 2:
-                b.append(ens - _ensemble_accuracy(cdf))
+                b.append(ens - 100 * ensemble_accuracy(r.directory for r in cdf.run))
         return a, b
 
     (a, b), (ac, bc) = per_fold(False), per_fold(True)
@@ -211,7 +199,7 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
     supported only if the hybrid is better on every fold; inconclusive otherwise."""
 
     folds = sorted(set(main.fold)) if not main.empty else []
-    schemes = {s: main[main.scheme == s] for s in ("ce", "supcon", "hybrid")}
+    schemes = {s: main[main.scheme == s] for s in SCHEMES}
     if not folds or any(df.empty for df in schemes.values()):
         L.untestable("C9", "the main grid lacks a scheme")
         return
@@ -279,7 +267,7 @@ class _Claims:
         effects = CLAIMS[cid].paper_effect
         if self.dataset in effects:
             return effects[self.dataset], self.dataset
-        if self.dataset not in ("esc50", "esc10", "us8k") and "esc50" in effects:
+        if self.dataset not in PAPER_DATASETS and "esc50" in effects:
             return effects["esc50"], "esc50"
         return None, self.dataset
 

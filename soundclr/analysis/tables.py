@@ -18,7 +18,7 @@ from scipy.stats import t as student_t
 
 from ..config import SCHEME_LABEL, SCHEMES
 from ..files import read_json
-from ..runs.inference import noise_accuracy
+from ..runs.inference import ensemble_accuracy, noise_accuracy
 from .claims import LITERATURE, PAPER_TABLE2, PAPER_TABLE3
 
 
@@ -223,12 +223,9 @@ def ensemble_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
         accs, singles, members = [], [], []
         for fold, fdf in sdf.groupby("fold"):
             fdf = fdf.sort_values("seed").head(k) if k else fdf
-            outs = [torch.load(Path(r) / "outputs.pt", weights_only=False) for r in fdf["run_dir"]]
-            probs = torch.stack([o["probs"] for o in outs]).mean(0)
-            labels = outs[0]["labels"]
-            accs.append((probs.argmax(-1) == labels).float().mean().item())
+            accs.append(ensemble_accuracy(fdf["run_dir"]))
             singles.append(fdf["final_acc"].mean())
-            members.append(len(outs))
+            members.append(len(fdf))
         rows.append({"scheme": scheme, "single": 100 * sum(singles) / len(singles),
                      "ensemble": 100 * sum(accs) / len(accs), "members": min(members), "folds": len(accs)})
     return _ordered(pd.DataFrame(rows)).reset_index(drop=True)

@@ -15,7 +15,7 @@ from ..analysis.convergence import (
     SPREAD_SES,
     spread_tolerance,
 )
-from ..config import DATASET_TITLE, SCHEME_LABEL
+from ..config import DATASET_TITLE, SCHEME_LABEL, SCHEMES
 from .plan import FILL_LABELS
 from .prose import _is_number, _num, interval_text
 
@@ -160,7 +160,7 @@ def silhouette_conclusion(scores: dict) -> str:
                      f"(silhouette {s[best]:.2f}; " + ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k != best)
                      + ")." + note)
     h = {k[0]: v for k, v in scores.items() if k[1] == "representation"}
-    if {"ce", "supcon", "hybrid"} <= set(h):
+    if set(SCHEMES) <= set(h):
         better = [k for k in ("supcon", "hybrid") if h[k] > h["ce"]]
         agree = "agrees" if len(better) == 2 else "partly agrees" if better else "does not agree"
         lines.append(f"The paper's argument (the contrastive term separates the classes in the representation space) "

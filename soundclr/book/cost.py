@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..config import frames
 from ..model import build_model
 from .plan import make_plan
 
@@ -81,9 +82,8 @@ def flops_per_clip(cfg) -> dict[str, float]:
     as 3 x forward, the usual rule) and ``stage2`` (forward only)."""
 
     c = cfg.resolved().override(weights="none")
-    frames = 1 + c.data.clip_samples // c.features.hop_length
     model = build_model(c, 50).eval()
-    x = torch.zeros(1, c.features.channels, c.features.n_mels, frames)
+    x = torch.zeros(1, c.features.channels, c.features.n_mels, frames(c))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     forward = float(counter.get_total_flops())

@@ -12,7 +12,7 @@ import torch
 from ..analysis.claims import CLAIMS, PAPER_ACCURACY, POWER_TARGET
 from ..analysis.convergence import run_table
 from ..analysis.stats import cv_ratio, power
-from ..config import DATASET_TITLE, preset
+from ..config import DATASET_TITLE, PAPER_DATASETS, preset
 from . import cost
 
 
@@ -51,7 +51,7 @@ def decisive_cost(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> pd.Dat
         m = measured_noise(plan, rival)
         if not m:
             continue
-        for ds in ("esc50", "esc10", "us8k"):
+        for ds in PAPER_DATASETS:
             acc = PAPER_ACCURACY[ds]
             effect = CLAIMS[cid].paper_effect[ds]
             sizes = cost.FOLD_SIZES[ds]

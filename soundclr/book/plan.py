@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import SCHEMES, Config, preset
+from ..config import EXECUTION_FIELDS, SCHEMES, Config, frames, preset
 from ..files import read_json
 from ..runs.grid import _reuse_twin, grid, run_grid
 from ..weights import imagenet_cache_path
@@ -167,7 +167,7 @@ class Plan:
                  "[the Claims page](claims.ipynb#what-this-build-leaves-out); "
                  "[how to read these pages](../../results.md#how-to-read-these-pages).")
         changed = [f"<li><code>{k}</code> {_fmt(v)} (paper: {_fmt(paper.get(k))})</li>" for k, v in _flat(c).items()
-                   if k not in EXECUTION_ONLY and v != paper.get(k)]
+                   if k not in NOT_A_CHANGE and v != paper.get(k)]
         every = (f"{c.features.channels} channel{'s' if c.features.channels > 1 else ''}, {c.data.sample_rate / 1000:g} kHz, "
                  f"{c.data.clip_seconds:g}-s clips, {c.features.n_mels} mel bands, batch {c.optim.batch_size}, "
                  f"lr {c.optim.lr:g}, temperature {c.optim.temperature:g}")
@@ -221,16 +221,9 @@ class Plan:
                 text += f" (about {todo * seconds / len(done) / 60:.0f} minutes at that pace, in one process)"
         return text + "."
 
-    def describe(self) -> str:
-        """Markdown: what this page ran, and what it left out compared with the paper."""
-        lines = [self.settings_line()]
-        if self.reductions:
-            lines.append("**Reduced from the paper on this preset**: " + "; ".join(self.reductions) + ".")
-        return "\n\n".join(lines)
 
-
-EXECUTION_ONLY = {"data_root", "device", "checkpoint_every", "checkpoint_seconds", "on_bad_file", "compile",
-                  "lease_stale_seconds", "scheme", "test_fold", "val_fold", "seed", "dataset"}
+# Settings the Settings line does not list as "changed from the paper": how a run executes, and what the plan's grids set.
+NOT_A_CHANGE = EXECUTION_FIELDS | {"scheme", "test_fold", "val_fold", "seed", "dataset"}
 
 
 def _flat(cfg: Config) -> dict[str, Any]:
@@ -318,7 +311,7 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
                        "the alpha sweep (Table II) and the ablation (Fig. 3) use one seed on every fold; Fig. 3 leaves "
                        "out the comparison of one and three channels without ImageNet weights",
                        f"Table I has one panel (F = {cfg.augment.freq_mask_width} of {cfg.features.n_mels} mel bands, "
-                       f"T = {cfg.augment.time_mask_width} of {_frames(cfg)} frames: the paper's widths in proportion) and "
+                       f"T = {cfg.augment.time_mask_width} of {frames(cfg)} frames: the paper's widths in proportion) and "
                        "f, t in {0, 2} x {0, 1}, on test folds 1 and 2 (the paper: three panels, f and t in 0..3, every fold); "
                        "the mask-fill ablation uses the same two folds"]
     else:  # tiny: for tests
@@ -369,8 +362,3 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
     return Plan(config=cfg, size=size, ablation=ablation, ablation_skipped=skipped,
                 noise_stds=list(noise_stds) if noise_stds is not None else list(PAPER_NOISE),
                 ensemble_k=len(p["seeds"]), results=results, reductions=reductions, **p)
-
-
-def _frames(cfg: Config) -> int:
-    c = cfg.resolved()
-    return 1 + c.data.clip_samples // c.features.hop_length

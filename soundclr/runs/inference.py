@@ -111,3 +111,11 @@ def predict_file(path: str | Path, checkpoint: str | Path, *, top: int = 5, devi
         probs = model(x).logits.float().softmax(-1)[0].cpu()
     values, idx = probs.topk(min(top, len(names)))
     return [(names[i], v) for i, v in zip(idx.tolist(), values.tolist())]
+
+
+def ensemble_accuracy(runs) -> float:
+    """The accuracy (a fraction) of the mean softmax output of ``runs`` (run folders: one fold's models)
+    on their test fold, from each run's saved ``outputs.pt``."""
+    outs = [torch.load(Path(r) / "outputs.pt", weights_only=False) for r in runs]
+    probs = torch.stack([o["probs"] for o in outs]).mean(0)
+    return (probs.argmax(-1) == outs[0]["labels"]).float().mean().item()
