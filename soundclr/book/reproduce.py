@@ -27,7 +27,7 @@ from ..runs.threads import worker_threads
 from ..train.checks import preflight
 from .plan import make_plan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]   # the repository: soundclr/book/reproduce.py
 
 # (output name, notebook source, extra parameters): the training notebook runs once per scheme.
 NOTEBOOKS = [
@@ -45,6 +45,15 @@ NOTEBOOKS = [
 # href="results.ipynb" or href="results.ipynb#table-ii" in an HTML output (a sibling notebook, as Jupyter Lab opens
 # it), with the book's page named in data-book-page where it differs (training.ipynb: training-hybrid.html)
 NOTEBOOK_HREF = re.compile(r'href="([A-Za-z0-9_-]+)\.ipynb(#[^"]*)?"(\s+data-book-page="([A-Za-z0-9_-]+)")?')
+
+# The notebooks' prose is written for Jupyter Lab, whose files are relative to notebooks/: a hand-written page of
+# the book is ../book/<page>.md, a citation a link with the bibliography key in its title,
+# ([McInnes et al., 2018](https://arxiv.org/abs/1802.03426 "cite:mcinnes2018umap")). The book's copy lives in
+# book/generated/<dataset>/: the page is ../../<page>.md (a Markdown link) or ../../<page>.html (raw HTML), the
+# citation the {cite:p} role.
+LAB_PAGE_LINK = re.compile(r"\]\(\.\./book/([A-Za-z0-9_/-]+\.md(?:#[^)\s]*)?)\)")
+LAB_PAGE_HREF = re.compile(r'href="\.\./book/([A-Za-z0-9_/-]+)\.md(#[^"]*)?"')
+LAB_CITATION = re.compile(r'\(\[[^\]]+\]\([^)\s]+\s+"cite:([\w:-]+)"\)\)')
 
 DATASET_TITLES = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic dataset"}
 
@@ -178,9 +187,10 @@ def _failing_cell(path: Path) -> tuple[str, str]:
 
 def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
     """Name the dataset (and scheme) in the page's first heading, so the book's table of
-    contents tells pages apart, and leave the parameters cells out of the page (the notebook's
-    defaults, and papermill's injected values with machine paths): the page states the values
-    it ran in its Settings line."""
+    contents tells pages apart; rewrite the links and citations written for Jupyter Lab for the
+    book (:func:`book_markdown`, :func:`book_html`); and leave the parameters cells out of the page
+    (the notebook's defaults, and papermill's injected values with machine paths): the page states
+    the values it ran in its Settings line."""
 
     label = DATASET_TITLES.get(dataset, dataset)
     for cell in nb.cells:
@@ -192,15 +202,32 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
                 first = f"{first} ({label})"
             cell.source = f"{first}\n{rest}"
             break
-    for cell in nb.cells:     # raw HTML is not Sphinx's to resolve: a link to a notebook becomes its page
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = book_markdown(cell.source)
         for output in cell.get("outputs", []):
             data = output.get("data", {})
+            if isinstance(data.get("text/markdown"), str):
+                data["text/markdown"] = book_markdown(data["text/markdown"])
             if isinstance(data.get("text/html"), str):
-                data["text/html"] = NOTEBOOK_HREF.sub(_book_href, data["text/html"])
+                data["text/html"] = book_html(data["text/html"])
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if ("injected-parameters" in tags or "parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")   # the page states the values it ran in its Settings line
+
+
+def book_markdown(text: str) -> str:
+    """A notebook's Markdown as the book needs it (the notebooks' prose is written for Jupyter Lab):
+    ``](../book/x.md#a)`` becomes ``](../../x.md#a)``, a Lab citation ``([label](url "cite:key"))`` the
+    role ``{cite:p}`key```. Links to sibling notebooks (``results.ipynb#...``) are MyST's to resolve."""
+    return LAB_CITATION.sub(r"{cite:p}`\1`", LAB_PAGE_LINK.sub(r"](../../\1)", text))
+
+
+def book_html(html: str) -> str:
+    """Raw HTML output as the book needs it (raw HTML is not Sphinx's to resolve): a link to a notebook
+    becomes a link to its page, a link to a hand-written page (``../book/x.md``) one to ``../../x.html``."""
+    return LAB_PAGE_HREF.sub(r'href="../../\1.html\2"', NOTEBOOK_HREF.sub(_book_href, html))
 
 
 def _book_href(m: re.Match) -> str:

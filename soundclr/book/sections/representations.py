@@ -1,0 +1,116 @@
+"""The representations page: UMAPs of the representation h and the projection z of one run per scheme,
+their silhouette scores, and the conclusion."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ...config import SCHEME_LABEL, SCHEMES
+from ...files import read_json
+from ...runs.inference import embeddings
+from .. import figures
+from ..conclusions import silhouette_conclusion
+
+SPACES = (("representation", "h"), ("projection", "z"))
+UNTRAINED = ("ce", "projection")     # no loss trains the cross-entropy scheme's projection head
+
+
+def chosen_runs(page) -> list:
+    """One run per scheme: the first test fold and the first seed of the main grid, trained first where missing."""
+    plan = page.plan
+    runs = plan.main_runs()
+    page.train_missing(runs)
+    return [r for r in runs if r.config.run.test_fold == plan.folds[0] and r.config.run.seed == plan.seeds[0]]
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """The cosine silhouette score of ``x (clips, dims)`` under ``labels (clips,)``; NaN where it is not
+    defined (fewer than 2 classes, or as many classes as clips: a cut-down fold with one clip per class)."""
+    from sklearn.metrics import silhouette_score
+    return float(silhouette_score(x, labels, metric="cosine")) if 2 <= len(set(labels)) < len(labels) else math.nan
+
+
+def umap_2d(x: np.ndarray) -> np.ndarray:
+    """A seeded 2-D UMAP ``(clips, 2)`` of ``x (clips, dims)`` (cosine metric; min_dist 0.5 spreads the
+    clips so that no clip hides another)."""
+    import umap
+    return umap.UMAP(n_neighbors=15, min_dist=0.5, metric="cosine", random_state=0).fit_transform(x)
+
+
+def panels(page) -> dict:
+    """Per (scheme, space): ``{"xy": (clips, 2) UMAP, "labels": (clips,), "score": silhouette}``, with
+    ``"names"``: the class names; computed once per page."""
+    def compute():
+        out: dict = {}
+        for run in chosen_runs(page):
+            e = embeddings(run.directory)
+            out["names"] = read_json(run.directory / "summary.json")["class_names"]
+            labels = e["labels"].numpy()
+            for space, _ in SPACES:
+                x = e[space].numpy()
+                out[(run.config.run.scheme, space)] = {"xy": umap_2d(x), "labels": labels,
+                                                       "score": silhouette(x, labels)}
+        return out
+    return page.cached("representations.panels", compute)
+
+
+def scores(page) -> dict:
+    """The silhouette scores ``{(scheme, space): score}``."""
+    return {k: v["score"] for k, v in panels(page).items() if k != "names"}
+
+
+def umap_figure(p: dict):
+    """The UMAP grid from :func:`panels`: rows h and z, a column per scheme, the untrained projection
+    faded; the classes' legend at the right (or under the figure). Returns the figure."""
+    schemes = [s for s in SCHEMES if (s, "representation") in p]
+    fig, axes = plt.subplots(2, len(schemes), figsize=(figures.WIDTH, 5.0), squeeze=False)
+    cmap = figures.class_colors(len(p["names"]))
+    for col, scheme in enumerate(schemes):
+        for row, (space, symbol) in enumerate(SPACES):
+            d, ax = p[(scheme, space)], axes[row, col]
+            untrained = (scheme, space) == UNTRAINED
+            figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=untrained)
+            if untrained:
+                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}, untrained", color="#555555")
+                ax.set_xlabel(f"a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
+            else:
+                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}")
+                ax.set_xlabel(f"silhouette {d['score']:.2f}")
+    figures.class_legend(axes[0, -1], p["names"], cmap)
+    return fig
+
+
+def umaps(page) -> None:
+    """The UMAP grid and its caption."""
+    umap_figure(panels(page))
+    plt.show()
+    plan = page.plan
+    page.show(f"UMAPs of test fold {plan.folds[0]} (seed {plan.seeds[0]}); top: representation $h$, bottom: "
+              "projection $z$. The clips are drawn in a random order and spread apart (UMAP's min_dist 0.5), so that no "
+              "class hides under the classes drawn after it. The grey panel is the cross-entropy scheme's projection: no "
+              "loss trains its head, so it is an untrained random map of $h$, shown for completeness and left out of the "
+              "rankings below.")
+
+
+def silhouette_table(scores: dict) -> pd.DataFrame:
+    """The scores ``{(scheme, space): score}`` as the figure lays them out: rows h and z, a column per
+    scheme, two decimals; the untrained projection marked as not ranked."""
+    sil = pd.Series(scores).unstack(0)
+    sil = sil[[s for s in SCHEMES if s in sil.columns]].loc[[space for space, _ in SPACES]]
+    sil.index = [f"{space} {symbol}" for space, symbol in SPACES]
+    sil.columns = [SCHEME_LABEL[s] for s in sil.columns]
+    sil = figures.tidy(sil)
+    if SCHEME_LABEL["ce"] in sil.columns:
+        sil.loc["projection z", SCHEME_LABEL["ce"]] += " (untrained: not ranked)"
+    return sil
+
+
+def silhouettes(page) -> None:
+    page.show(silhouette_table(scores(page)))
+
+
+def conclusion(page) -> None:
+    page.show(silhouette_conclusion(scores(page)))
