@@ -118,3 +118,60 @@ def test_silhouette_conclusion_leaves_the_untrained_projection_out():
     z = [p for p in text.split("\n\n") if "projection space" in p][0]
     assert "separate best under SupCon, two stages" in z     # not cross-entropy's untrained 0.90
     assert "left out" in z and "untrained" in z
+
+
+# -- the pages' sections (soundclr.book.sections) ----------------------------------------------------
+def test_fig_3_says_which_bars_it_leaves_out_grouped_by_reason():
+    from soundclr.book.sections.ablation import skipped_text
+    text = skipped_text({"imagenet-1ch": "offline", "imagenet-3ch": "offline", "random-3ch": "the budget"})
+    assert text == ("Not shown (offline): *ImageNet, 1 channel, no augmentation*; *ImageNet, 3 channels, no "
+                    "augmentation*. Not shown (the budget): *random init, 3 channels, no augmentation*.")
+    assert skipped_text({}) == ""
+
+
+def test_fig_5_draws_a_line_per_scheme_and_tabulates_mean_and_sd():
+    import matplotlib.pyplot as plt
+
+    from soundclr.book.sections.robustness import noise_figure, noise_table
+    rows = [{"scheme": s, "fold": f, "seed": 0, "noise_std": std, "accuracy": 90 - 1000 * std * (i + 1) + f}
+            for i, s in enumerate(("hybrid", "ce", "supcon")) for f in (1, 2) for std in (0.0, 1e-4, 1e-3)]
+    noise = pd.DataFrame(rows)
+    fig = noise_figure(noise)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0 (clean)", "1e-4", "1e-3"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Cross-entropy", "SupCon, two stages",
+                                                                   "Hybrid (SoundCLR)"]
+    plt.close(fig)
+    t = noise_table(noise)
+    assert list(t.columns) == ["clean", "noise 0.0001", "noise 0.001"]
+    assert list(t.index) == ["Cross-entropy", "SupCon, two stages", "Hybrid (SoundCLR)"]
+    assert t.loc["Hybrid (SoundCLR)", "noise 0.001"] == "90.50 ± 0.71"      # 89 and 90 over the two folds
+
+
+def test_silhouette_table_marks_the_untrained_projection():
+    from soundclr.book.sections.representations import silhouette_table
+    scores = {(s, space): v for s in ("hybrid", "ce", "supcon") for space, v in (("representation", 0.1),
+                                                                                ("projection", 0.2))}
+    t = silhouette_table(scores)
+    assert list(t.index) == ["representation h", "projection z"]
+    assert list(t.columns) == ["Cross-entropy", "SupCon, two stages", "Hybrid (SoundCLR)"]
+    assert t.loc["projection z", "Cross-entropy"] == "0.20 (untrained: not ranked)"
+    assert t.loc["projection z", "Hybrid (SoundCLR)"] == "0.20"
+
+
+def test_convergence_table_per_scheme():
+    from soundclr.book.sections.claims import convergence_table
+    conv = pd.DataFrame([{"scheme": s, "converged": c, "loss_change": lc, "spread": sp}
+                         for s, c, lc, sp in (("hybrid", True, 0.01, 0.004), ("hybrid", False, 0.08, 0.02),
+                                              ("ce", True, 0.02, 0.01))])
+    t = convergence_table(conv)
+    assert list(t.index) == ["Cross-entropy", "Hybrid (SoundCLR)"]
+    assert t.loc["Hybrid (SoundCLR)"].tolist() == [2, 1, "8.0 %", "2.0 points"]
+
+
+def test_training_page_states_each_stage():
+    from soundclr.book.plan import make_plan
+    from soundclr.book.sections.training import schedule_text
+    plan = make_plan("synthetic", "quick", size="tiny", results="/nonexistent")
+    assert schedule_text(plan, "hybrid") == "**Scheme**: Hybrid (SoundCLR), 2 epochs per run."
+    assert schedule_text(plan, "supcon") == "**Scheme**: SupCon, two stages, stage 1 2 epochs, stage 2 1 epochs per run."

@@ -1,14 +1,16 @@
 """Jupyter Lab as a student meets it (issue 17, item 5), driven in headless Chromium by Playwright.
 
-The test lays out a copy of the project in a temporary folder (pyproject.toml, and notebooks/ with every
-notebook; the only edits are the parameters ``size = "tiny"`` and ``device = "cpu"``), links its ``data``
-to the session's synthetic dataset, trains the tiny plan into its ``results`` (about 20 s), and starts
-``jupyter lab`` on it (a free localhost port, a token, a temporary Jupyter config, runtime and IPython
-folder: the user's settings are not touched). The notebooks keep their default ``results = "results"`` and
-``data_root = "data"``, so the kernel, which Lab starts in notebooks/, must find the runs through the
-project root. In Lab it runs all of augmentations.ipynb, moves a slider of the explorer and waits for the
-figure to change, then runs all of claims.ipynb and checks it finishes from the finished runs within a
-minute, trains nothing, and links its evidence to notebooks Lab opens.
+The test lays out a copy of the project in a temporary folder (pyproject.toml, the book's hand-written
+pages in book/, and notebooks/ with every notebook; the only edits are the parameters ``size = "tiny"`` and
+``device = "cpu"``), links its ``data`` to the session's synthetic dataset, trains the tiny plan into its
+``results`` (about 20 s), and starts ``jupyter lab`` on it at the project root, opening notebooks/ (a free
+localhost port, a token, a temporary Jupyter config, runtime and IPython folder: the user's settings are not
+touched), so that the notebooks' links to the book's pages (``../book/tuning.md``) open. The notebooks keep
+their default ``results = "results"`` and ``data_root = "data"``, so the kernel, which Lab starts in
+notebooks/, must find the runs through the project root. In Lab it runs all of augmentations.ipynb, moves a
+slider of the explorer and waits for the figure to change, then runs all of claims.ipynb and checks it
+finishes from the finished runs within a minute, trains nothing, links its evidence to notebooks Lab opens,
+and links the book's pages (its prose's and the library's) to files Lab opens.
 """
 import json
 import os
@@ -47,6 +49,9 @@ def _student_copy(proj: Path, data: Path) -> None:
         cell["source"] = src.splitlines(keepends=True)
         (proj / "notebooks" / path.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (proj / "data").symlink_to(data, target_is_directory=True)
+    (proj / "book").mkdir()
+    for page in (ROOT / "book").glob("*.md"):           # what the notebooks' links to the book open
+        shutil.copy(page, proj / "book" / page.name)
 
 
 def _start_lab(proj: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
@@ -65,7 +70,7 @@ def _start_lab(proj: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
            "IPYTHONDIR": str(home / "ipython"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={proj / 'notebooks'}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={proj}",
            "--ServerApp.allow_root=True", "--LabApp.news_url=", "--ServerApp.log_level=WARN"]
     log = open(home / "lab.log", "w")
     lab = subprocess.Popen(cmd, cwd=proj / "notebooks", env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -156,7 +161,7 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.goto(f"{base}/lab/tree/augmentations.ipynb?token={token}")
+            page.goto(f"{base}/lab/tree/notebooks/augmentations.ipynb?token={token}")
             seconds = _run_all(page, 240)
             print(f"augmentations.ipynb: run all in {seconds:.1f} s")
             assert _problems_on_the_page(page) == []
@@ -180,7 +185,7 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
             print(f"explorer: the figure changed {time.time() - t0:.1f} s after the slider moved")
             assert "draw 7" not in before and _problems_on_the_page(page) == []
 
-            page.goto(f"{base}/lab/tree/claims.ipynb?reset&token={token}")      # only this notebook open
+            page.goto(f"{base}/lab/tree/notebooks/claims.ipynb?reset&token={token}")      # only this notebook open
             seconds = _run_all(page, 120)
             print(f"claims.ipynb: run all in {seconds:.1f} s")
             assert seconds < 60, f"claims.ipynb took {seconds:.0f} s in Lab"
@@ -190,6 +195,11 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
             link = ledger.locator("a", has_text="Results").first
             link.click()                          # Lab opens the notebook the evidence link names
             page.wait_for_selector('.lm-TabBar-tabLabel:text-is("results.ipynb")', timeout=30_000)
+            # the book's pages: linked by the notebook's prose, and by the library's (the Settings line)
+            for text, tab in (("how the quick preset was chosen", "tuning.md"), ("how to read these pages", "results.md")):
+                page.locator('.lm-TabBar-tabLabel:text-is("claims.ipynb")').first.click()
+                page.locator(f"{NB} .jp-RenderedMarkdown a", has_text=text).first.click()
+                page.wait_for_selector(f'.lm-TabBar-tabLabel:text-is("{tab}")', timeout=30_000)
             browser.close()
     finally:
         lab.terminate()

@@ -1,6 +1,7 @@
 """Every setting through papermill and `soundclr reproduce --set` (issue 17, item 2), and the notebooks'
 relative results and data folders taken from the project root wherever the kernel starts (item 5)."""
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -78,13 +79,94 @@ def test_a_notebook_takes_any_setting_through_papermill(tmp_path, synthetic_root
     print(f"papermill run with settings: {time.time() - t0:.0f} s")
 
 
-def test_the_notebooks_take_settings_and_apply_them_in_their_set_up_cell():
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        params = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-        assert "\nsettings = {}" in params, path.name
-        setup = next("".join(c["source"]) for c in cells if "plan = make_plan(" in "".join(c["source"]))
-        assert "**settings)" in setup, path.name
+def _cells(path: Path) -> list[dict]:
+    return [{**c, "source": "".join(c["source"])} for c in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_notebooks_take_settings_and_pass_their_parameters_to_one_set_up_call():
+    """Cell 1: the parameters (settings among them); cell 2: the set-up call, which reads them by name."""
+    for path in NOTEBOOKS:
+        code = [c for c in _cells(path) if c["cell_type"] == "code"]
+        assert "parameters" in code[0]["metadata"].get("tags", []), path.name
+        assert "\nsettings = {}" in code[0]["source"], path.name
+        assert "remove-input" in code[1]["metadata"].get("tags", []), path.name
+        assert code[1]["source"] == (f"from soundclr.book.page import setup\n"
+                                     f"from soundclr.book.sections import {path.stem} as show\n"
+                                     f"page = setup(\"{path.stem}\", globals())"), path.name
+
+
+CALL = re.compile(r"^(show\.\w+\(page\)|page\.\w+\(page\.plan\.\w+\(\)\))$")
+
+
+def test_the_notebooks_hold_no_logic_of_their_own():
+    """Issue 18: after the set-up, a code cell is one or two calls into the library, nothing else."""
+    for path in NOTEBOOKS:
+        code = [c for c in _cells(path) if c["cell_type"] == "code"][2:]
+        assert code, path.name
+        for cell in code:
+            lines = cell["source"].splitlines()
+            assert 1 <= len(lines) <= 2 and all(CALL.match(line) for line in lines), (path.name, cell["source"])
+            assert set(cell["metadata"].get("tags", [])) & {"hide-input", "remove-input"}, (path.name, cell["source"])
+
+
+def test_every_section_a_notebook_calls_exists():
+    import importlib
+    for path in NOTEBOOKS:
+        module = importlib.import_module(f"soundclr.book.sections.{path.stem}")
+        for cell in _cells(path):
+            for name in re.findall(r"^show\.(\w+)\(", cell["source"], flags=re.M) if cell["cell_type"] == "code" else []:
+                assert callable(getattr(module, name, None)), f"{path.name}: soundclr.book.sections.{path.stem}.{name}"
+
+
+def _namespace(**given) -> dict:
+    ns = {"dataset": "synthetic", "preset": "quick", "size": "tiny", "device": "cpu", "results": "results",
+          "data_root": "data", "epochs": None, "folds": None, "seeds": None, "interactive": False, "settings": {}}
+    return {**ns, **given}
+
+
+def test_settings_may_hold_epochs_when_the_parameter_does_not_disagree():
+    from soundclr.book.page import merge_settings
+    from soundclr.config import ConfigError
+    assert merge_settings(_namespace(settings={"epochs": 5})) == ({}, 5)
+    assert merge_settings(_namespace(settings={"epochs": "5", "n_mels": 24}, epochs=5)) == ({"n_mels": 24}, 5)
+    assert merge_settings(_namespace(epochs=3)) == ({}, 3)
+    with pytest.raises(ConfigError, match=r"settings=\{'epochs': 5\} and the parameter epochs = 3 disagree"):
+        merge_settings(_namespace(settings={"epochs": 5}, epochs=3))
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"dataset": "esc50"}, "names the notebook's parameter 'dataset'"),
+    ({"data-root": "/x"}, "names the notebook's parameter 'data_root'"),
+    ({"device": "cuda"}, "names the notebook's parameter 'device'"),
+    ({"seed": 3}, "'seed' is set run by run"),
+    ({"scheme": "ce"}, "the parameter scheme"),
+    ({"bogus": 1}, "unknown setting 'bogus'"),
+])
+def test_settings_that_a_parameter_names_are_errors_naming_both(settings, words):
+    from soundclr.book.page import merge_settings
+    from soundclr.config import ConfigError
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        merge_settings(_namespace(settings=settings))
+
+
+def test_setup_builds_the_plan_from_the_notebooks_parameters(tmp_path, monkeypatch):
+    import IPython.display
+
+    from soundclr.book.page import setup
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(getattr(obj, "data", obj)))
+    page = setup("training", _namespace(results=str(tmp_path / "r"), settings={"epochs": 4, "n_mels": 24},
+                                        scheme="supcon", folds=[2]))
+    assert page.plan.config.optim.epochs == 4 and page.plan.config.features.n_mels == 24 and page.plan.folds == [2]
+    assert page["scheme"] == "supcon" and not page.interactive and page.device == "cpu"
+    assert [r.config.run.scheme for r in page.runs] == ["supcon"] * len(page.runs)
+    assert shown[0].startswith("**Settings**") and "24 mel bands" in shown[0] and "](../book/results.md#" in shown[0]
+    assert shown[-1].startswith("**Runs**: this page reads 2 training runs; 0 finished")
+    with pytest.raises(NameError, match="does not set scheme"):
+        setup("training", _namespace())
 
 
 def test_relative_results_and_data_are_taken_from_the_project_root(tmp_path, monkeypatch):
@@ -126,8 +208,48 @@ def test_the_book_links_the_page_where_lab_links_the_notebook():
 
 
 def test_no_myst_roles_in_the_notebooks_markdown():
-    """Jupyter Lab shows {py:func}`...` raw: the notebooks' prose uses inline code."""
-    import re
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
-            assert not re.search(r"\{py:\w+\}`", "".join(cell["source"])), path.name
+    """Jupyter Lab shows {py:func}`...` or {cite:p}`...` raw: the notebooks' prose uses inline code, and a
+    citation is a link with the key in its title, which the book's copy turns into {cite:p}."""
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            assert not re.search(r"\{[\w-]+(:[\w-]+)?\}`", cell["source"]), path.name
+
+
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _local_links(text: str) -> list[str]:
+    return [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def test_the_notebooks_links_resolve_in_lab_and_in_the_book():
+    """A link in a notebook's prose names a file next to the notebook (Lab resolves it from notebooks/);
+    the book's copy (book/generated/<dataset>/) links the same page."""
+    import nbformat
+
+    from soundclr.book.reproduce import _for_the_book
+    seen = 0
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        links = [t for c in nb.cells if c.cell_type == "markdown" for t in _local_links(c.source)]
+        for target in links:
+            assert (path.parent / target.split("#")[0]).is_file(), f"{path.name}: {target} is dead in Lab"
+        _for_the_book(nb, "synthetic")
+        book = ROOT / "book" / "generated" / "synthetic"
+        for target in [t for c in nb.cells if c.cell_type == "markdown" for t in _local_links(c.source)]:
+            file = target.split("#")[0]
+            assert file.endswith(".ipynb") or (book / file).resolve().is_file(), f"{path.name}: {target} is dead in the book"
+        seen += len(links)
+    assert seen >= 4
+
+
+def test_the_book_gets_book_links_and_citations_where_lab_gets_files():
+    from soundclr.book.page import lab_links
+    from soundclr.book.reproduce import book_html, book_markdown
+    lab = ('UMAPs ([McInnes et al., 2018](https://arxiv.org/abs/1802.03426 "cite:mcinnes2018umap")) of $h$; '
+           '[how](../book/results.md#how-to-read-these-pages), [the tuning page](../book/tuning.md), [c](claims.ipynb#x)')
+    assert book_markdown(lab) == ("UMAPs {cite:p}`mcinnes2018umap` of $h$; [how](../../results.md#how-to-read-these-pages), "
+                                  "[the tuning page](../../tuning.md), [c](claims.ipynb#x)")
+    assert lab_links(book_markdown(lab)) == lab.replace('([McInnes et al., 2018](https://arxiv.org/abs/1802.03426 '
+                                                        '"cite:mcinnes2018umap"))', "{cite:p}`mcinnes2018umap`")
+    assert book_html('<a href="../book/tuning.md#x">t</a>') == '<a href="../../tuning.html#x">t</a>'
