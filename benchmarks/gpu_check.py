@@ -118,15 +118,9 @@ def build(cfg, device: torch.device, *, compiled: str | None = None, seed: int =
 
 
 def train_step(cfg, net, opt, x, labels, bf16: bool, device: torch.device) -> torch.Tensor:
-    """One stage-1 step as ``soundclr.train._train_epoch`` takes it."""
-    from soundclr.train import scheme_loss
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = net(x)
-    loss = scheme_loss(cfg, 1, out, labels)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.detach()
+    """One stage-1 step on ready model inputs: the library's own :func:`soundclr.train.model_step`."""
+    from soundclr.train import model_step
+    return model_step(cfg, net, opt, x, labels, bf16=bf16)[0]
 
 
 def flat_grads(model) -> dict[str, torch.Tensor]:

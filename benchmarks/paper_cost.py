@@ -32,7 +32,7 @@ from soundclr import preset
 from soundclr.audio.pipeline import Pipeline
 from soundclr.book import cost
 from soundclr.model import build_model
-from soundclr.train import make_optimizer, scheme_loss
+from soundclr.train import make_optimizer, train_step
 from soundclr.train.runtime import resolve_device, uses_bf16
 
 
@@ -70,29 +70,21 @@ def measure(dataset: str, device, batch: int, steps: int, warmup: int) -> dict:
         opt = make_optimizer(c, params, 1e-4)
         model.train(scheme not in ("stage2", "evaluate"))
 
+        stage = 2 if scheme == "stage2" else 1
+
         def step():
-            with torch.no_grad():
-                x = pipe(waves, lengths, keys=keys, validate=False).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                if scheme == "evaluate":
-                    with torch.no_grad():
+            if scheme == "evaluate":
+                with torch.no_grad():
+                    x = pipe(waves, lengths, validate=False).contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         model(x)
-                    return
-                if scheme == "stage2":
-                    with torch.no_grad():
-                        h = model.represent(x)
-                    loss = scheme_loss(c, 2, type("O", (), {"logits": model.classifier(h)})(), labels)
-                else:
-                    loss = scheme_loss(c, 1, model(x), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                return
+            train_step(c, model, pipe, opt, waves, lengths, labels, keys, stage=stage, bf16=bf16)
 
         if scheme == "evaluate":
             pipe.eval()
         out[scheme] = batch / timed(step, steps, warmup, device)
         pipe.train()
-        del model, opt
     return out
 
 

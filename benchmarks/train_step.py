@@ -26,47 +26,32 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("SOUNDCLR
 import torch
 
 from soundclr import preset
-from soundclr.audio.pipeline import Pipeline
-from soundclr.losses import cross_entropy_loss, hybrid_loss, supcon_loss
+from soundclr.audio import Pipeline
+from soundclr.config import SCHEMES
 from soundclr.model import build_model
+from soundclr.train import make_optimizer, train_step
+from soundclr.train.runtime import memory_format_for, uses_bf16
 
 
 def make_step(cfg, scheme: str, batch: int, device, stage: int = 1):
-    """A closure running one full training step of ``scheme`` (stage 2: the frozen-encoder step)."""
+    """A closure running one full training step of ``scheme`` (stage 2: the frozen-encoder step): the
+    library's own step, :func:`soundclr.train.train_step`, on a batch of random int16 waves."""
+    cfg = cfg.override(scheme=scheme, lr=1e-4)
     torch.manual_seed(0)
-    model = build_model(cfg, 50).to(device)
-    pipe = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples).to(device).train()
-    bf16 = device.type == "cuda"
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    layout = memory_format_for(device, False)
+    model = build_model(cfg, 50).to(device).to(memory_format=layout)
+    pipe = Pipeline.from_config(cfg).to(device).train()
+    bf16 = uses_bf16(cfg, device)
     params = model.classifier.parameters() if stage == 2 else model.parameters()
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-3)
+    opt = make_optimizer(cfg, params, cfg.optim.lr)
     waves = (torch.randn(batch, cfg.data.clip_samples, device=device) * 3000).clamp(-32767, 32767).to(torch.int16)
     lengths = torch.full((batch,), cfg.data.clip_samples, device=device)
     labels = torch.arange(batch, device=device) % 16
+    keys = torch.arange(batch, device=device)
     model.train(stage == 1)
 
     def one():
-        with torch.no_grad():
-            x = pipe(waves, lengths)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if stage == 2:
-                with torch.no_grad():
-                    h = model.represent(x)
-                loss = cross_entropy_loss(model.classifier(h), labels)
-            else:
-                out = model(x)
-                if scheme == "ce":
-                    loss = cross_entropy_loss(out.logits, labels)
-                elif scheme == "supcon":
-                    loss = supcon_loss(out.projection, labels, 0.05)
-                else:
-                    loss = hybrid_loss(out.projection, out.logits, labels, 0.5, 0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(cfg, model, pipe, opt, waves, lengths, labels, keys, stage=stage, bf16=bf16, memory_format=layout)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -76,7 +61,7 @@ def make_step(cfg, scheme: str, batch: int, device, stage: int = 1):
 def step_times(cfg, batch: int, device, repeats: int) -> dict[str, float]:
     """Median seconds per step of each scheme, measured round-robin so that drift in the
     machine's speed (allocator warm-up, other load) affects every scheme alike."""
-    steps = {s: make_step(cfg, s, batch, device) for s in ("ce", "supcon", "hybrid")}
+    steps = {s: make_step(cfg, s, batch, device) for s in SCHEMES}
     steps["stage2"] = make_step(cfg, "supcon", batch, device, stage=2)
     for one in steps.values():
         one()  # warm-up

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from soundclr import preset  # noqa: E402
+from soundclr.config import PRESETS, SCHEMES, preset  # noqa: E402
 from soundclr.runs.pool import train_in_processes, work  # noqa: E402
 from soundclr.runs.store import (
     Run,
@@ -62,11 +62,13 @@ FINAL_RATE = 0.05                                        # the last epoch runs a
 BUDGET_EPOCHS = 80                                       # what `make book` affords on 2 cores (book epochs, every scheme)
 MOVE = 2.0                                               # points: "converged" when doubling the training moves less
 TUNING_DRAW = 1
-# Everything the quick preset sets that the study does not search; the preset must equal these.
-BASE = dict(dataset="synthetic", synthetic_draw=TUNING_DRAW, data_root=str(ROOT / "data"), sample_rate=8000, n_fft=256,
-            hop_length=256, n_mels=32, channels=1, freq_mask_width=8, time_mask_width=6, backbone="tiny",
-            weights="none", batch_size=32, temperature=0.05, alpha=0.5, contrastive_stretch=1.0,
-            stage2_start="final", stage2_lr=None, checkpoint_seconds=1e9, device="cpu")
+# What the study searches (the quick preset's values of these are its output: a test checks them); every
+# other setting of the quick preset is the study's too, read from the preset itself.
+SEARCHED = {"lr", "freq_masks", "time_masks", "mask_fill", "epochs", "warmup_epochs", "gamma", "stage2_epochs",
+            "stage2_gamma"}
+BASE = {**{k: v for k, v in PRESETS["quick"].items() if k not in SEARCHED},
+        "dataset": "synthetic", "synthetic_draw": TUNING_DRAW, "data_root": str(ROOT / "data"),
+        "checkpoint_seconds": 1e9, "device": "cpu"}
 AUGMENT = {"none": dict(freq_masks=0, time_masks=0),
            "paper-zero": dict(freq_masks=2, time_masks=1, mask_fill="zero"),
            "paper-min": dict(freq_masks=2, time_masks=1, mask_fill="min"),
@@ -77,7 +79,6 @@ AUGMENT_LABEL = {"none": "no masks", "paper-zero": "f = 2, t = 1, filled with 0 
 A_LR, A_EPOCHS = 1e-2, 40
 LRS = (5e-3, 1e-2, 2e-2)
 LENGTHS = (40, 80, 160)                                  # stage C: E, tried in order (2E trained beside each)
-SCHEMES = ("ce", "supcon", "hybrid")
 
 
 def schedule(epochs: int) -> dict:

@@ -1,4 +1,5 @@
-"""The training step, written once: the loop, the tuning study and the benchmarks all call :func:`train_step`.
+"""The training step, written once: the loop and the benchmarks call :func:`train_step` (or its
+model half, :func:`model_step`, where the inputs are made beforehand); the tuning study trains through the loop.
 
 The three schemes differ in one place, :func:`scheme_loss`:
 
@@ -53,19 +54,29 @@ def scheme_loss(cfg: Config, stage: int, out, labels: Tensor) -> Tensor:
 def train_step(cfg: Config, net, pipeline, optimizer: torch.optim.Optimizer, waves: Tensor, lengths: Tensor,
                labels: Tensor, keys: Tensor, *, stage: int = 1, model=None, world: int = 1, bf16: bool = False,
                memory_format: torch.memory_format = torch.channels_last) -> tuple[Tensor, Tensor | None]:
-    """One optimiser step on one batch; returns the loss (a detached scalar tensor) and the logits
-    ``(batch, classes)`` (None in the two-stage scheme's stage 1), both left on the device.
+    """One optimiser step on one batch of waves: the augmentation pipeline, then :func:`model_step`.
 
     ``waves (local batch, samples)`` int16 and ``lengths (local batch,)`` are this process's slice of
     the batch, ``keys (local batch,)`` its augmentation keys, ``labels (batch,)`` the whole batch's
-    (under DDP the outputs of every rank are gathered before the loss). ``net`` is what stage 1 calls
-    (the model, or it wrapped in DDP and/or compiled); ``model`` the bare model (stage 2 reads its
-    encoder and classifier; default ``net``).
+    (under DDP the outputs of every rank are gathered before the loss). Returns what
+    :func:`model_step` returns.
     """
-    model = net if model is None else model
     with torch.no_grad():
         x = pipeline(waves, lengths, keys=keys, validate=False)
-    x = x.contiguous(memory_format=memory_format)
+    return model_step(cfg, net, optimizer, x.contiguous(memory_format=memory_format), labels, stage=stage,
+                      model=model, world=world, bf16=bf16)
+
+
+def model_step(cfg: Config, net, optimizer: torch.optim.Optimizer, x: Tensor, labels: Tensor, *, stage: int = 1,
+               model=None, world: int = 1, bf16: bool = False) -> tuple[Tensor, Tensor | None]:
+    """One optimiser step on model inputs ``x (local batch, channels, mels, frames)``: forward (bf16
+    autocast when ``bf16``), the scheme's loss, backward, update. Returns the loss (a detached scalar
+    tensor) and the logits ``(batch, classes)``, both left on the device.
+
+    ``net`` is what stage 1 calls (the model, or it wrapped in DDP and/or compiled); ``model`` the
+    bare model (stage 2 reads its encoder and classifier; default ``net``).
+    """
+    model = net if model is None else model
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         if stage == 1:
             out = net(x)
