@@ -32,6 +32,7 @@ book: $(STAMP)
 	$(VENV)/bin/soundclr reproduce --dataset $(DATASET) --preset $(PRESET)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) tests/setup_browser.py
 	$(PY) tests/setup_slurm.py
 	SOUNDCLR_REQUIRE_SLURM=1 $(PY) -m pytest
