@@ -12,14 +12,7 @@ import torch
 
 from soundclr.audio.pipeline import Pipeline
 from soundclr.audio.rng import random_bits
-from soundclr.audio.transforms import (
-    FreqTimeMask,
-    LogMel,
-    PadCrop,
-    RandomScale,
-    SilenceTrim,
-    ToChannels,
-)
+from soundclr.audio.transforms import FreqTimeMask, LogMel, PadCrop, RandomScale, SilenceTrim, ToChannels
 from soundclr.config import AugmentConfig, FeatureConfig, preset
 
 SR = 44100

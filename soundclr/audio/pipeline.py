@@ -40,14 +40,7 @@ from ..config import AugmentConfig, Config, FeatureConfig
 from .functional import add_noise, check_waves, padded_float, read_segment
 from .io import to_float
 from .rng import keys_or_global
-from .transforms import (
-    FreqTimeMask,
-    LogMel,
-    PadCrop,
-    RandomScale,
-    SilenceTrim,
-    ToChannels,
-)
+from .transforms import FreqTimeMask, LogMel, PadCrop, RandomScale, SilenceTrim, ToChannels
 
 
 # ---------------------------------------------------------------------------------------
