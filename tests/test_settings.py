@@ -53,7 +53,7 @@ def test_settings_reach_the_training_workers(tmp_path, synthetic_root, monkeypat
     from soundclr.book.plan import make_plan
     from soundclr.book.reproduce import NotebookError, train_plan
     seen = []
-    monkeypatch.setattr(soundclr.book.reproduce, "run_workers", lambda cmd, workers: seen.append(cmd))
+    monkeypatch.setattr(soundclr.book.reproduce, "train_in_processes", lambda cmd, workers, data: seen.append(cmd))
     with pytest.raises(NotebookError, match="did not finish"):      # the stand-in workers train nothing
         train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "r"),
                    data_root=str(synthetic_root), workers=2, settings={"n-mels": "16", "epochs": "3"})

@@ -1,7 +1,7 @@
 """Figures and tables for the book's pages, sized for the text column.
 
-The notebooks compute with the library and draw with these helpers, so every page uses
-the same sizes, fonts, colours, names and number formats: figures at most ``WIDTH``
+The pages' sections (:mod:`soundclr.book.sections`, which the notebooks call) compute with the
+library and draw with these helpers, so every page uses the same sizes, fonts, colours, names and number formats: figures at most ``WIDTH``
 inches wide at ``DPI`` (the book's text column is about 730 CSS pixels), the schemes in
 one order (cross-entropy, two-stage SupCon, hybrid) under their display names, accuracies
 in % with two decimals, and "mean ± sd" with a real "±".
@@ -70,6 +70,7 @@ def spectrogram(ax, image, *, sample_rate: int, hop_length: int, top_db: float =
 
 
 def wave(ax, signal, *, sample_rate: int, title: str | None = None, seconds: float | None = None):
+    """A wave ``signal (samples,)`` against time in seconds, on an x axis ``seconds`` long (default: the signal's)."""
     signal = np.asarray(signal)
     t = np.arange(len(signal)) / sample_rate
     ax.plot(t, signal, lw=0.5, color="#333333")
@@ -105,7 +106,7 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
 
 
 def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
-    """Fig. 4 from the runs ``df`` (``experiment.frame`` rows): per test fold one bar per scheme, the
+    """Fig. 4 from the runs ``df`` (:func:`soundclr.runs.store.frame` rows): per test fold one bar per scheme, the
     mean over seeds, with the sd over seeds as an error bar where a bar has more than one run. The
     legend sits above the axes. The y axis starts at 0; when every bar is high (above 30 %) it is
     broken instead (a short 0-based strip under the zoomed range, with break marks) so that the
@@ -235,9 +236,8 @@ def class_scatter(ax, xy, labels, cmap, *, untrained: bool = False, seed: int = 
 def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
     """One training draw of the pipeline for other settings: sliders for the mask counts and widths,
     the scaling range and white noise (in Jupyter Lab with ipywidgets); without them (the static
-    book), the preset's own settings."""
-
-
+    book), the preset's own settings. ``waves (1, samples)`` and ``lengths (1,)``: the clip, as a
+    :class:`~soundclr.data.bank.WaveBank` batch holds it."""
     cfg = cfg.resolved()
     a = cfg.augment
 

@@ -37,7 +37,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from ..analysis.ledger import ledger
 from ..config import ConfigError
+from ..data.bank import load_bank
+from ..runs.store import frame
 from . import figures
 from .plan import Plan, make_plan
 from .reproduce import PER_RUN, check_settings
@@ -112,14 +115,12 @@ class Page:
     @property
     def bank(self):
         """The dataset at the plan's sample rate (:func:`soundclr.data.bank.load_bank`), decoded once."""
-        from ..data.bank import load_bank
         return self.cached("bank", lambda: load_bank(self.plan.config, progress=False))
 
     @property
     def ledger(self):
         """The claims ledger of the plan's runs (:func:`soundclr.analysis.ledger.ledger`: one row per
         claim), computed on first use (and cached across the pages of a build)."""
-        from ..analysis.ledger import ledger
         return self.cached("ledger", lambda: ledger(self.plan, bank=self.memo.get("bank"), device=self.device))
 
     def ledger_if_finished(self, runs):
@@ -140,7 +141,6 @@ class Page:
     def frame(self, runs):
         """The summaries of ``runs`` (:func:`soundclr.runs.store.frame`: a row per finished run), training
         the missing ones first."""
-        from ..runs.store import frame
         runs = list(runs)
         self.train_missing(runs)
         return frame(runs)
@@ -150,7 +150,7 @@ class Page:
     def show(*objects) -> None:
         """Display each of ``objects``: a string as Markdown (links in the notebooks' form), anything else
         (a table, HTML, audio) as IPython displays it; None is skipped."""
-        from IPython.display import Markdown, display
+        from IPython.display import Markdown, display   # IPython: the book extra's (a notebook's kernel)
         for obj in objects:
             if obj is None or (isinstance(obj, str) and not obj.strip()):
                 continue
@@ -221,7 +221,7 @@ def setup(name: str, namespace: Mapping[str, Any]) -> Page:
 def _inline_figures() -> None:
     """``%matplotlib inline`` where an IPython kernel runs the notebook (nothing elsewhere)."""
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython   # the book extra's: soundclr without it has no notebooks
     except ImportError:
         return
     shell = get_ipython()

@@ -161,6 +161,8 @@ def _run_one(root: Path, out_dir: Path, dataset: str, name: str, source: str, pa
         if tmp.exists():
             os.replace(tmp, failed)
             where, what = _failing_cell(failed)
+            if where == "?":          # no cell failed (the kernel did not start, or died): papermill's own words
+                what = (r.stderr.strip().splitlines() or [what])[-1]
         else:
             where, what = "?", (r.stderr.strip().splitlines() or ["papermill failed"])[-1]
         raise NotebookError(f"notebook {src.name} ({name}) failed in cell {where}: {what}\n"

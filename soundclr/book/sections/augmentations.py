@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle
 
 from ...audio.pipeline import Pipeline
 from .. import figures
+from ..conclusions import page_conclusion
 from ..plan import PAPER_MASKS
 
 FILL_NAMES = {"zero": "0 dB (the paper)", "min": "the floor (silence)", "mean": "the clip's mean"}
@@ -135,7 +136,7 @@ def figure_2(page) -> None:
 
 def listen(page) -> None:
     """Two players: the clip as recorded, and after trimming, scaling and pad/crop (Fig. 2's draw)."""
-    from IPython.display import Audio
+    from IPython.display import Audio   # IPython: the book extra's (a notebook's kernel)
     ex = example(page)
     trace = ex.shown.trace(ex.waves, ex.lengths, keys=torch.tensor([ex.key]))
     page.show(Audio(trace["input"][0, :int(ex.lengths[0])].numpy(), rate=ex.sample_rate),
@@ -181,7 +182,7 @@ def explorer(page) -> None:
 
 def classes(page, most: int = 10) -> None:
     """One clip of each of the first ``most`` classes, each under its name, to listen to."""
-    from IPython.display import Audio
+    from IPython.display import Audio   # IPython: the book extra's (a notebook's kernel)
     bank = page.bank
     if page.dataset == "synthetic":
         page.show("The synthetic classes are generated procedurally by `soundclr.data.synthetic` (see its "
@@ -199,7 +200,6 @@ def classes(page, most: int = 10) -> None:
 
 def conclusion(page) -> None:
     """C4a and C4b, from the ablation's runs (measured on the ablation page)."""
-    from ..conclusions import page_conclusion
     led = page.ledger_if_finished(page.plan.ablation_runs())
     page.show(page_conclusion(led, ["C4a", "C4b"], page.plan,
                               lead="Whether these augmentations help is measured on the [ablation page](ablation.ipynb):"))
