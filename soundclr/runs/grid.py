@@ -56,7 +56,7 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     of this shard's runs that are finished.
 
     With ``leases`` (the default) each run is leased before it is trained
-    (:mod:`soundclr.worker`), so any number of processes, on any number of machines, can
+    (:mod:`soundclr.runs.lease`), so any number of processes, on any number of machines, can
     run the same grid on one shared results folder and each run is trained once; a run
     whose worker died is taken over once its lease is stale (setting
     ``lease_stale_seconds``) and resumes from its checkpoint. Runs that failed before are
@@ -75,12 +75,15 @@ def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: 
     mine = [r for i, r in enumerate(runs) if i % count == index]
     while True:
         pending = [r for r in mine if not r.finished]
-        if not pending or not any(read_lease(r.directory) is not None for r in pending):
-            break                      # done, or what is left failed: nothing to wait for
-        time.sleep(poll_seconds)
+        if not pending:
+            return summaries
+        held = any(read_lease(r.directory) is not None for r in pending)
+        if held:
+            time.sleep(poll_seconds)
         summaries = _run_grid_once(runs, shard=shard, progress=progress, verbose=False, bank=bank, leases=leases,
                                    retry_failed=retry_failed, log=log)
-    return summaries
+        if not held:
+            return summaries           # one pass over runs no one held: what is left failed, nothing to wait for
 
 
 def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, leases, retry_failed, log) -> list[dict]:
