@@ -19,7 +19,7 @@ seconds (default 420; a section that no longer fits is reported as skipped):
 (e) two worker processes sharing the GPU, each training steps at the same time: their aggregate
     clips/s against one process alone;
 (f) the GPU-hours of Table III on ESC-50 and UrbanSound8K at the speed measured in (d), with
-    ``soundclr.cost`` (and its FLOP-based estimate beside them).
+    ``soundclr.book.cost`` (and its FLOP-based estimate beside them).
 
 Each row: the check, what was measured, and pass / FAIL or "number" (a measurement with no
 target). The exit status is 1 when a check fails. The script puts the repository root on

@@ -9,7 +9,7 @@ clips: the augmentation pipeline, a training step of each scheme (pipeline, mode
 backward, optimiser), a stage-2 step (frozen encoder forward, linear classifier), and an
 evaluation (model forward). It prints one table of clips per second and peak memory, then the
 hours of each grid of the paper-size plan (Table III, II, I, Fig. 3, the whole book) at the
-measured rates, with the FLOP-based estimate beside them (``soundclr.cost``): a table to
+measured rates, with the FLOP-based estimate beside them (``soundclr.book.cost``): a table to
 paste into an issue. Medians of ``--steps`` timed steps after ``--warmup`` untimed ones.
 """
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> int:
                  tables["esc10"][0].loc[key, "hours"], tables["us8k"][0].loc[key, "hours"], tables["us8k"][1].loc[key, "hours"]]
         print(f"| {label} | " + " | ".join(f"{c:,.1f}" for c in cells) + " |")
     print(f"\nmeasured: at the mean training rate of the three schemes; estimate: the model's FLOPs at "
-          f"{args.tflops:g} TFLOP/s sustained (soundclr.cost). Runs: "
+          f"{args.tflops:g} TFLOP/s sustained (soundclr.book.cost). Runs: "
           + ", ".join(f"{d} {int(tables[d][0].loc['the whole book', 'runs'])}" for d in tables) + " for the whole book.")
     return 0
 

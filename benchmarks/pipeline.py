@@ -2,7 +2,7 @@
 
 Prints, on one device and in one run:
 
-1. clips/s of ``soundclr.augment.Pipeline`` in training mode with the paper's settings
+1. clips/s of ``soundclr.audio.Pipeline`` in training mode with the paper's settings
    (44.1 kHz, 220500-sample clips, 1024/512 Hamming STFT, 128 mels, masks, 3 channels)
    at each batch size;
 2. clips/s of a per-clip implementation of the same steps the way the released code does

@@ -30,7 +30,7 @@ has been seen by the choice of settings. Within the draw:
   baseline, models with supervised contrastive loss, and the hybrid loss"): each scheme at E and
   at 2E book epochs; the shortest E at which every scheme has converged (its mean final
   validation accuracy moves by less than MOVE points when its training doubles, and every run
-  passes ``soundclr.claims.convergence``). The two-stage scheme's stage 2 is as long as stage 1.
+  passes ``soundclr.analysis.convergence.convergence``). The two-stage scheme's stage 2 is as long as stage 1.
 """
 from __future__ import annotations
 

@@ -443,7 +443,7 @@ def test_real_book():
 
 
 def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
-    """_ledger_problems on a ledger table made by soundclr.claims: clean, then with each piece removed."""
+    """_ledger_problems on a ledger table made by soundclr.analysis.evidence: clean, then with each piece removed."""
     import pandas as pd
 
     from soundclr.analysis import evidence

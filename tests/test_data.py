@@ -187,7 +187,7 @@ def test_us8k_folds_paths_stereo_and_mixed_rates(tmp_path):
 
 
 def fake_generator(monkeypatch, make=None) -> list:
-    """Stand in for soundclr.synthetic (written separately): record calls, optionally make the folder."""
+    """Stand in for soundclr.data.synthetic.ensure_synthetic: record calls, optionally make the folder."""
     calls = []
 
     def ensure_synthetic(folder, seed=0):

@@ -1,4 +1,4 @@
-"""soundclr.download against small archives served from 127.0.0.1 (never the internet).
+"""soundclr.data.fetch against small archives served from 127.0.0.1 (never the internet).
 
 The archives are built here in the layout of the real ones (ESC-50's GitHub
 zip, UrbanSound8K's tar.gz) with a handful of short WAVs; the Sources are the

@@ -72,7 +72,7 @@ def test_pyproject_declares_mit_as_an_spdx_expression():
 def test_python_minimum_is_the_same_in_pyproject_and_the_makefile_and_has_extraction_filters():
     from packaging.specifiers import SpecifierSet
     required = SpecifierSet(pyproject()["project"]["requires-python"])
-    assert "3.11.3" not in required     # tarfile's extraction filters (soundclr.download) came in 3.11.4
+    assert "3.11.3" not in required     # tarfile's extraction filters (soundclr.data.unpack) came in 3.11.4
     makefile = (ROOT / "Makefile").read_text()
     (check,) = re.findall(r"sys\.version_info >= \((\d+), (\d+)(?:, (\d+))?\)", makefile)
     minimum = ".".join(n for n in check if n)

@@ -1,4 +1,4 @@
-"""soundclr.stats against scipy, hand computations and a simulation: the fold-level paired interval,
+"""soundclr.analysis.stats against scipy, hand computations and a simulation: the fold-level paired interval,
 the Nadeau-Bengio correction, power and the detectable effect, Holm's adjustment, verdicts."""
 import math
 

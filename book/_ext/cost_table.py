@@ -6,7 +6,7 @@
 
 renders, for ESC-50, ESC-10 and UrbanSound8K, the device-hours of each grid of the paper-size
 plan (Table III, II, I, Fig. 3, the mask-fill ablation, the whole book), computed by
-:mod:`soundclr.cost` from the model's FLOP count and the assumed sustained rate, so the
+:mod:`soundclr.book.cost` from the model's FLOP count and the assumed sustained rate, so the
 numbers on the page come from the code (and change with it), not from a hand.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class CostTable(SphinxDirective):
             f"An estimate, not a measurement: ResNet-50 on a 5-s ESC-50 clip (3 x 128 x 431) costs "
             f"{f['forward'] / 1e9:.1f} GFLOP forward (counted by torch's FlopCounterMode), so about "
             f"{f['train'] / 1e9:.0f} GFLOP per training clip (forward and backward), and a GPU is assumed to "
-            f"sustain {tflops} TFLOP/s on it (soundclr.cost.estimate)."))
+            f"sustain {tflops} TFLOP/s on it (soundclr.book.cost.estimate)."))
         return [table, note]
 
 

@@ -47,12 +47,12 @@ from .stats import holm
 
 def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.DataFrame:
     """The claims C1-C11 (with sub-claims) of the paper, tested on ``plan``'s runs: one row per
-    claim (columns: see the module docstring and :class:`soundclr.stats.FoldInterval`). Runs that
+    claim (columns: see the module docstring and :class:`soundclr.analysis.stats.FoldInterval`). Runs that
     are not finished count as missing.
 
     Every page of a build shows the same ledger, so it is computed once: with ``cache``, it is kept in
     ``<results>/<dataset>/.ledger/`` under a key made of every run's summary (its path and time), the
-    device, and the code of this module and :mod:`soundclr.stats`; a finished run more, or a change of
+    device, and the code of this module and :mod:`soundclr.analysis.stats`; a finished run more, or a change of
     code, computes it again."""
 
     path = _ledger_cache(plan, device) if cache else None

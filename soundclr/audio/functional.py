@@ -21,25 +21,25 @@ FROM_INT16 = 1.0 / INT16_SCALE   # 2 ** -15: int16 to full scale by one multipli
 
 def check_waves(waves: Tensor, lengths: Tensor | None, where: str, validate: bool = True) -> tuple[Tensor, Tensor]:
     if waves.dim() != 2:
-        raise ValueError(f"soundclr.augment.{where}: waves must be (batch, samples), found shape {tuple(waves.shape)}; "
+        raise ValueError(f"soundclr.audio.{where}: waves must be (batch, samples), found shape {tuple(waves.shape)}; "
                          "add a batch dimension with waves[None] for a single clip")
     if waves.is_floating_point() and waves.dtype != torch.float32:
         waves = waves.to(torch.float32)
     elif not waves.is_floating_point() and waves.dtype != torch.int16:
-        raise ValueError(f"soundclr.augment.{where}: waves must be int16 or float, found {waves.dtype}")
+        raise ValueError(f"soundclr.audio.{where}: waves must be int16 or float, found {waves.dtype}")
     if waves.shape[1] == 0:  # keeps every gather in range; the clip is silent
         waves = waves.new_zeros(waves.shape[0], 1)
         lengths = torch.zeros(waves.shape[0], dtype=torch.int64, device=waves.device)
     if lengths is None:
         lengths = torch.full((waves.shape[0],), waves.shape[1], dtype=torch.int64, device=waves.device)
     if lengths.shape != (waves.shape[0],):
-        raise ValueError(f"soundclr.augment.{where}: lengths must be (batch,) = ({waves.shape[0]},), "
+        raise ValueError(f"soundclr.audio.{where}: lengths must be (batch,) = ({waves.shape[0]},), "
                          f"found {tuple(lengths.shape)}")
     lengths = lengths.to(device=waves.device, dtype=torch.int64)
     # The range check reads a value on the host, so it is skipped for trusted input (a WaveBank's,
     # in the training loop) and on accelerators, where we clamp instead so that no batch waits for a sync.
     if validate and lengths.device.type == "cpu" and bool(((lengths < 0) | (lengths > waves.shape[1])).any()):
-        raise ValueError(f"soundclr.augment.{where}: lengths must lie in [0, {waves.shape[1]}] (the samples "
+        raise ValueError(f"soundclr.audio.{where}: lengths must lie in [0, {waves.shape[1]}] (the samples "
                          f"dimension of waves), found {lengths.tolist()}")
     return waves, lengths.clamp(0, waves.shape[1])
 

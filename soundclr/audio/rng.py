@@ -70,6 +70,6 @@ def keys_or_global(keys: Tensor | None, batch: int, device: torch.device) -> Ten
     if keys is None:
         keys = torch.randint(-(2 ** 63), 2 ** 63 - 1, (batch,), dtype=torch.int64)
     if keys.shape != (batch,):
-        raise ValueError(f"soundclr.augment: keys must have shape (batch,) = ({batch},), found {tuple(keys.shape)}; "
+        raise ValueError(f"soundclr.audio: keys must have shape (batch,) = ({batch},), found {tuple(keys.shape)}; "
                          "pass one int64 key per clip or None")
     return keys.to(device=device, dtype=torch.int64)

@@ -130,7 +130,7 @@ def _open_cache(cache_dir: Path, key: str, fingerprint: str, sample_rate: int,
 def _tidy(cache_dir: Path, stem: str, keep: str) -> None:
     """Remove what is left of older caches of the same dataset and rate, and temporaries abandoned by a crash.
 
-    Temporaries are named by :mod:`soundclr.store` (``.<name>.<8 hex>.tmp``);
+    Temporaries are named by :mod:`soundclr.files` (``.<name>.<8 hex>.tmp``);
     one less than a day old may belong to a process still decoding, so it stays.
     """
     for path in cache_dir.iterdir():

@@ -59,6 +59,8 @@ def _rows(clips_per_class_per_fold: int, folds: int) -> list[dict]:
 
 
 def _marker(seed: int, clips_per_class_per_fold: int, folds: int) -> dict:
+    # "soundclr.synthetic": the name this generator had when the marker format was fixed; kept, so folders made
+    # before the package layout stay recognised (a new name would regenerate every synthetic folder)
     return dict(generator="soundclr.synthetic", version=VERSION, seed=seed,
                 clips_per_class_per_fold=clips_per_class_per_fold, folds=folds,
                 sample_rate=SAMPLE_RATE, clip_seconds=CLIP_SECONDS, classes=CLASSES)

@@ -5,7 +5,7 @@
 
 writes an sbatch script (which a user can read and edit) into the results folder and,
 with ``--submit``, submits it. Every array task runs the same ``soundclr train`` command
-on the same grid and the same results folder; the run leases of :mod:`soundclr.worker`
+on the same grid and the same results folder; the run leases of :mod:`soundclr.runs.lease`
 hand each run to exactly one task, so the number of tasks is only a degree of
 parallelism (no shard arithmetic). The script is requeue-friendly: ``--requeue`` lets
 SLURM restart a pre-empted task, SLURM's SIGTERM before the time limit or a pre-emption

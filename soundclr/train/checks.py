@@ -72,7 +72,7 @@ _CHECKED: dict = {}
 def _check_dataset(cfg: Config) -> None:
     d, r = cfg.data, cfg.run
     if d.dataset == "synthetic":
-        return                                    # generated on first use (soundclr.synthetic)
+        return                                    # generated on first use (soundclr.data.synthetic)
     folder = dataset_folder(cfg)
     key = ("data", d.dataset, str(folder.resolve()))
     meta = _CHECKED.get(key)
