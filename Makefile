@@ -45,9 +45,10 @@ check-book: $(STAMP)
 	$(PY) tests/setup_browser.py
 	SOUNDCLR_REQUIRE_BOOK=1 $(PY) -m pytest -m book
 
-# Jupyter Lab on the notebooks, from the project's environment (kernel "python3" = .venv).
+# Jupyter Lab on the notebooks, from the project's environment (kernel "python3" = .venv). Lab's root is the project,
+# so the notebooks' links to the book's pages (../book/*.md) open; it starts in notebooks/.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py

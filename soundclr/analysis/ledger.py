@@ -29,7 +29,8 @@ import pandas as pd
 
 from ..config import SCHEMES
 from ..files import atomic_write_bytes
-from . import stats
+from ..runs import inference
+from . import claims, convergence, evidence, stats
 from .claims import CLAIM_IDS, LITERATURE_CLAIM
 from .convergence import run_table
 from .evidence import (
@@ -52,7 +53,7 @@ def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.D
 
     Every page of a build shows the same ledger, so it is computed once: with ``cache``, it is kept in
     ``<results>/<dataset>/.ledger/`` under a key made of every run's summary (its path and time), the
-    device, and the code of this module and :mod:`soundclr.analysis.stats`; a finished run more, or a change of
+    device, and the code of :mod:`soundclr.analysis` (and of the noise evaluation); a finished run more, or a change of
     code, computes it again."""
 
     path = _ledger_cache(plan, device) if cache else None
@@ -74,7 +75,7 @@ def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.D
 def _ledger_cache(plan, device: str):
 
     h = hashlib.sha256()
-    for module in (inspect.getmodule(_ledger_cache), stats):
+    for module in (claims, convergence, evidence, inspect.getmodule(_ledger_cache), stats, inference):
         h.update(inspect.getsource(module).encode())
     h.update(device.encode())
     for run in [*plan.main_runs(), *plan.alpha_runs(), *plan.ablation_runs(), *plan.masking_runs(), *plan.fill_runs()]:

@@ -88,13 +88,13 @@ def reductions_text(plan) -> str:
                      "pretrained on ImageNet), so claims about transfer learning cannot be tested here.")
     if c.optim.epochs < 800:
         lines.append(f"- {c.optim.epochs} epochs instead of 800 for every scheme, with the schedule scaled to fit "
-                     "([the tuning page](../../tuning.md) shows how they were chosen).")
+                     "([the tuning page](../book/tuning.md) shows how they were chosen).")
     a = c.augment
     if (a.freq_masks, a.time_masks) != (2, 1):
         what = "no spectrogram masks" if (a.freq_masks, a.time_masks) == (0, 0) else \
             f"{a.freq_masks} frequency and {a.time_masks} time masks"
         lines.append(f"- The main grid trains with {what} (the paper: f = 2, t = 1), chosen on the tuning draw, "
-                     "where the paper's masks cost accuracy ([the tuning page](../../tuning.md)); every scheme trains with "
+                     "where the paper's masks cost accuracy ([the tuning page](../book/tuning.md)); every scheme trains with "
                      "the same augmentation. [The ablation page](ablation.ipynb) tests the paper's masks.")
     lines.append("- Every other setting that differs from the paper is listed under the Settings line at the top of this "
                  "page (*Every setting of this page*).")
@@ -177,7 +177,7 @@ def scope_text(plan) -> str:
     how to test the rest."""
     c = plan.config.resolved()
     runs = plan.all_runs()
-    title = DATASET_TITLE[c.data.dataset]
+    title = "the synthetic set" if c.data.dataset == "synthetic" else DATASET_TITLE[c.data.dataset]
     net = ("ResNet-50 pretrained on ImageNet" if (c.model.backbone, c.model.weights) == ("resnet50", "imagenet")
            else f"the `{c.model.backbone}` network ({'ImageNet weights' if c.model.weights == 'imagenet' else 'random initialisation'})")
     text = (f"**What this build ran**: {len(runs)} training runs on {title} ({c.n_folds} folds, "
@@ -188,7 +188,7 @@ def scope_text(plan) -> str:
                  "with statistics that say how large an effect this size can see. **What it cannot test**: any claim "
                  "about ESC-50, ESC-10 or UrbanSound8K, or about ResNet-50 and ImageNet transfer; a verdict here is "
                  "about the toy, not the paper. **To test the paper itself**: `soundclr reproduce --dataset esc50 "
-                 "--preset paper --device cuda` on a GPU; the [Reproducing](../../reproduce.md) page gives its cost, and the "
+                 "--preset paper --device cuda` on a GPU; the [Reproducing](../book/reproduce.md) page gives its cost, and the "
                  "table at the end of this page how many seeds a decisive test needs.")
     return text
 

@@ -26,13 +26,12 @@ training the missing runs with progress bars only where ``interactive``, frames 
 
 Links. A notebook's prose is written for Jupyter Lab: a book page is linked relative to ``notebooks/``
 (``../book/tuning.md``), a sibling notebook by its file (``claims.ipynb#...``).
+The library's prose (the Settings line, the conclusions) is written the same way.
 :func:`soundclr.book.reproduce._for_the_book` rewrites both for the built book, where the executed
-notebooks live in ``book/generated/<dataset>/``; :func:`lab_links` brings the library's prose, written
-for the book (``../../tuning.md``), to the notebook's form before it is shown.
+notebooks live in ``book/generated/<dataset>/``.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -60,17 +59,6 @@ PAGE_RUNS: dict[str, Callable[[Plan, dict], list]] = {
     "robustness": lambda plan, p: plan.main_runs(),
     "training": lambda plan, p: plan.main_runs([p["scheme"]]),
 }
-
-# A book page linked from the library's prose as the book sees it (../../tuning.md from
-# book/generated/<dataset>/): the notebook's form is ../book/tuning.md (from notebooks/).
-BOOK_LINK = re.compile(r"\]\(\.\./\.\./([A-Za-z0-9_-]+\.md(?:#[^)\s]*)?)\)")
-
-
-def lab_links(markdown: str) -> str:
-    """``markdown`` with links to the book's hand-written pages in the notebooks' form: ``](../../x.md#a)``
-    (the book's, from ``book/generated/<dataset>/``) becomes ``](../book/x.md#a)`` (from ``notebooks/``)."""
-    return BOOK_LINK.sub(r"](../book/\1)", markdown)
-
 
 @dataclass
 class Page:
@@ -150,11 +138,11 @@ class Page:
     def show(*objects) -> None:
         """Display each of ``objects``: a string as Markdown (links in the notebooks' form), anything else
         (a table, HTML, audio) as IPython displays it; None is skipped."""
-        from IPython.display import Markdown, display   # IPython: the book extra's (a notebook's kernel)
+        from IPython.display import Markdown, display  # IPython: the book extra's (a notebook's kernel)
         for obj in objects:
             if obj is None or (isinstance(obj, str) and not obj.strip()):
                 continue
-            display(Markdown(lab_links(obj)) if isinstance(obj, str) else obj)
+            display(Markdown(obj) if isinstance(obj, str) else obj)
 
 
 def read_parameters(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,7 +209,7 @@ def setup(name: str, namespace: Mapping[str, Any]) -> Page:
 def _inline_figures() -> None:
     """``%matplotlib inline`` where an IPython kernel runs the notebook (nothing elsewhere)."""
     try:
-        from IPython import get_ipython   # the book extra's: soundclr without it has no notebooks
+        from IPython import get_ipython  # the book extra's: soundclr without it has no notebooks
     except ImportError:
         return
     shell = get_ipython()

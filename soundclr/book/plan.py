@@ -165,7 +165,7 @@ class Plan:
                     if c.optim.contrastive_stretch != 1 else "")
                  + f", test folds {_span(self.folds)}, seeds {_span(self.seeds)}. What this preset leaves out: "
                  "[the Claims page](claims.ipynb#what-this-build-leaves-out); "
-                 "[how to read these pages](../../results.md#how-to-read-these-pages).")
+                 "[how to read these pages](../book/results.md#how-to-read-these-pages).")
         changed = [f"<li><code>{k}</code> {_fmt(v)} (paper: {_fmt(paper.get(k))})</li>" for k, v in _flat(c).items()
                    if k not in NOT_A_CHANGE and v != paper.get(k)]
         every = (f"{c.features.channels} channel{'s' if c.features.channels > 1 else ''}, {c.data.sample_rate / 1000:g} kHz, "

@@ -136,7 +136,7 @@ def figure_2(page) -> None:
 
 def listen(page) -> None:
     """Two players: the clip as recorded, and after trimming, scaling and pad/crop (Fig. 2's draw)."""
-    from IPython.display import Audio   # IPython: the book extra's (a notebook's kernel)
+    from IPython.display import Audio  # IPython: the book extra's (a notebook's kernel)
     ex = example(page)
     trace = ex.shown.trace(ex.waves, ex.lengths, keys=torch.tensor([ex.key]))
     page.show(Audio(trace["input"][0, :int(ex.lengths[0])].numpy(), rate=ex.sample_rate),
@@ -182,7 +182,7 @@ def explorer(page) -> None:
 
 def classes(page, most: int = 10) -> None:
     """One clip of each of the first ``most`` classes, each under its name, to listen to."""
-    from IPython.display import Audio   # IPython: the book extra's (a notebook's kernel)
+    from IPython.display import Audio  # IPython: the book extra's (a notebook's kernel)
     bank = page.bank
     if page.dataset == "synthetic":
         page.show("The synthetic classes are generated procedurally by `soundclr.data.synthetic` (see its "

@@ -23,7 +23,7 @@ def scope(page) -> None:
 def ledger(page) -> None:
     """The ledger (one row per claim, as HTML), after training any run of the plan the store lacks
     (normally none: ``soundclr reproduce`` trained them)."""
-    from IPython.display import HTML   # IPython: the book extra's (a notebook's kernel)
+    from IPython.display import HTML  # IPython: the book extra's (a notebook's kernel)
     page.train_missing(page.plan.all_runs())
     page.show(HTML(prose.ledger_html(page.ledger, page.dataset)))
 

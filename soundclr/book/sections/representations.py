@@ -29,14 +29,14 @@ def chosen_runs(page) -> list:
 def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     """The cosine silhouette score of ``x (clips, dims)`` under ``labels (clips,)``; NaN where it is not
     defined (fewer than 2 classes, or as many classes as clips: a cut-down fold with one clip per class)."""
-    from sklearn.metrics import silhouette_score   # the book extra's, and slow to import
+    from sklearn.metrics import silhouette_score  # the book extra's, and slow to import
     return float(silhouette_score(x, labels, metric="cosine")) if 2 <= len(set(labels)) < len(labels) else math.nan
 
 
 def umap_2d(x: np.ndarray) -> np.ndarray:
     """A seeded 2-D UMAP ``(clips, 2)`` of ``x (clips, dims)`` (cosine metric; min_dist 0.5 spreads the
     clips so that no clip hides another)."""
-    import umap   # the book extra's, and slow to import (numba)
+    import umap  # the book extra's, and slow to import (numba)
     return umap.UMAP(n_neighbors=15, min_dist=0.5, metric="cosine", random_state=0).fit_transform(x)
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ...analysis import tables
-from ...config import SCHEME_LABEL, SCHEMES
+from ...config import PAPER_DATASETS, SCHEME_LABEL, SCHEMES
 from .. import figures
 from ..conclusions import page_conclusion
-
-PAPER_DATASETS = ("esc50", "esc10", "us8k")
 
 
 def main(page):
