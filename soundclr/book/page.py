@@ -4,8 +4,8 @@ A notebook of the book holds three kinds of cell, and nothing else:
 
 1. **the parameters** (tagged ``parameters``, which papermill overrides): ``dataset``, ``preset``, ``size``,
    ``device``, ``results``, ``data_root``, ``epochs``, ``folds``, ``seeds``, ``interactive``, ``settings``,
-   and the page's own (``alphas`` on the results page, ``noise_stds`` on robustness, ``scheme`` on
-   training), each with its default and a comment;
+   and the page's own (``alphas`` in ``results``, ``noise_stds`` in ``robustness``, ``scheme`` in
+   ``training``), each with its default and a comment;
 2. **the set-up** (tagged ``remove-input``), the imports and this call::
 
        from soundclr.book.page import setup

@@ -1,4 +1,4 @@
-"""The ablation page: Fig. 3 (transfer learning, channels, augmentation), Table I (the masking grid),
+"""The ``ablation`` notebook: Fig. 3 (transfer learning, channels, augmentation), Table I (the masking grid),
 the mask fills, and the page's conclusion."""
 from __future__ import annotations
 

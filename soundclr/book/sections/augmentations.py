@@ -1,4 +1,4 @@
-"""The augmentations page: one clip through the pipeline (Fig. 2), eight training draws, the mask
+"""The ``augmentations`` notebook: one clip through the pipeline (Fig. 2), eight training draws, the mask
 fills, the explorer, and what the classes sound like.
 
 The page's clip, draw and pipelines are chosen once per page (:func:`example`) and shared by the
@@ -199,7 +199,7 @@ def classes(page, most: int = 10) -> None:
 
 
 def conclusion(page) -> None:
-    """C4a and C4b, from the ablation's runs (measured on the ablation page)."""
+    """C4a and C4b, from the ablation's runs (measured by the ``ablation`` notebook)."""
     led = page.ledger_if_finished(page.plan.ablation_runs())
     page.show(page_conclusion(led, ["C4a", "C4b"], page.plan,
                               lead="Whether these augmentations help is measured on the [ablation page](ablation.ipynb):"))

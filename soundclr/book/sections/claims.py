@@ -1,4 +1,4 @@
-"""The claims page: the scope, the ledger, the summary, fairness, the paper's protocol, sensitivity to
+"""The ``claims`` notebook: the scope, the ledger, the summary, fairness, the paper's protocol, sensitivity to
 unconverged runs, convergence, the cost of a decisive test, and what the build leaves out."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The representations page: UMAPs of the representation h and the projection z of one run per scheme,
+"""The ``representations`` notebook: UMAPs of the representation h and the projection z of one run per scheme,
 their silhouette scores, and the conclusion."""
 from __future__ import annotations
 

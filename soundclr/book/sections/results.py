@@ -1,4 +1,4 @@
-"""The results page: Tables II, III and IV, Fig. 4, the confusion matrices, and the conclusion."""
+"""The ``results`` notebook: Tables II, III and IV, Fig. 4, the confusion matrices, and the conclusion."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""The robustness page: Fig. 5 (accuracy under white noise per scheme) with its table, and the conclusion."""
+"""The ``robustness`` notebook: Fig. 5 (accuracy under white noise per scheme) with its table, and the conclusion."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

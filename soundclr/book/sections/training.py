@@ -1,4 +1,4 @@
-"""The training page (one per scheme): the schedule, the learning curves, the accuracy per fold,
+"""The ``training`` notebook (one page per scheme): the schedule, the learning curves, the accuracy per fold,
 convergence, and the conclusion."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ...runs.store import load_metrics
 from .. import figures
 from ..conclusions import convergence_summary, page_conclusion
 
-# The claims each training page concludes on.
+# The claims each scheme's training notebook concludes on.
 CLAIMS = {"ce": ["C1", "C8c"], "supcon": ["C2", "C6a", "C8a", "C8b"], "hybrid": ["C1", "C2", "C8a", "C8b", "C8c"]}
 
 
