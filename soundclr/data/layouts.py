@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import DATASET_TITLE
+
 
 class DatasetError(ValueError):
     """Bad or missing dataset input; the message names the file and what to do."""
@@ -35,16 +37,16 @@ class _Layout:
     holds: str                 # what the folder holds, for error messages
 
 
-_ESC = _Layout("ESC-50", "esc50", "meta/esc50.csv", ("filename", "fold", "target", "category"),
+_ESC = _Layout(DATASET_TITLE["esc50"], "esc50", "meta/esc50.csv", ("filename", "fold", "target", "category"),
                "meta/esc50.csv and audio/")
 
 
 LAYOUTS = {
     "esc50": _ESC,
     "esc10": _ESC,
-    "us8k": _Layout("UrbanSound8K", "us8k", "metadata/UrbanSound8K.csv",
+    "us8k": _Layout(DATASET_TITLE["us8k"], "us8k", "metadata/UrbanSound8K.csv",
                     ("slice_file_name", "fold", "classID", "class"), "metadata/UrbanSound8K.csv and audio/fold1..10/"),
-    "synthetic": replace(_ESC, title="synthetic", folder="synthetic"),
+    "synthetic": replace(_ESC, title=DATASET_TITLE["synthetic"], folder="synthetic"),
 }
 
 
