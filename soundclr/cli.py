@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -54,7 +53,7 @@ from .runs.slurm import sbatch_script, submit, write_script
 from .runs.status import format_status, status
 from .runs.threads import fit_threads
 from .train.checks import preflight
-from .train.runtime import Terminated, raise_terminated
+from .train.runtime import Terminated, sigterm_raises
 
 # The library's own error classes, reported in one line (by name: importing their modules is slow).
 RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookError", "CorruptFileError", "SlurmError")
@@ -197,14 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, raise_terminated)
     interface = os.environ.get("SOUNDCLR_INTERFACE")
     if args.command in FLAG_COMMANDS:
         os.environ["SOUNDCLR_INTERFACE"] = "cli"     # a bad clip says --on-bad-file skip, not on_bad_file="skip"
     try:
-        return _dispatch(args)
+        with sigterm_raises():
+            return _dispatch(args)
     except ConfigError as err:  # an invalid setting on the command line: a usage error
         print(f"soundclr: error: {err}", file=sys.stderr)
         return 2
@@ -224,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     finally:
-        if previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if interface is None:
             os.environ.pop("SOUNDCLR_INTERFACE", None)
         else:

@@ -10,17 +10,16 @@ released and the run resumes from its checkpoint in the next worker.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 
 from ..config import Config
 from ..data.bank import load_bank
-from ..train.runtime import raise_terminated
+from ..train.runtime import sigterm_raises
 from .grid import run_grid
 from .store import Run
-from .threads import fit_threads, register, worker_threads
+from .threads import fit_threads, register, unregister, worker_threads
 
 
 def log_line(line: str) -> None:
@@ -32,12 +31,14 @@ def work(runs: list[Run], *, shard: tuple[int, int] = (0, 1), retry_failed: bool
          progress: bool = False, log=log_line) -> list[dict]:
     """The body of every training worker: registered as a worker of this host for its life, its threads
     fitted to the machine, it trains every run of ``runs`` it can lease; returns the summaries of the
-    runs it saw finished. SIGTERM is raised as :class:`~soundclr.train.runtime.Terminated`."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, raise_terminated)
-    register()
-    fit_threads()
-    return run_grid(runs, shard=shard, verbose=verbose, progress=progress, retry_failed=retry_failed, log=log)
+    runs it saw finished. SIGTERM is raised as :class:`~soundclr.train.runtime.Terminated` meanwhile."""
+    with sigterm_raises():
+        register()
+        try:
+            fit_threads()
+            return run_grid(runs, shard=shard, verbose=verbose, progress=progress, retry_failed=retry_failed, log=log)
+        finally:
+            unregister()
 
 
 def train_in_processes(cmd: list[str], workers: int, data: Config, *, progress: bool = True) -> None:

@@ -9,6 +9,9 @@ statistics, which are per rank unless SyncBatchNorm is available on the device).
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -88,3 +91,19 @@ class Terminated(KeyboardInterrupt):
 
 def raise_terminated(signum, frame):
     raise Terminated()
+
+
+@contextmanager
+def sigterm_raises():
+    """Within the block, SIGTERM raises :class:`Terminated` (so a worker releases its lease and a run
+    resumes later), when this is the main thread and no one else handles SIGTERM; the previous handler
+    is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
