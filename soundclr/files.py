@@ -19,6 +19,10 @@ from typing import Any
 
 import torch
 
+# The checkout that holds soundclr/ (an editable install runs from it): its .git gives a result's commit, its
+# notebooks/ and _config.yml the book.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
 # ``.<name>.<8 hex digits>.tmp``: the temporaries of atomic_file / atomic_path (data.py's cache uses them too).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 

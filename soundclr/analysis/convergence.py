@@ -98,13 +98,13 @@ def epochs_to_reach(rows: Sequence[dict], target: float) -> tuple[int, float] | 
     return None
 
 
-def main_grid_convergence(plan) -> pd.DataFrame:
-    """Every main-grid run with its convergence test: scheme, fold, seed, converged, loss change, spread,
-    the spread's tolerance, reasons."""
-    t = run_table(plan.main_runs())
+def main_grid_convergence(plan, schemes=None) -> pd.DataFrame:
+    """Every main-grid run (of ``schemes``, default all) with its convergence test: scheme, fold, seed,
+    converged, loss change, spread, the spread's tolerance, reasons."""
+    t = run_table(plan.main_runs() if schemes is None else plan.main_runs(schemes))
     out = []
     for r in t.itertuples():
-        c = convergence(r.rows, n_test=r.n_test)
+        c = r.convergence
         out.append({"scheme": r.scheme, "fold": r.fold, "seed": r.seed, "converged": c.converged,
                     "loss_change": c.loss_change, "spread": c.spread, "tolerance": spread_tolerance(r.n_test),
                     "reasons": "; ".join(c.reasons), "run": str(r.run.directory)})
@@ -129,8 +129,8 @@ def run_table(runs) -> pd.DataFrame:
         out.append({"scheme": c.run.scheme, "fold": c.run.test_fold, "seed": c.run.seed, "variant": run.variant,
                     "acc": 100 * s["final"]["test_acc"], "acc_best_test": 100 * s["best_on_test"]["test_acc"],
                     "acc_best_val": 100 * val["test_acc"] if val else math.nan, "n_test": n_test,
-                    "converged": conv.converged, "schedule": (stage["epochs"], stage["warmup"], round(stage["gamma"], 12),
+                    "converged": conv.converged, "convergence": conv, "schedule": (stage["epochs"], stage["warmup"], round(stage["gamma"], 12),
                                                              c.resolved().optim.lr, c.optim.batch_size),
                     "run": run, "rows": rows})
     return pd.DataFrame(out, columns=["scheme", "fold", "seed", "variant", "acc", "acc_best_test", "acc_best_val",
-                                      "n_test", "converged", "schedule", "run", "rows"])
+                                      "n_test", "converged", "convergence", "schedule", "run", "rows"])

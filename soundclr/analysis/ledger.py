@@ -30,7 +30,6 @@ import pandas as pd
 from ..config import SCHEMES
 from ..files import atomic_write_bytes
 from ..runs import inference
-from . import claims, convergence, evidence, stats
 from .claims import CLAIM_IDS, LITERATURE_CLAIM
 from .convergence import run_table
 from .evidence import (
@@ -75,8 +74,9 @@ def ledger(plan, *, bank=None, device: str = "auto", cache: bool = True) -> pd.D
 def _ledger_cache(plan, device: str):
 
     h = hashlib.sha256()
-    for module in (claims, convergence, evidence, inspect.getmodule(_ledger_cache), stats, inference):
-        h.update(inspect.getsource(module).encode())
+    code = sorted(Path(__file__).parent.glob("*.py")) + [Path(inspect.getfile(inference))]   # all of analysis, and the noise evaluation
+    for path in code:
+        h.update(path.read_bytes())
     h.update(device.encode())
     for run in [*plan.main_runs(), *plan.alpha_runs(), *plan.ablation_runs(), *plan.masking_runs(), *plan.fill_runs()]:
         summary = run.directory / "summary.json"

@@ -180,9 +180,6 @@ def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
         ["scheme", "true class"])
 
 
-__all__ = ["PAPER_TABLE2", "PAPER_TABLE3", "LITERATURE", "scheme_table", "scheme_summary", "alpha_table", "fold_table",
-           "table_four", "variant_table", "masking_table", "noise_frame", "scheme_fold_table", "most_confused",
-           "confused_pairs_table"]
 
 
 

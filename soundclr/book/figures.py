@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import textwrap
-from dataclasses import replace
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -243,9 +242,8 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
 
     def draw(freq_masks=a.freq_masks, freq_mask_width=a.freq_mask_width, time_masks=a.time_masks,
              time_mask_width=a.time_mask_width, scale_max=a.scale_max, noise_std=0.0, draw=1):
-        aug = replace(a, freq_masks=freq_masks, freq_mask_width=freq_mask_width, time_masks=time_masks,
-                      time_mask_width=time_mask_width, scale_max=max(1.0, scale_max))
-        p = Pipeline(cfg.features, aug, cfg.data.sample_rate, cfg.data.clip_samples).train()
+        p = Pipeline.from_config(cfg.override(freq_masks=freq_masks, freq_mask_width=freq_mask_width, time_masks=time_masks,
+                                              time_mask_width=time_mask_width, scale_max=max(1.0, scale_max))).train()
         x = p(waves, lengths, keys=torch.tensor([draw * 7919 + 11]), noise_std=noise_std,
               noise_generator=torch.Generator().manual_seed(draw))[0, 0]
         fig, ax = plt.subplots(figsize=(WIDTH, 2.6))

@@ -23,12 +23,13 @@ from ..analysis.ledger import ledger
 from ..config import DATASET_TITLE, SCHEME_LABEL, ConfigError
 from ..config import preset as make_preset
 from ..data.bank import load_bank
+from ..files import SOURCE_ROOT
 from ..runs.pool import train_in_processes, work
 from ..runs.threads import worker_threads
 from ..train.checks import preflight
 from .plan import make_plan
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository: soundclr/book/reproduce.py
+ROOT = SOURCE_ROOT
 
 # (output name, notebook source, extra parameters): the training notebook runs once per scheme.
 NOTEBOOKS = [

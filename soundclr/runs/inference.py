@@ -13,9 +13,9 @@ from ..audio.pipeline import Pipeline
 from ..data.bank import load_bank
 from ..files import atomic_write_json, read_json
 from ..model import build_model
-from ..train.evaluation import evaluate
+from ..train.evaluation import eval_batch_size, evaluate
 from ..train.record import load_config
-from ..train.runtime import resolve_device, uses_bf16
+from ..train.runtime import memory_format_for, resolve_device, uses_bf16
 from ..train.state import check_bank
 
 
@@ -50,14 +50,15 @@ def noise_accuracies(run: Path | str, stds: Sequence[float], seeds: Sequence[int
         model = load_model(run, dev)
         bank = bank if bank is not None else load_bank(cfg, progress=False)
         check_bank(bank, cfg)
-        pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples, seed=cfg.run.seed).to(dev)
+        pipeline = Pipeline.from_config(cfg).to(dev)
         test = bank.split(cfg.run.test_fold).test
-        model = model.to(memory_format=torch.channels_last)      # as in training: the same kernels, the same numbers
+        layout = memory_format_for(dev, cfg.run.compile)
+        model = model.to(memory_format=layout)                  # as in training: the same kernels, the same numbers
         if dev.type == "cuda":
             bank = bank.to(dev)
         for s, seed in missing:
             res = evaluate(model, pipeline, bank, test, dev, noise_std=s, noise_seed=seed, outputs=False,
-                           batch_size=max(cfg.optim.batch_size * 2, 64), autocast=uses_bf16(cfg, dev))
+                           batch_size=eval_batch_size(cfg), autocast=uses_bf16(cfg, dev), memory_format=layout)
             cache[key(s, seed)] = res["accuracy"]
         atomic_write_json(cache_path, cache)
     return {(s, seed): cache[key(s, seed)] for seed in seeds for s in stds}
@@ -105,7 +106,7 @@ def predict_file(path: str | Path, checkpoint: str | Path, *, top: int = 5, devi
     model = load_model(run, dev)
     names = torch.load(run / "model.pt", map_location="cpu", weights_only=False)["class_names"]
     wave = read_audio(path, cfg.data.sample_rate)
-    pipeline = Pipeline(cfg.features, cfg.augment, cfg.data.sample_rate, cfg.data.clip_samples).to(dev).eval()
+    pipeline = Pipeline.from_config(cfg).to(dev).eval()
     with torch.no_grad():
         x = pipeline(wave[None].to(dev), torch.tensor([len(wave)], device=dev))
         probs = model(x).logits.float().softmax(-1)[0].cpu()

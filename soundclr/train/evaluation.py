@@ -91,6 +91,12 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes:
 EVAL_CACHE_BYTES = 1 << 30   # keep the evaluation inputs of a run when they take at most this much memory
 
 
+def eval_batch_size(cfg: Config) -> int:
+    """Clips per evaluation batch: twice the training batch, at least 64. Every evaluation of a run uses it,
+    so the clean accuracy of the noise evaluation is the run's final accuracy to the last bit."""
+    return max(cfg.optim.batch_size * 2, 64)
+
+
 def eval_cacheable(cfg: Config, split) -> bool:
     """Whether the evaluation inputs of the held-out folds fit in ``EVAL_CACHE_BYTES`` (then they are kept)."""
     c = cfg.resolved()

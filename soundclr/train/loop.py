@@ -25,7 +25,7 @@ from ..config import Config
 from ..files import atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from . import record
 from .checks import preflight
-from .evaluation import evaluate, supcon_options
+from .evaluation import eval_batch_size, evaluate, supcon_options
 from .state import TrainingState, enter_stage2, save_checkpoint, setup
 from .step import lr_factor, train_step
 
@@ -113,7 +113,7 @@ def evaluate_epoch(s: TrainingState, row: dict) -> None:
     o, r = s.cfg.optim, s.cfg.run
     t0 = time.time()
     stage, last = row["stage"], row["epoch"] == s.total_epochs
-    common = dict(batch_size=max(o.batch_size * 2, 64), autocast=s.bf16, memory_format=s.memory_format)
+    common = dict(batch_size=eval_batch_size(s.cfg), autocast=s.bf16, memory_format=s.memory_format)
     selects = r.scheme == "supcon" and stage == 1 and o.stage2_start != "final"
     if r.scheme != "supcon" or stage == 2 or last:
         test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, outputs=last, cache=s.eval_cache["test"],
@@ -159,7 +159,7 @@ def finish(s: TrainingState) -> dict:
     final = s.final
     if final is None:   # resumed after the last epoch's evaluation but before the summary was written
         final = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, memory_format=s.memory_format,
-                         batch_size=max(s.cfg.optim.batch_size * 2, 64), autocast=s.bf16)
+                         batch_size=eval_batch_size(s.cfg), autocast=s.bf16)
     summary = record.summary(s.cfg, s.rows, final, s.bank, started=s.started, device=s.device,
                              stage2_start_epoch=(s.stage1_best or {}).get("epoch", s.stage1_epochs))
     if s.rank == 0:

@@ -17,7 +17,7 @@ import torchvision
 
 from .. import __version__
 from ..config import Config
-from ..files import CorruptFileError, read_json
+from ..files import SOURCE_ROOT, CorruptFileError, read_json
 from .evaluation import confusion_matrix
 
 
@@ -32,7 +32,7 @@ def provenance(device: torch.device | str | None = None) -> dict:
     else:
         name = platform.processor() or platform.machine() or "cpu"
     commit = None
-    root = Path(__file__).resolve().parent.parent
+    root = SOURCE_ROOT
     if (root / ".git").exists():
         try:
             r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
+from ...audio.io import to_float
 from ...audio.pipeline import Pipeline
 from .. import figures
 from ..conclusions import page_conclusion
@@ -55,8 +56,7 @@ class Example:
     def with_masks(self, **augment) -> Pipeline:
         """A training pipeline with the paper's masks and ``augment`` on top of the preset's augmentation."""
         c = self.cfg
-        return Pipeline(c.features, replace(c.augment, **{**PAPER_MASKS, **augment}), c.data.sample_rate,
-                        c.data.clip_samples).train()
+        return Pipeline.from_config(c.override(**{**PAPER_MASKS, **augment})).train()
 
 
 def example(page) -> Example:
@@ -195,7 +195,7 @@ def classes(page, most: int = 10) -> None:
         first_of.setdefault(label, i)
     for label, i in sorted(first_of.items())[:shown]:
         w, n = bank.batch(torch.tensor([i]))
-        page.show(f"**{bank.class_names[label]}**", Audio((w[0, : int(n[0])].float() / 32768).numpy(), rate=bank.sample_rate))
+        page.show(f"**{bank.class_names[label]}**", Audio(to_float(w[0, : int(n[0])]).numpy(), rate=bank.sample_rate))
 
 
 def conclusion(page) -> None:

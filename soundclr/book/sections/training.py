@@ -48,8 +48,7 @@ def fold_table(page) -> None:
 
 def convergence(page) -> None:
     """Whether the scheme's main-grid runs converged, in words."""
-    conv = main_grid_convergence(page.plan)
-    page.show(convergence_summary(conv[conv.scheme == page["scheme"]]))
+    page.show(convergence_summary(main_grid_convergence(page.plan, [page["scheme"]])))
 
 
 def conclusion(page) -> None:
