@@ -25,7 +25,7 @@ from ..config import preset as make_preset
 from ..data.bank import load_bank
 from ..files import SOURCE_ROOT
 from ..runs.pool import train_in_processes, work
-from ..runs.threads import worker_threads
+from ..runs.threads import thread_env, worker_threads
 from ..train.checks import preflight
 from .plan import make_plan
 
@@ -132,8 +132,7 @@ def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", 
     jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
     # each kernel gets its share of the cores, as the training workers do: two kernels evaluating with a
     # thread per core each ran the first claims ledger of a build 15 times slower (270 s against 18 s)
-    threads = str(worker_threads(jobs))
-    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    env = thread_env(worker_threads(jobs))
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(_run_one, root, out_dir, dataset, name, source, {**params, **extra}, env)
                    for name, source, extra in todo]

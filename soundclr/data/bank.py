@@ -32,6 +32,7 @@ from .layouts import (
     _read_metadata,
     _refetch,
     dataset_folder,
+    dataset_rows,
 )
 from .synthetic import ensure_synthetic
 
@@ -151,11 +152,8 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
     if not folder.is_dir():
         raise _missing_folder(dataset, folder)
     meta = _read_metadata(dataset, folder)
-    if dataset == "esc10" and (meta.esc10 is None or not meta.esc10.any()):
-        raise DatasetError(f"metadata file {folder / layout.metadata} marks no clip as ESC-10 (column 'esc10'): "
-                           f"restore the official ESC-50 metadata file.")
     # ESC-10 needs only its own 400 files: others that are bad do not stop it (they are left out of the shared cache).
-    in_dataset = meta.esc10 if dataset == "esc10" else np.ones(len(meta.files), bool)
+    in_dataset = dataset_rows(dataset, meta, folder)
     fatal = in_dataset & (on_bad_file == "error")
     source = "esc50" if dataset == "esc10" else dataset
     if cache_dir is None:

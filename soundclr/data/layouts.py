@@ -133,6 +133,17 @@ def _read_metadata(dataset: str, folder: Path) -> _Meta:
     return meta
 
 
+def dataset_rows(dataset: str, meta: _Meta, folder: Path) -> np.ndarray:
+    """Which rows of the metadata belong to ``dataset``: ``(rows,)`` bool, the ESC-10 flags for esc10 (an
+    ESC-50 file with none raises DatasetError), every row otherwise."""
+    if dataset != "esc10":
+        return np.ones(len(meta.files), bool)
+    if meta.esc10 is None or not meta.esc10.any():
+        raise DatasetError(f"metadata file {folder / LAYOUTS[dataset].metadata} marks no clip as ESC-10 (column "
+                           "'esc10'): restore the official ESC-50 metadata file.")
+    return meta.esc10
+
+
 def _nested_hint(folder: Path, layout: _Layout) -> str:
     """The archives extract to ESC-50-master/ or UrbanSound8K/: point at such a nested copy."""
     nested = sorted(folder.glob(f"*/{layout.metadata}")) if folder.is_dir() else []

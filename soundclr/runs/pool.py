@@ -9,7 +9,6 @@ released and the run resumes from its checkpoint in the next worker.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from ..data.bank import load_bank
 from ..train.runtime import sigterm_raises
 from .grid import run_grid
 from .store import Run
-from .threads import fit_threads, register, unregister, worker_threads
+from .threads import fit_threads, register, thread_env, unregister, worker_threads
 
 
 def log_line(line: str) -> None:
@@ -60,7 +59,7 @@ def run_workers(cmd: list[str], workers: int, *, threads: int | None = None, lab
     Ctrl-C or SIGTERM stops them all (each releases its lease). Raises RuntimeError naming the
     first worker that failed, with its last lines."""
     threads = threads or worker_threads(workers)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = thread_env(threads)
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
              for _ in range(workers)]
     tails: list[list[str]] = [[] for _ in procs]

@@ -216,3 +216,9 @@ def fit_threads() -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a child process that takes ``threads`` threads for its life (``OMP_NUM_THREADS``
+    and ``MKL_NUM_THREADS`` on top of this process's environment)."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

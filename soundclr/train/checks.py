@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..config import INTERFACE_ENV, Config, ConfigError, setting_spelling
 from ..data.layouts import (
-    LAYOUTS,
     DatasetError,
     _missing_folder,
     _read_metadata,
     dataset_folder,
+    dataset_rows,
 )
 from ..weights import WeightsError, _download, _imagenet_weights, imagenet_cache_path
 from .runtime import resolve_device
@@ -80,11 +78,8 @@ def _check_dataset(cfg: Config) -> None:
         if not folder.is_dir():
             raise _missing_folder(d.dataset, folder)
         meta = _read_metadata(d.dataset, folder)
-        if d.dataset == "esc10" and (meta.esc10 is None or not meta.esc10.any()):
-            raise DatasetError(f"metadata file {folder / LAYOUTS[d.dataset].metadata} marks no clip as ESC-10 (column "
-                               "'esc10'): restore the official ESC-50 metadata file.")
         _CHECKED[key] = meta
-    rows = meta.esc10 if d.dataset == "esc10" else np.ones(len(meta.files), bool)
+    rows = dataset_rows(d.dataset, meta, folder)
     folds = sorted(set(meta.folds[rows].tolist()))
     for name, fold in (("test_fold", r.test_fold), ("val_fold", r.val_fold)):
         if fold is not None and fold not in folds:
