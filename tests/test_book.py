@@ -354,18 +354,27 @@ def reader_problems(html: Path, generated: Path, datasets: list[str], *, converg
 
 def _ledger_problems(page: str, dataset: str) -> list[str]:
     """Every tested claim in the Claims page's ledger shows its fold-level interval, its corrected
-    interval and the effect it could detect; no comparison's two sides trained different schedules."""
+    interval and the effect it could detect; every power figure has its conservative counterpart; every
+    interval's level label is its level (and a symmetric fold interval's width is the t interval's at that
+    level, recomputed from the row's SD, folds and correction); a claim that holds by design is never
+    counted as supported; no comparison's two sides trained different schedules."""
+    import scipy.stats
+
+    from soundclr.analysis.claims import BY_DESIGN, CLAIMS
     problems = []
     table = re.search(r'<table class="claims-ledger">.*?</table>', page, flags=re.S)
     if not table:
         return [f"{dataset}: the Claims page has no ledger table"]
-    for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), flags=re.S)[1:]:
+    for attrs, row in re.findall(r"<tr([^>]*)>(.*?)</tr>", table.group(0), flags=re.S)[1:]:
+        data = dict(re.findall(r'data-(\w+)="([^"]*)"', attrs))
         cells = [htmllib.unescape(re.sub(r"<[^>]+>", " ", c)) for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
         if len(cells) < 4:
             problems.append(f"{dataset}: a ledger row has {len(cells)} cells: {cells[:1]}")
             continue
         cid = cells[0].split()[0]
-        if "not testable" in cells[3]:
+        if cid in CLAIMS and CLAIMS[cid].by_design and "not testable" not in cells[3] and BY_DESIGN not in cells[3]:
+            problems.append(f"{dataset}: claim {cid} holds by design but its verdict reads {cells[3].split()[0]!r}")
+        if "not testable" in cells[3] or BY_DESIGN in cells[3]:
             continue
         fold_level = "uncorrected [" in cells[2] and re.search(r"\d+ folds", cells[2])
         if not (fold_level or "clips per fold" in cells[2] or "no interval" in cells[2]):   # one fold: none
@@ -374,9 +383,38 @@ def _ledger_problems(page: str, dataset: str) -> list[str]:
             problems.append(f"{dataset}: claim {cid} lacks its corrected interval")
         if "detects" not in cells[2] and "no interval" not in cells[2]:
             problems.append(f"{dataset}: claim {cid} lacks the effect it could detect")
+        for figure in ("detects", "power at the paper's"):
+            for m in re.finditer(re.escape(figure), cells[2]):
+                if not cells[2][m.end():m.end() + 60].split(";")[0].count("conservatively"):
+                    problems.append(f"{dataset}: claim {cid}: '{figure}' has no conservative counterpart")
+        problems += _level_problems(cells[2], data, f"{dataset}: claim {cid}", scipy.stats)
+    summary = re.search(r"Supported: ([^.]*)\.", htmllib.unescape(re.sub(r"<[^>]+>", "", page)))
+    if summary:
+        wrong = [c for c in re.findall(r"C\d+\w?", summary.group(1)) if c in CLAIMS and CLAIMS[c].by_design]
+        if wrong:
+            problems.append(f"{dataset}: the summary counts {wrong} as supported, but they hold by design")
     if "Not the same schedule" in page:
         problems.append(f"{dataset}: a comparison on the Claims page trained its two sides on different schedules")
     return problems
+
+
+def _level_problems(cell: str, data: dict, where: str, stats) -> list[str]:
+    """An interval's label against its level (``data-level``), and a symmetric fold-level interval's width
+    against the t interval at that level from the row's ``data-sd``, ``data-n`` and ``data-ratio``."""
+    m = re.search(r"([-+]?\d+\.?\d*) \w+ \[([-+]?\d+\.?\d*), ([-+]?\d+\.?\d*)\] \(([\d.]+) %", cell)
+    if not m or "level" not in data:
+        return []
+    effect, low, high, label = (float(x) for x in m.groups())
+    level = float(data["level"])
+    if abs(label - 100 * level) > 1e-6:
+        return [f"{where}: the interval is labelled {label:g} % but computed at {100 * level:g} %"]
+    if data.get("design") != "folds" or abs((high - effect) - (effect - low)) > 0.02:    # asymmetric: a composite bound
+        return []
+    n, sd, ratio = int(float(data["n"])), float(data["sd"]), float(data["ratio"])
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd * (1 / n + ratio) ** 0.5
+    if abs((high - low) / 2 - half) > 0.011 + 1e-3 * half:
+        return [f"{where}: the interval's half-width {(high - low) / 2:.2f} is not the {label:g} % t interval's {half:.2f}"]
+    return []
 
 
 def _convergence_problems(notebook: Path, dataset: str) -> list[str]:
@@ -464,6 +502,27 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     assert "claim C1 lacks its fold-level interval" in " ".join(_ledger_problems(page.replace("uncorrected", "plain"), "s"))
     unfair = page + conclusions.fairness_text(led.assign(same_schedule=False), Plan())
     assert any("different schedules" in p for p in _ledger_problems(unfair, "s"))
+    # a power figure without its conservative counterpart
+    bare = page.replace(" (conservatively", " (")
+    assert "'detects' has no conservative counterpart" in " ".join(_ledger_problems(bare, "s"))
+    # an interval whose label is not its level, and one whose width is not the labelled level's
+    assert "labelled 90 % but computed at 95 %" in " ".join(_ledger_problems(page.replace("(95 %)", "(90 %)"), "s"))
+    wide = fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, level=0.99)
+    L2 = evidence._Claims(Plan())
+    L2.add("C1", wide, runs=20, same_schedule=True)
+    mislabelled = prose.ledger_html(pd.DataFrame(L2.rows), "synthetic").replace('data-level="0.99"', 'data-level="0.95"')
+    assert "is not the 95 % t interval's" in " ".join(_ledger_problems(mislabelled.replace("(99 %)", "(95 %)"), "s"))
+    # a claim that holds by design, counted as supported (in its verdict, or in the summary)
+    L.add("C8a", fold_interval([10.0, 12.0, 11.0, 13.0, 12.0], ratio=0.25), runs=20, same_schedule=True)
+    led = pd.DataFrame(L.rows)
+    led["p_holm"] = led["p"]
+    page = prose.ledger_html(led, "synthetic")
+    assert _ledger_problems(page, "synthetic") == []
+    assert "holds by design but its verdict reads 'supported'" in " ".join(
+        _ledger_problems(page.replace("holds by design", "supported"), "s"))
+    summary = conclusions.summary_text(led, Plan())
+    assert "Supported:" not in summary and "C8a" in summary
+    assert "counts ['C8a'] as supported" in " ".join(_ledger_problems(page + "<p>Supported: C1, C8a.</p>", "s"))
 
 
 def test_prose_checks_find_raw_backticks_and_unlinked_page_mentions():

@@ -107,8 +107,28 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     assert led.loc["C11", "verdict"] == "not testable" and "91.52" in led.loc["C11", "note"]
     # C7: two seeds make an ensemble on each of the two folds, for the hybrid (C7a) and against cross-entropy (C7b)
     assert led.loc["C7a", "n"] == 2 and led.loc["C7b", "n"] == 2 and "ensembles of 2 models" in led.loc["C7a", "note"]
-    # C9: per fold and per clip, simultaneous over 2 folds x 2 rivals
+    # C9: per fold and per clip, simultaneous over 2 folds x 2 rivals, non-inferiority with the stated margin
     assert led.loc["C9", "design"] == "clips per fold" and "of 2 folds" in led.loc["C9", "note"]
+    assert f"margin of {claims.NONINFERIORITY_MARGIN:g} point" in led.loc["C9", "note"]
+    assert led.loc["C9", "level"] == pytest.approx(1 - 0.05 / 4)
+    # C8a, C8b hold by design: measured, not tested; out of the Holm family and the supported count
+    for cid in ("C8a", "C8b"):
+        assert led.loc[cid, "verdict"] == claims.BY_DESIGN and math.isnan(led.loc[cid, "p"]), cid
+        assert led.loc[cid, "verdict_text"].startswith("holds by design (not a test)") and "measured" in led.loc[cid, "note"]
+    assert led.loc["C8c", "verdict"] != claims.BY_DESIGN
+    # the clip-sampling floor of C1 by hand: per fold, the SD of the per-clip differences (seeds averaged) / sqrt(n)
+    from soundclr.runs.inference import clip_correctness
+    var = []
+    for f in (1, 2):
+        side = {s: np.mean([clip_correctness(r.directory) for r in plan.main_runs([s]) if r.config.run.test_fold == f], axis=0)
+                for s in ("hybrid", "ce")}
+        var.append(np.var(side["hybrid"] - side["ce"], ddof=1) / len(side["ce"]))
+    assert led.loc["C1", "sd_floor"] == pytest.approx(100 * math.sqrt(np.mean(var)))
+    assert led.loc["C1", "sd_conservative"] >= max(led.loc["C1", "sd_floor"], led.loc["C1", "sd"])
+    assert led.loc["C1", "power_conservative"] <= led.loc["C1", "power"] + 1e-12
+    # the probability of improvement over (fold, seed) pairs, and fold wins
+    pairs = [(acc[("hybrid", f, a)]["final"], acc[("ce", f, b)]["final"]) for f in (1, 2) for a in (0, 1) for b in (0, 1)]
+    assert led.loc["C1", "prob_improvement"] == pytest.approx(np.mean([(x > y) + 0.5 * (x == y) for x, y in pairs]))
     # every testable row carries the statistics the Claims page shows
     for cid, r in led[led.verdict != "not testable"].iterrows():
         assert r["n"] >= 1 and "detectable" in r and r["verdict_text"].startswith(r["verdict"]), cid
@@ -121,7 +141,10 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     cost = decisive.decisive_cost(plan)
     assert [(c, d.split(" (")[0]) for c, d in zip(cost.claim, cost.dataset)][:3] == \
         [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
-    assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 %"].str.len().min() > 0
+    assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 % (fold-level)"].str.len().min() > 0
+    terms = decisive.decisive_terms(plan)
+    assert (terms[["clip", "seed", "train"]] >= 0).all().all() and len(terms) == 6
+    assert "Table III" in decisive.table3_check(plan)
     # the ledger is computed once per build: the second call reads the cache, a finished run more invalidates it
     cached = ledger.ledger(plan, bank=synthetic_bank, device="cpu")
     assert cached.equals(led.reset_index()) and list((tmp_path / "synthetic" / ".ledger").glob("*.pkl"))
@@ -136,36 +159,49 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     assert "folds" in text and "Likely reason" not in text
 
 
-def test_c3_is_simultaneous_over_the_other_alphas():
-    """C3's interval bounds min_j (alpha 0.5 - alpha_j) with intervals at 1 - 0.05 / m each."""
+def _alpha_rows(acc: dict) -> "pd.DataFrame":
     import pandas as pd
-
-    from soundclr.analysis.stats import fold_interval
 
     class R:
         def __init__(self, d):
             self.directory = d
     rows = []
-    acc = {"alpha0.5": [90, 91, 92, 93, 94], "alpha0.25": [88, 90, 91, 92, 92], "alpha0.75": [89, 91, 91, 93, 95]}
     for v, accs in acc.items():
         for f, a in enumerate(accs, 1):
             rows.append({"scheme": "hybrid", "fold": f, "seed": 0, "variant": v, "acc": float(a), "acc_best_test": float(a),
                          "acc_best_val": math.nan, "n_test": 80, "converged": True, "schedule": (1,), "run": R(None), "rows": []})
+    return pd.DataFrame(rows)
 
+
+def _c3(acc: dict) -> dict:
     from soundclr.config import preset
 
     class Plan:
         config = preset("quick")
     L = evidence._Claims(Plan())
-    evidence.add_alpha(L, pd.DataFrame(rows))
-    r = L.rows[0]
-    ints = {v: fold_interval(np.subtract(acc["alpha0.5"], acc[v]), ratio=0.25, level=1 - 0.05 / 2)
-            for v in ("alpha0.25", "alpha0.75")}
-    assert r["effect"] == pytest.approx(ints["alpha0.75"].effect)            # the best rival: 0.75
-    assert r["low_nb"] == pytest.approx(min(i.low_nb for i in ints.values()))
-    assert r["high_nb"] == pytest.approx(min(i.high_nb for i in ints.values()))
-    assert r["p"] == pytest.approx(max(i.p for i in ints.values()))
-    assert "best other weight here is alpha = 0.75" in r["note"]
+    evidence.add_alpha(L, _alpha_rows(acc))
+    return L.rows[0]
+
+
+def test_c3_is_an_intersection_union_test_with_the_interval_that_matches_it():
+    """C3: alpha = 0.5 is best only if it beats each other weight. The p value is the largest one-sided p (doubled
+    to compare with 5 %), the interval's lower end the smallest of the 95 % lower ends (what that test needs),
+    its upper end the smallest Bonferroni upper end; the interval is labelled 95 %."""
+    from soundclr.analysis.stats import fold_interval, one_sided_p
+
+    acc = {"alpha0.5": [90, 91, 92, 93, 94], "alpha0.25": [88, 90, 91, 92, 92], "alpha0.75": [89, 91, 91, 93, 95]}
+    r = _c3(acc)
+    each = {v: fold_interval(np.subtract(acc["alpha0.5"], acc[v]), ratio=0.25) for v in ("alpha0.25", "alpha0.75")}
+    joint = {v: fold_interval(np.subtract(acc["alpha0.5"], acc[v]), ratio=0.25, level=1 - 0.05 / 2) for v in each}
+    assert r["effect"] == pytest.approx(each["alpha0.75"].effect)            # the closest rival: 0.75
+    assert r["low_nb"] == pytest.approx(min(i.low_nb for i in each.values()))
+    assert r["high_nb"] == pytest.approx(min(i.high_nb for i in joint.values()))
+    assert r["p"] == pytest.approx(min(1.0, 2 * max(one_sided_p(i) for i in each.values())))
+    assert r["level"] == 0.95 and (r["p"] < 0.05) == (r["low_nb"] > 0)
+    assert "closest other weight here is alpha = 0.75" in r["note"] and "ranks 1 of 3" in r["note"]
+    # a rival far better than alpha = 0.5 gives a large p (the maximum of two-sided p values was small here)
+    worse = _c3({"alpha0.5": [80, 81, 82, 83, 84], "alpha0.25": [90, 91, 93, 93, 95], "alpha0.75": [70, 71, 72, 72, 74]})
+    assert worse["p"] == 1.0 and worse["verdict"] == "contradicted" and "ranks 2 of 3" in worse["note"]
 
 
 def test_the_quick_preset_is_the_tuning_studys_choice():

@@ -1,9 +1,12 @@
 """soundclr.analysis.stats against scipy, hand computations and a simulation: the fold-level paired interval,
-the Nadeau-Bengio correction, power and the detectable effect, Holm's adjustment, verdicts."""
+the Nadeau-Bengio correction, power and the detectable effect (measured and conservative), the sign-flip test,
+Wilson's interval, the probability of improvement, Holm's adjustment, verdicts; and
+soundclr.analysis.calibration on cases whose answer is known."""
 import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.stats
 
 from soundclr.analysis.stats import (
@@ -13,9 +16,15 @@ from soundclr.analysis.stats import (
     detectable_effect,
     fold_interval,
     holm,
+    improvement_probability,
+    one_sided_p,
+    paper_position,
     power,
+    sd_upper_bound,
+    sign_flip_p,
     verdict,
     verdict_words,
+    wilson,
 )
 
 
@@ -86,14 +95,69 @@ def test_cv_ratio():
 
 
 def test_verdicts_use_the_corrected_interval_and_say_cannot_tell():
-    supported_plain_only = FoldInterval(1.0, 0.2, 1.8, -0.3, 2.3, 0.1, 5, 1.0, 3.0)
+    supported_plain_only = fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25, reference=1.0)
+    assert supported_plain_only.low > 0 > supported_plain_only.low_nb
     assert verdict(supported_plain_only) == "inconclusive"
     assert verdict(FoldInterval(1.0, 0.5, 1.5, 0.2, 1.8, 0.01, 5, 0.5, 1.0)) == "supported"
     assert verdict(FoldInterval(-1.0, -1.5, -0.5, -1.8, -0.2, 0.01, 5, 0.5, 1.0)) == "contradicted"
-    words = verdict_words(supported_plain_only, "inconclusive", 1.0)
-    assert "cannot tell at this size" in words
-    assert "not the paper's effect" in verdict_words(supported_plain_only, "inconclusive", 5.0)
+    # the words use the conservative power: low power at the paper's effect says "cannot tell"
+    assert supported_plain_only.power_conservative < 0.8
+    assert "cannot tell at this size" in verdict_words(supported_plain_only, "inconclusive", 1.0)
+    # no second, unadjusted verdict about the paper's effect: where it lies is a description
     assert verdict_words(supported_plain_only, "inconclusive", None) == "inconclusive: the interval holds zero"
+    assert "paper" not in verdict_words(fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25, reference=50.0),
+                                        "inconclusive", 50.0).split(":")[0]
+    assert paper_position(-1.0, 2.0, 5.0) == "the paper's effect lies above this interval"
+    assert paper_position(-1.0, 2.0, 0.5) == "the paper's effect lies inside this interval"
+    assert paper_position(-1.0, 2.0, None) == ""
+
+
+def test_the_conservative_sd_is_the_larger_of_the_upper_bound_and_the_clip_floor():
+    d = [1.0, 2.0, 3.0, 4.0, 5.0]
+    sd = math.sqrt(2.5)
+    upper = sd * math.sqrt(4 / scipy.stats.chi2.ppf(0.05, 4))       # one-sided 95 % upper bound, 4 df
+    assert sd_upper_bound(sd, 4) == pytest.approx(upper) and upper / sd == pytest.approx(2.3724, abs=1e-4)
+    got = fold_interval(d, ratio=0.25, reference=1.0)
+    assert got.sd_conservative == pytest.approx(upper)
+    assert got.power_conservative == pytest.approx(power(1.0, upper * math.sqrt(0.45), 4))
+    assert got.detectable_conservative == pytest.approx(detectable_effect(upper * math.sqrt(0.45), 4))
+    assert got.power_conservative < got.power and got.detectable_conservative > got.detectable
+    floored = fold_interval(d, ratio=0.25, reference=1.0, floor=10.0)
+    assert floored.sd_conservative == 10.0 and floored.power_conservative < got.power_conservative
+
+
+def test_the_sign_flip_test_by_enumeration():
+    # five positive folds: only the observed pattern and its mirror are as extreme, 2 / 32
+    assert sign_flip_p([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)
+    assert sign_flip_p([1.0, -1.0]) == 1.0
+    # |mean| >= 3/3 for the patterns (+,+,+), (-,-,-) and those flipping only the smallest... by hand:
+    d = [3.0, 1.0, 1.0]
+    means = [abs(a * 3 + b * 1 + c * 1) / 3 for a in (1, -1) for b in (1, -1) for c in (1, -1)]
+    assert sign_flip_p(d) == pytest.approx(np.mean([m >= 5 / 3 - 1e-12 for m in means]))
+    assert fold_interval([1.0, 2.0, 3.0, 4.0, 5.0], ratio=0.25).p_signflip == pytest.approx(0.0625)
+
+
+def test_wilson_interval_against_its_formula_and_edges():
+    lo, hi = wilson(2, 40)
+    # the Wilson interval is the set of rates p the score test does not reject: |2/40 - p| <= z sqrt(p (1 - p) / 40)
+    z = scipy.stats.norm.ppf(0.975)
+    score = lambda p: abs(2 / 40 - p) - z * math.sqrt(p * (1 - p) / 40)          # noqa: E731
+    ref = (scipy.optimize.brentq(score, 1e-9, 2 / 40), scipy.optimize.brentq(score, 2 / 40, 1 - 1e-9))
+    assert (lo, hi) == pytest.approx(ref, abs=1e-9)
+    assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0
+
+
+def test_probability_of_improvement_counts_pairs_within_folds():
+    prob, won, folds = improvement_probability([[3, 1], [5]], [[2, 2], [5]])
+    # fold 1: (3>2, 3>2, 1<2, 1<2) = 2 of 4; fold 2: a tie = 1/2; in all 2.5 of 5
+    assert prob == pytest.approx(0.5) and won == 0 and folds == 2
+    assert improvement_probability([[2.0]], [[1.0]]) == (1.0, 1, 1)
+
+
+def test_one_sided_p_from_the_two_sided_one():
+    pos = fold_interval([1.0, 2.0, 3.0, 4.0, 5.0], ratio=0.25)
+    neg = fold_interval([-1.0, -2.0, -3.0, -4.0, -5.0], ratio=0.25)
+    assert one_sided_p(pos) == pytest.approx(pos.p / 2) and one_sided_p(neg) == pytest.approx(1 - neg.p / 2)
 
 
 def test_clip_interval_is_a_plain_paired_interval_over_clips():
@@ -101,3 +165,39 @@ def test_clip_interval_is_a_plain_paired_interval_over_clips():
     got = clip_interval(d, level=0.99)
     ref = scipy.stats.ttest_1samp(d, 0.0).confidence_interval(0.99)
     assert (got.low_nb, got.high_nb) == pytest.approx((ref.low, ref.high))
+
+
+def _table(acc_by_seed: dict[int, float], folds: int = 5, clips: int = 10):
+    """A correctness table in which seed s gets the first round(acc * clips) clips of every fold right."""
+    import pandas as pd
+    rows = [{"fold": f, "seed": s, "acc": 100 * a, "seconds": 1.0,
+             "correct": (np.arange(clips) < round(a * clips)).astype(float)}
+            for f in range(1, folds + 1) for s, a in acc_by_seed.items()]
+    return pd.DataFrame(rows)
+
+
+def test_calibration_counts_each_rule_on_a_case_with_a_known_answer():
+    from soundclr.analysis.calibration import arms, calibrate
+    # comparison 0: seed 0 all wrong, seed 1 all right on every fold (arm A is 100 points worse);
+    # comparison 1: seeds 2 and 3 identical (no difference at all)
+    got = calibrate(_table({0: 0.0, 1: 1.0, 2: 0.5, 3: 0.5}), arm_sizes=(1, 2))
+    assert arms([0, 1, 2, 3], 1) == [([0], [1]), ([2], [3])] and arms([0, 1, 2, 3], 2) == [([0, 1], [2, 3])]
+    one = got["arms"]["1"]
+    assert one["comparisons"] == 2
+    fp = {rule: r["hits"] for rule, r in one["false_positive"].items()}
+    # the t tests and the pooled clip test reject comparison 0 only; the sign flip cannot reject with 5 folds
+    # (its smallest p is 2/32); C9's rule says "contradicted" where arm A is 100 points worse
+    assert fp == {"corrected": 1, "plain": 1, "signflip": 0, "clips": 1, "c9": 1}
+    assert one["coverage"]["hits"] == 1 and one["false_positive"]["corrected"]["rate"] == 0.5
+    assert one["fold_differences"] == [[-100.0] * 5, [0.0] * 5]
+    # two seeds per arm: (0, 1) against (2, 3) are both at 50 % on every fold: no rule rejects
+    assert {r["hits"] for r in got["arms"]["2"]["false_positive"].values()} == {0}
+
+
+def test_planting_lowers_an_arm_by_the_share_of_its_correct_clips():
+    from soundclr.analysis.calibration import plant
+    rng = np.random.default_rng(0)
+    correct = (np.arange(100000) % 4 != 0).astype(float)           # 75 % right
+    got = plant(correct, 0.2, rng)
+    assert got.mean() == pytest.approx(0.75 * 0.8, abs=0.005)
+    assert not ((got == 1) & (correct == 0)).any()                  # a wrong clip never becomes right

@@ -42,7 +42,12 @@ PAPER_ACCURACY = {ds: {s: v[0] for s, v in row.items()} for ds, row in PAPER_TAB
 NEAR_FINAL = 0.95                          # C8: the target is 95 % of the lower of the two sides' final accuracies
 PAPER_NOISE_LEVELS = (1e-4, 5e-4, 1e-3)    # C6: the paper's noise levels (Fig. 5), the clean clip being 0
 NOISE_DRAWS = 3                            # C6: noise draws averaged per level
-VERDICTS = ("supported", "contradicted", "inconclusive", "not testable")
+BY_DESIGN = "holds by design"
+VERDICTS = ("supported", "contradicted", "inconclusive", BY_DESIGN, "not testable")
+# C9's non-inferiority margin (points): "at least as good" fails only where the rival is better by more. One
+# point: the paper's own Table III seed-to-seed SDs (0.46 to 0.68 points on ESC-50) put smaller differences
+# within its runs' spread, and it is the size of its smallest reported advantage on ESC-50 (+0.88 over SupCon).
+NONINFERIORITY_MARGIN = 1.0
 PROTOCOLS = {"final": "acc", "best_test": "acc_best_test", "best_val": "acc_best_val"}
 PROTOCOL_LABEL = {"final": "final epoch (ours)", "best_test": "best epoch on the test fold (the paper's)",
                   "best_val": "best epoch on a validation fold"}
@@ -61,6 +66,7 @@ class Claim:
     source: str                                   # where the paper states it
     paper_effect: dict[str, float] = field(default_factory=dict)
     unit: str = "points"
+    by_design: str = ""         # why the claim holds by construction of the schemes (not a test), or ""
 
 
 def _table3(scheme: str, rival: str) -> dict[str, float]:
@@ -82,6 +88,11 @@ def _best_single_model() -> dict[str, float]:
 _ENSEMBLE, _SINGLE = _table4("SoundCLR-Ensemble (paper)"), _table4("SoundCLR (paper)")
 
 
+_STAGES = ("the two-stage scheme trains its whole SupCon stage before its classifier exists, so it can score no "
+           "accuracy before the hybrid's whole schedule (as long as that stage) has run: it reaches any accuracy "
+           "target later whenever the hybrid reaches it at all. The build records no classifier-free score of "
+           "stage 1 (a kNN probe would give one), so no testable form of this claim exists here; C8c, against "
+           "cross-entropy on the same schedule, is the tested speed claim")
 _NOISE = ", ".join(f"{s:g}" for s in PAPER_NOISE_LEVELS)
 _NEAR = f"{100 * NEAR_FINAL:g} %"
 
@@ -115,19 +126,20 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           {ds: v - PAPER_TABLE3[ds]["hybrid"][0] for ds, v in _ENSEMBLE.items()}),
     Claim("C7b", "an ensemble of hybrid models beats an ensemble of cross-entropy models",
           "ensemble of the fold's hybrid models minus the ensemble of its cross-entropy models", "results",
-          "Table IV: SoundCLR-Ensemble vs ResNet-Ensemble [23], a ResNet-50 ensemble trained with cross-entropy",
+          "Table IV: SoundCLR-Ensemble vs ResNet-Ensemble (Palanisamy et al.), ResNet-50s trained with cross-entropy",
           {ds: _ENSEMBLE[ds] - v for ds, v in _table4("ResNet-Ensemble [Palanisamy]").items()}),
     Claim("C8a", "the hybrid trains in fewer epochs than the two-stage scheme",
           f"epochs to {_NEAR} of the lower final accuracy: the two-stage scheme's (stage 1 + 2) minus the hybrid's",
-          "training-hybrid", "Sec. IV-D, no number", unit="epochs"),
+          "training-hybrid", "Sec. IV-D, no number", unit="epochs", by_design=_STAGES),
     Claim("C8b", "the hybrid trains in less time than the two-stage scheme",
           f"training seconds to {_NEAR} of the lower final accuracy: the two-stage scheme's minus the hybrid's",
-          "training-hybrid", "Sec. IV-D, no number", unit="seconds"),
+          "training-hybrid", "Sec. IV-D, no number", unit="seconds", by_design=_STAGES),
     Claim("C8c", "the hybrid converges faster than cross-entropy (the same schedule)",
           f"epochs to {_NEAR} of the lower final accuracy: cross-entropy's minus the hybrid's, same schedule",
           "training-hybrid", "Sec. III-C, no number", unit="epochs"),
     Claim("C9", "the hybrid is at least as good as the other two schemes on every fold",
-          "the worst fold's hybrid minus the other scheme, per-clip interval within the fold, simultaneous over folds",
+          f"the hybrid minus the other scheme on the fold closest to failing, per-clip interval within the fold, "
+          f"simultaneous over folds; non-inferiority margin {NONINFERIORITY_MARGIN:g} point",
           "results", "Fig. 4, no number"),
     Claim("C10", "frequency masks help more than time masks", "f = 2, t = 0 minus f = 0, t = 1 (cross-entropy)",
           "ablation", "Table I: f = 2, t = 0 vs f = 0, t = 1 (F = T = 32)", {"esc50": 91.6 - 90.35}),
@@ -138,6 +150,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
 CLAIM_IDS = list(CLAIMS)
 
 # C11 in words: the numbers of Table IV it would compare.
-LITERATURE_CLAIM = ("ESC-50: SoundCLR 93.4 % vs DenseNet [23] 91.52 % (single models), 93.6 % vs DenseNet-Ensemble [23] "
-                    "92.89 % (ensembles); ESC-10: 99.75 % vs ESResNet-Attention [20] 97.0 %; UrbanSound8K: 86.49 % vs "
-                    "ESResNet-Attention [20] 85.42 %, 88.01 % vs DenseNet-Ensemble [23] 87.42 %")
+LITERATURE_CLAIM = ("ESC-50: SoundCLR 93.4 % vs DenseNet (Palanisamy et al.) 91.52 % (single models), 93.6 % vs "
+                    "DenseNet-Ensemble (Palanisamy et al.) 92.89 % (ensembles); ESC-10: 99.75 % vs ESResNet-Attention "
+                    "(Guzhov et al.) 97.0 %; UrbanSound8K: 86.49 % vs ESResNet-Attention (Guzhov et al.) 85.42 %, "
+                    "88.01 % vs DenseNet-Ensemble (Palanisamy et al.) 87.42 %")

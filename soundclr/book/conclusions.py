@@ -3,12 +3,13 @@ the summary with Holm, what this build can and cannot test, the fairness of the 
 """
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..analysis.claims import VERDICTS
+from ..analysis.claims import BY_DESIGN, VERDICTS
 from ..analysis.convergence import (
     LAST_EVALS,
     LOSS_TOLERANCE,
@@ -16,6 +17,7 @@ from ..analysis.convergence import (
     spread_tolerance,
 )
 from ..config import DATASET_TITLE, SCHEME_LABEL, SCHEMES
+from ..files import SOURCE_ROOT
 from .plan import FILL_LABELS
 from .prose import _is_number, _num, interval_text
 
@@ -102,11 +104,13 @@ def reductions_text(plan) -> str:
 
 
 def summary_text(led: pd.DataFrame, plan) -> str:
-    """The page's summary: verdict counts, Holm's adjustment over the family, and the power."""
+    """The page's summary: verdict counts (claims that hold by design apart), Holm's adjustment over the
+    tested family, what five folds allow an exact test, the power at both SDs, and the measured calibration."""
     counts = led.verdict.value_counts()
-    parts = [f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v, 0)]
+    words = {BY_DESIGN: "hold by design (measured, not tested)"}
+    parts = [f"{counts.get(v, 0)} {words.get(v, v)}" for v in VERDICTS if counts.get(v, 0)]
     text = f"Of the {len(led)} claims: " + ", ".join(parts) + "."
-    for v in ("supported", "contradicted"):
+    for v in ("supported", "contradicted", BY_DESIGN):
         ids = list(led[led.verdict == v].id)
         if ids:
             text += f" {v.capitalize()}: {', '.join(ids)}."
@@ -117,12 +121,51 @@ def summary_text(led: pd.DataFrame, plan) -> str:
                  "adjustment, which keeps the chance of any false verdict at 5 %), "
                  + (f"{len(sig)} remain{'s' if len(sig) == 1 else ''} significant: {', '.join(sig)}." if sig
                     else "none remains significant."))
+    folds = led[(led.design == "folds") & (led.n > 1)].n
+    if len(folds):
+        k = int(folds.min())
+        text += (f" With {k} folds the exact sign-flip test cannot go below p = {2 / 2 ** k:.4f}, so a fold-level "
+                 "result significant at 5 % rests on the t test's assumption that fold differences are normal.")
     pw = led[led.power.notna()]
     if len(pw):
+        pc = pw.power_conservative
         text += (f" At this size the design has {100 * pw.power.min():.0f} to {100 * pw.power.max():.0f} % power at the "
-                 "paper's own effects, so an inconclusive verdict is what it would most often show even if the paper "
+                 f"paper's own effects at the measured SD ({100 * pc.min():.0f} to {100 * pc.max():.0f} % at a "
+                 "conservative one), so an inconclusive verdict is what it would most often show even if the paper "
                  "were right: it means \"cannot tell\", not \"no effect\".")
-    return text
+    cal = calibration_text()
+    return text + (" " + cal if cal else "")
+
+
+CALIBRATION = SOURCE_ROOT / "studies" / "calibrate_claims.json"
+
+
+def calibration() -> dict | None:
+    """The committed output of ``studies/calibrate_claims.py`` (None where this checkout lacks it)."""
+    try:
+        return json.loads(CALIBRATION.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _pct(r: dict) -> str:
+    return f"{100 * r['rate']:.0f} % [{100 * r['low']:.0f}, {100 * r['high']:.0f}] ({r['hits']} of {r['n']})"
+
+
+def calibration_text() -> str:
+    """Markdown: how the verdict rules behaved in the A/A calibration of this design (the book's page)."""
+    c = calibration()
+    if not c or "arms" not in c:
+        return ("The verdict rules have not been calibrated in this checkout (`studies/calibrate_claims.py` writes "
+                "the calibration page).")
+    a = c["arms"][max(c["arms"], key=lambda m: c["arms"][m]["comparisons"])]
+    fp, pl = a["false_positive"], a["planted"]
+    return (f"**Calibrated on this design** ([the calibration page](../book/calibration.md)): in {a['comparisons']} A/A "
+            f"comparisons (one scheme against itself, {a['seeds_per_arm']} seed per arm and fold) the corrected test "
+            f"called a difference in {_pct(fp['corrected'])}, the plain t test in {_pct(fp['plain'])} and a clip-level "
+            f"test over the pooled clips in {_pct(fp['clips'])}; the corrected interval held zero in "
+            f"{_pct(a['coverage'])}. At a planted effect of {pl['effect']:.2f} points, where the page's model promises "
+            f"{100 * pl['model_power']:.0f} % power, the corrected test found it in {_pct(pl['rejections']['corrected'])}.")
 
 
 def page_conclusion(led: pd.DataFrame | None, ids: Sequence[str], plan, lead: str | None = None,

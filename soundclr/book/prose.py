@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from ..analysis.claims import PROTOCOL_LABEL
+from ..analysis.claims import BY_DESIGN, PROTOCOL_LABEL
 from ..config import DATASET_TITLE
 
 # -- words for the pages -------------------------------------------------------------------------
@@ -25,30 +25,60 @@ def _is_number(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def level_label(level: float) -> str:
+    """``95 %``, ``99.5 %``: an interval's level as its label says it."""
+    return f"{100 * level:.10g} %"
+
+
 def interval_text(row, *, plain: bool = True) -> str:
-    """``+0.88 points [-1.90, +3.66]`` (the corrected interval), the uncorrected fold interval, the folds."""
+    """``+0.88 points [-1.90, +3.66] (95 %)`` (the corrected interval, labelled with its level), the
+    uncorrected fold interval at the same level, the folds."""
     r, unit = row, row["unit"]
     if r["verdict"] == "not testable":
         return "not testable"
     if not (math.isfinite(r["low_nb"]) and math.isfinite(r["high_nb"])):
         return f"{_num(r['effect'], unit)} {unit} (n = {r['n']}: no interval)"
+    level = r.get("level", 0.95)
+    level = 0.95 if not _is_number(level) else level
     n = f"{r['n']} folds" if r["design"] == "folds" else "clips per fold"
-    text = f"{_num(r['effect'], unit)} {unit} [{_num(r['low_nb'], unit)}, {_num(r['high_nb'], unit)}]"
+    each = " each, simultaneous" if r["design"] != "folds" else ""
+    text = (f"{_num(r['effect'], unit)} {unit} [{_num(r['low_nb'], unit)}, {_num(r['high_nb'], unit)}] "
+            f"({level_label(level)}{each})")
     if plain and r["design"] == "folds":
-        text += f"; uncorrected [{_num(r['low'], unit)}, {_num(r['high'], unit)}]"
+        text += f"; uncorrected [{_num(r['low'], unit)}, {_num(r['high'], unit)}] ({level_label(level)})"
     return text + f", {n}"
 
 
 def power_text(row) -> str:
-    """The effect this design detects with 80 % power, and its power at the paper's effect."""
+    """The effect this design detects with 80 % power and its power at the paper's effect, each at the
+    measured SD and at the conservative one."""
     if row["verdict"] == "not testable" or not math.isfinite(row["detectable"]):
         return "n/a"
     unit = row["unit"]
-    text = f"{abs(row['detectable']):.0f}" if unit == "seconds" else f"{abs(row['detectable']):.2f}"
-    text = f"detects {text} {unit}"
+
+    def size(x):
+        return "n/a" if not math.isfinite(x) else f"{abs(x):.0f}" if unit == "seconds" else f"{abs(x):.2f}"
+    cons = row.get("detectable_conservative", math.nan)
+    text = f"detects {size(row['detectable'])} {unit} (conservatively {size(cons) if _is_number(cons) else 'n/a'})"
     if _is_number(row["power"]) and _is_number(row["paper"]):
-        text += f"; power at the paper's {row['paper']:.2f}: {100 * row['power']:.0f} %"
+        pc = row.get("power_conservative", math.nan)
+        text += (f"; power at the paper's {row['paper']:.2f}: {100 * row['power']:.0f} % (conservatively "
+                 + (f"{100 * pc:.0f} %)" if _is_number(pc) else "n/a)"))
     return text
+
+
+def tests_text(row) -> str:
+    """The p values beside the verdict (corrected t, and the exact sign-flip test where there is one) and the
+    probability of improvement with the folds won: what a reader needs to weigh a verdict on five folds."""
+    parts = []
+    if _is_number(row.get("p")):
+        parts.append(f"p = {row['p']:.3f} (corrected t)")
+    if _is_number(row.get("p_signflip")):
+        parts.append(f"{row['p_signflip']:.3f} (exact sign-flip; smallest possible {2 / 2 ** int(row['n']):.3f})")
+    if _is_number(row.get("prob_improvement")):
+        parts.append(f"P(improvement) {row['prob_improvement']:.2f}, ahead on {int(row['folds_won'])} of "
+                     f"{int(row['folds'])} folds")
+    return "; ".join(parts)
 
 
 def _paper_cell(r) -> str:
@@ -60,14 +90,15 @@ def _paper_cell(r) -> str:
 
 
 SHORT_WORDS = {   # the verdict's words in the ledger table (the page's "How to read" says the rest)
-    "inconclusive: cannot tell at this size (the interval holds both zero and the paper's effect)": "cannot tell at this size",
-    "inconclusive: the interval holds zero but not the paper's effect": "holds zero, not the paper's effect",
+    "inconclusive: cannot tell at this size (the interval holds zero; low power at the paper's effect)":
+        "cannot tell at this size",
     "inconclusive: the interval holds zero": "holds zero",
     "inconclusive: no interval (fewer than two folds)": "no interval",
 }
 
 
-VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#b42318", "inconclusive": "#7a5b00", "not testable": "#555555"}
+VERDICT_COLOR = {"supported": "#1a7f37", "contradicted": "#b42318", "inconclusive": "#7a5b00", BY_DESIGN: "#2f5f8f",
+                 "not testable": "#555555"}
 
 
 PAGE_TITLE = {"results": "Results", "ablation": "Ablation", "robustness": "Robustness", "training-hybrid": "Training: hybrid"}
@@ -89,11 +120,15 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
         mine = html.escape(interval_text(r)) if testable else _code(html.escape(r["note"]))
         if testable and r["note"]:
             mine += f"<br><small>{_code(html.escape(r['note']))}.</small>"
-        if testable:
+        if testable and r["verdict"] != BY_DESIGN:
             mine += f"<br><small><i>{html.escape(power_text(r))}</i></small>"
-        rest = SHORT_WORDS.get(r["verdict_text"], "")
+            tests = tests_text(r)
+            mine += f"<br><small>{html.escape(tests)}</small>" if tests else ""
+            if r.get("paper_position"):
+                mine += f"<br><small>{html.escape(r['paper_position'])} (a description, not a test)</small>"
+        rest = "not a test: true by construction" if r["verdict"] == BY_DESIGN else SHORT_WORDS.get(r["verdict_text"], "")
         rows.append(
-            "<tr>"
+            f"<tr {_row_data(r)}>"
             f"<td><b>{r['id']}</b> {html.escape(r['claim'])}<br><small>{html.escape(r['measure'])}</small></td>"
             f"<td>{html.escape(_paper_cell(r))}</td>"
             f"<td>{mine}</td>"
@@ -104,9 +139,16 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
             f"<a href=\"{r['evidence'].split('-')[0]}.ipynb\" data-book-page=\"{r['evidence']}\">"
             f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></small></td>"
             "</tr>")
-    head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected 95 % interval]; uncorrected "
-            "interval, folds; 80 % power</th><th>verdict, evidence</th></tr>")
+    head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected interval] (level); uncorrected "
+            "interval, folds; 80 % power (measured and conservative SD); tests</th><th>verdict, evidence</th></tr>")
     return f"<table class=\"claims-ledger\">{head}{''.join(rows)}</table>"
+
+
+def _row_data(r) -> str:
+    """The numbers behind a ledger row's interval, as data attributes (``make check-book`` recomputes the
+    interval's width from them and its level label)."""
+    keys = {"level": "level", "sd": "sd", "n": "n", "ratio": "ratio", "design": "design", "verdict": "verdict"}
+    return " ".join(f'data-{k}="{html.escape(str(r.get(v, "")))}"' for k, v in keys.items())
 
 
 def _short(r, prefix: str = "", verdict: bool = True) -> str:

@@ -120,3 +120,11 @@ def ensemble_accuracy(runs) -> float:
     outs = [torch.load(Path(r) / "outputs.pt", weights_only=False) for r in runs]
     probs = torch.stack([o["probs"] for o in outs]).mean(0)
     return (probs.argmax(-1) == outs[0]["labels"]).float().mean().item()
+
+
+def clip_correctness(run: Path | str):
+    """Per test clip of a finished run, in the order of the clips' dataset indices: 1.0 where its final
+    model's prediction is right, else 0.0 (a numpy array, from the run's saved ``outputs.pt``)."""
+    o = torch.load(Path(run) / "outputs.pt", weights_only=False)
+    order = torch.argsort(o["indices"]) if "indices" in o else torch.arange(len(o["labels"]))
+    return (o["probs"].argmax(-1) == o["labels"])[order].float().numpy()

@@ -7,7 +7,7 @@ import pandas as pd
 from ...analysis import tables
 from ...analysis.convergence import main_grid_convergence
 from .. import conclusions, figures, prose
-from ..decisive import decisive_cost
+from ..decisive import decisive_cost, decisive_meaning, decisive_rows, decisive_terms, table3_check
 
 
 def convergence(page) -> pd.DataFrame:
@@ -66,8 +66,23 @@ def converged(page) -> None:
 
 
 def decisive(page) -> None:
-    """The seeds and GPU-hours a decisive test of the headline claims would need."""
-    page.show(figures.tidy(decisive_cost(page.plan).set_index(["claim", "dataset"])))
+    """The power, seeds and GPU-hours of a decisive test of the headline claims; what it means for the paper; the
+    variance terms behind it and the cross-check of the seed term against Table III."""
+    rows = page.cached("claims.decisive", lambda: decisive_rows(page.plan))
+    page.show(figures.tidy(decisive_cost(page.plan, rows=rows).set_index(["claim", "dataset"])), decisive_meaning(rows),
+              terms_text(decisive_terms(page.plan)), table3_check(page.plan))
+
+
+def terms_text(terms: pd.DataFrame) -> str:
+    """Markdown: the sizes of the three variance terms behind the table, and what the build measured of the third."""
+    if terms.empty:
+        return ""
+    esc = terms[terms.dataset == "ESC-50"]
+    parts = [f"{r.claim}: test clips {r.clip:.2f}, one seed {r.seed:.2f}, training sets {r.train:.2f}" for r in esc.itertuples()]
+    left = ", ".join(f"{r.claim} {r.train_build:+.2f}" for r in esc.itertuples())
+    return ("**The variance terms** of one ESC-50 fold's difference (points squared): " + "; ".join(parts) + ". The "
+            "training-set term is what this build's between-fold variance leaves after the clip and seed terms "
+            f"({left}; a negative remainder counts as zero): only it gets the Nadeau-Bengio factor.")
 
 
 def left_out(page) -> None:
