@@ -211,7 +211,8 @@ def add_speed(L: _Claims, main: pd.DataFrame) -> None:
         h_side, o_side = main[main.scheme == "hybrid"], main[main.scheme == other]
         if CLAIMS[cid].by_design:
             stage2 = [sum(r.get("seconds", 0.0) for r in rows if r.get("stage", 1) == 2) for rows in o_side.rows]
-            extra = (f"{int(o_side.run.iloc[0].config.stages()[1]['epochs'])} epochs" if measure == 0 else
+            e2 = int(o_side.run.iloc[0].config.stages()[1]["epochs"])
+            extra = (f"{e2} epoch{'s' if e2 != 1 else ''}" if measure == 0 else
                      f"{np.mean(stage2):.0f} s on average")
             note = (f"measured, not tested: the two-stage scheme's stage 2 adds {extra} after a stage 1 as long as the "
                     f"hybrid's whole schedule; the hybrid reached the common target in {len(p)} of "
@@ -283,9 +284,11 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
             + f". Each interval is over the fold's test clips ({int(main.n_test.iloc[0])}, seeds averaged), "
             f"simultaneous over the {m} comparisons; it counts clip sampling, not seed-to-seed variation (the "
             "calibration page measures what that costs). Not in the Holm family. Final models only")
+    words = {"supported": "supported", "contradicted": "contradicted",
+             "inconclusive": f"inconclusive: on some fold an interval reaches below -{margin:g} (the margin)"}[v]
     L.add("C9", replace(w, low_nb=w.low, high_nb=w.high, p=math.nan, p_plain=math.nan, p_signflip=math.nan),
           runs=len(main), same_schedule=_schedules(main), design="clips per fold", note=note, verdict_=v,
-          unconverged=int((~main.converged).sum()))
+          unconverged=int((~main.converged).sum()), words=words)
 
 
 def add_masks(L: _Claims, plan, masking: pd.DataFrame) -> None:
@@ -356,7 +359,7 @@ class _Claims:
 
     def add(self, cid: str, interval, *, runs: int, same_schedule: bool, design: str = "folds", note: str = "",
             protocols: dict | None = None, conv=None, unconverged: int = 0, verdict_: str | None = None,
-            detail: str = "", improvement: tuple[float, int, int] | None = None) -> None:
+            detail: str = "", improvement: tuple[float, int, int] | None = None, words: str | None = None) -> None:
         """A tested (or, for a claim whose record says so, by-design) row. A claim true by construction keeps its
         measurement but gets the verdict "holds by design" and no p value: it leaves the counts and the Holm family."""
         base = self.base(cid)
@@ -375,7 +378,7 @@ class _Claims:
                "level": interval.level, "ratio": interval.ratio, "prob_improvement": prob, "folds_won": won, "folds": folds,
                "paper_position": paper_position(interval.low_nb, interval.high_nb, base["paper"]),
                "verdict": v, "verdict_text": (f"{BY_DESIGN} (not a test): {CLAIMS[cid].by_design}" if by_design else
-                                              verdict_words(interval, v, base["paper"])),
+                                              words or verdict_words(interval, v, base["paper"])),
                "same_schedule": same_schedule, "design": design, "note": note, "detail": detail, "unconverged": unconverged}
         for name in ("best_test", "best_val", "conv"):
             other = conv if name == "conv" else (protocols or {}).get(name)

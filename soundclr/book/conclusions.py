@@ -161,7 +161,7 @@ def calibration_text() -> str:
     a = c["arms"][max(c["arms"], key=lambda m: c["arms"][m]["comparisons"])]
     fp, pl = a["false_positive"], a["planted"]
     return (f"**Calibrated on this design** ([the calibration page](../book/calibration.md)): in {a['comparisons']} A/A "
-            f"comparisons (one scheme against itself, {a['seeds_per_arm']} seed per arm and fold) the corrected test "
+            f"comparisons (one scheme against itself, {a['seeds_per_arm']} seed{'s' if a['seeds_per_arm'] > 1 else ''} per arm and fold) the corrected test "
             f"called a difference in {_pct(fp['corrected'])}, the plain t test in {_pct(fp['plain'])} and a clip-level "
             f"test over the pooled clips in {_pct(fp['clips'])}; the corrected interval held zero in "
             f"{_pct(a['coverage'])}. At a planted effect of {pl['effect']:.2f} points, where the page's model promises "

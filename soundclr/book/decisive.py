@@ -175,10 +175,12 @@ def decisive_meaning(rows: list[dict]) -> str:
     elif low < POWER_TARGET:
         text += f", below the usual {100 * POWER_TARGET:.0f} % for some of them"
     if need:
-        text += (f"; a decisive test needs {min(need)} to {max(need)} seeds per fold "
-                 f"({min(hours):,.0f} to {max(hours):,.0f} GPU-hours on one H200)")
+        seeds = f"{min(need)}" if min(need) == max(need) else f"{min(need)} to {max(need)}"
+        gpu = f"{min(hours):,.0f}" if min(hours) == max(hours) else f"{min(hours):,.0f} to {max(hours):,.0f}"
+        text += f"; where seeds suffice, a decisive test needs {seeds} seeds per fold ({gpu} GPU-hours on one H200)"
     if none:
-        text += f"; for {', '.join(none)} no number of seeds reaches 80 %: the test clips, not the seeds, limit it"
+        text += (f"; for {', '.join(none)} no number of seeds reaches 80 % on the official folds: the terms seeds do "
+                 "not average out (the test clips and the training sets) limit it")
     return text + "."
 
 

@@ -27,7 +27,7 @@ def _is_number(x) -> bool:
 
 def level_label(level: float) -> str:
     """``95 %``, ``99.5 %``: an interval's level as its label says it."""
-    return f"{100 * level:.10g} %"
+    return f"{100 * level:.2f}".rstrip("0").rstrip(".") + " %"
 
 
 def interval_text(row, *, plain: bool = True) -> str:
