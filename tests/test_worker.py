@@ -28,6 +28,27 @@ def test_one_claim_at_a_time_and_release(tmp_path):
     assert lease.take_lease(tmp_path / "run", stale_seconds=60) is not None      # free again
 
 
+def test_a_holder_gone_from_this_host_is_taken_over_at_once(tmp_path):
+    """A lease whose holder ran on this host and no longer exists (or whose pid now belongs to a process that
+    started at another time) is taken over whatever its heartbeat's age; one from another host waits."""
+    import socket
+
+    from soundclr.runs.threads import start_time
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for run, info in {"dead": {"pid": gone.pid, "host": socket.gethostname()},
+                      "reused": {"pid": os.getpid(), "host": socket.gethostname(), "start": "0"},
+                      "elsewhere": {"pid": gone.pid, "host": "another-host"},
+                      "alive": {"pid": os.getpid(), "host": socket.gethostname(),
+                                "start": start_time(os.getpid())}}.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "lease.json").write_text(json.dumps({**info, "heartbeat": time.time(), "token": "t"}))
+    assert lease.take_lease(tmp_path / "dead", stale_seconds=900) is not None
+    assert lease.take_lease(tmp_path / "reused", stale_seconds=900) is not None
+    assert lease.take_lease(tmp_path / "elsewhere", stale_seconds=900) is None
+    assert lease.take_lease(tmp_path / "alive", stale_seconds=900) is None
+
+
 def test_a_stale_claim_is_taken_over_and_its_owner_notices(tmp_path):
     old = lease.take_lease(tmp_path / "run", stale_seconds=0.2)
     time.sleep(0.3)
@@ -132,12 +153,12 @@ def test_a_killed_worker_is_taken_over_and_the_run_resumes(synthetic_root, synth
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert (run_dir / "lease.json").exists() and not (run_dir / "summary.json").exists()
+    # its holder was on this host and is gone: stale at once, whatever its heartbeat's age (900 s by default)
+    assert lease.holder_gone(lease.read_lease(run_dir))
     status = {e["experiment"]: e for e in run_status.status(tmp_path / "r")}["main"]
-    assert len(status["running"]) == 1                                   # not yet stale (900 s by default)
-    # a second worker with a short staleness takes the run over and resumes it from the checkpoint
-    time.sleep(1.2)
-    taker = subprocess.run([*cmd, "--results", str(tmp_path / "r"), "--lease-stale-seconds", "1"], env=env,
-                           capture_output=True, text=True, timeout=600)
+    assert len(status["stale"]) == 1 and not status["running"]
+    # the same command again, at once and with the default staleness, takes the run over and resumes it
+    taker = subprocess.run([*cmd, "--results", str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=600)
     assert taker.returncode == 0, taker.stderr[-2000:]
     assert (run_dir / "summary.json").exists() and not (run_dir / "lease.json").exists()
     whole = subprocess.run([*cmd, "--results", str(tmp_path / "whole")], env=env, capture_output=True, text=True, timeout=600)

@@ -6,7 +6,9 @@ process, the SLURM job when there is one, the time, and a random token. The work
 lease's heartbeat after every epoch (with the epoch and its duration, for ``soundclr status``) and
 from a background thread every ``heartbeat_seconds``, so a long epoch does not look dead. Other
 workers skip a run whose lease is fresh and take over one whose heartbeat is older than
-``stale_seconds`` (the setting ``lease_stale_seconds``, well above the checkpoint interval): the
+``stale_seconds`` (the setting ``lease_stale_seconds``, well above the checkpoint interval), or at
+once one whose holder ran on this very host and is gone (killed, out of memory: its pid no longer
+exists, or now belongs to a process started at another time, :func:`holder_gone`): the
 taker renames the stale lease aside (of several workers trying at once, one rename succeeds),
 creates its own, and the run resumes from its last checkpoint. A worker whose lease was taken over
 notices at its next heartbeat and leaves the run to the taker.
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write_json
-from .threads import fit_threads, register, unregister
+from .threads import fit_threads, process_alive, register, start_time, unregister
 
 LEASE = "lease.json"
 
@@ -71,6 +73,16 @@ def read_lease(run_dir: Path) -> dict | None:
         return lease
     except ValueError:
         return {"heartbeat": mtime, "host": "?", "pid": None, "token": None, "partial": True}
+
+
+def holder_gone(lease: dict) -> bool:
+    """Whether the lease's holder ran on this host and its process no longer exists (or its pid now
+    belongs to another process: the start time differs). A holder on another host is judged by its
+    heartbeat alone."""
+    pid = lease.get("pid")
+    if lease.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    return not process_alive(pid, lease.get("start"))
 
 
 def age(lease: dict, now: float | None = None) -> float:
@@ -172,8 +184,8 @@ class Lease:
 def take_lease(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECONDS, retry_failed: bool = False,
           epochs: int | None = None) -> Lease | None:
     """Lease ``run_dir`` for this process, or return None when another worker holds it (a
-    fresh lease) or it failed before (unless ``retry_failed``). A stale lease, or one left
-    by this very SLURM task before a requeue, is taken over. Until the lease is released this
+    fresh lease) or it failed before (unless ``retry_failed``). A stale lease, one whose holder on
+    this host is gone, or one left by this very SLURM task before a requeue, is taken over. Until the lease is released this
     process counts as a training worker of this host and takes its share of the cores."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +197,7 @@ def take_lease(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECO
         current = read_lease(run_dir)
         if current is not None:
             mine_before = me is not None and current.get("slurm") == me and current.get("host") == socket.gethostname()
-            if age(current) < stale_seconds and not mine_before:
+            if age(current) < stale_seconds and not mine_before and not holder_gone(current):
                 return None
             aside = run_dir / f".{LEASE}.stale-{secrets.token_hex(4)}"
             try:
@@ -195,7 +207,8 @@ def take_lease(run_dir: Path | str, *, stale_seconds: float = DEFAULT_STALE_SECO
             aside.unlink(missing_ok=True)
         token = secrets.token_hex(8)
         now = time.time()
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "slurm": me, "token": token, "started": now,
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "start": start_time(os.getpid()), "slurm": me,
+                "token": token, "started": now,
                 "heartbeat": now, "epoch": 0, "epochs": epochs, "epoch_seconds": None}
         try:
             fd = os.open(run_dir / LEASE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..files import read_json
 from ..train.record import read_metrics
-from .lease import DEFAULT_STALE_SECONDS, FAILED, age, read_lease
+from .lease import DEFAULT_STALE_SECONDS, FAILED, age, holder_gone, read_lease
 
 
 # -- status of a results folder --------------------------------------------------------------
@@ -48,7 +48,7 @@ def status(results: Path | str = "results", dataset: str | None = None, experime
                 item = {"run": name, "host": current.get("host"), "pid": current.get("pid"), "slurm": current.get("slurm"),
                         "epoch": current.get("epoch", done), "epochs": current.get("epochs") or epochs,
                         "heartbeat_age": round(age(current), 1)}
-                stale = age(current) >= _stale_seconds(run_dir)
+                stale = age(current) >= _stale_seconds(run_dir) or holder_gone(current)
                 entry["stale" if stale else "running"].append(item)
             elif (run_dir / FAILED).exists():
                 try:

@@ -81,7 +81,7 @@ def threads_from_environment() -> int | None:
     return _positive_int(os.environ.get("OMP_NUM_THREADS")) or _positive_int(os.environ.get("SLURM_CPUS_PER_TASK"))
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     """A process's start time (field 22 of /proc/<pid>/stat), to tell it from a later process that
     reuses its pid; None where there is no /proc."""
     try:
@@ -111,7 +111,7 @@ def register() -> None:
                 os.chmod(path.parent, 0o1777)     # every user of the host registers here (sticky, like /tmp)
             except OSError:
                 pass
-            atomic_write_json(path, {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()),
+            atomic_write_json(path, {"pid": os.getpid(), "host": socket.gethostname(), "start": start_time(os.getpid()),
                                      "time": time.time()})
             _registration["path"] = path
         except OSError:
@@ -146,7 +146,9 @@ def _unregister_all() -> None:
         _remove_entry()
 
 
-def _alive(pid: int, path: Path) -> bool:
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process ``pid`` of this host is alive and, where its recorded start time ``start`` is
+    given (:func:`start_time`), is still the process that recorded it (pids are reused)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,12 +157,16 @@ def _alive(pid: int, path: Path) -> bool:
         pass                                   # another user's process: alive
     except OSError:
         return False
+    now = start_time(pid)
+    return start is None or now is None or str(start) == now
+
+
+def _alive(pid: int, path: Path) -> bool:
     try:
         recorded = json.loads(path.read_text()).get("start")
     except (OSError, ValueError, AttributeError):
-        return True                            # unreadable entry of a live pid: count it
-    now = _start_time(pid)
-    return recorded is None or now is None or str(recorded) == now
+        recorded = None                        # unreadable entry: count a live pid
+    return process_alive(pid, recorded)
 
 
 def other_workers() -> int:
