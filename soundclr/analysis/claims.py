@@ -26,7 +26,7 @@ PAPER_TABLE2 = {
 }
 # Table IV: model, architecture, ESC-50, ESC-10, US8K (None: not reported).
 LITERATURE = [
-    ("Human [Piczak 2015a]", "-", 81.3, 95.7, None), ("Piczak-CNN", "2 conv + 2 FC", 64.5, 90.2, 73.7),
+    ("Human (the ESC dataset paper, Piczak 2015)", "-", 81.3, 95.7, None), ("Piczak-CNN", "2 conv + 2 FC", 64.5, 90.2, 73.7),
     ("EnvNet-v2", "10 conv + 3 FC", 84.7, 91.3, 78.3), ("ESResNet", "ResNet-50", 90.8, 96.75, 84.9),
     ("ESResNet-Attention", "ResNet-50 + attention", 91.5, 97.0, 85.42),
     ("ResNet [Palanisamy]", "ResNet-50", 90.93, None, 85.03), ("DenseNet [Palanisamy]", "DenseNet-201", 91.52, None, 85.31),

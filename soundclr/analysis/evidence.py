@@ -304,7 +304,13 @@ def add_masks(L: _Claims, plan, masking: pd.DataFrame) -> None:
         return
     f, t = max(freq), min(time_)       # the most frequency masks, the fewest time masks the grid holds
     L.compare("C10", masking[masking.variant == f], masking[masking.variant == t],
-              note=f"{f} against {t} (F = {a.freq_mask_width}, T = {a.time_mask_width})")
+              note=f"{_masks_words(f)} against {_masks_words(t)} (widths F = {a.freq_mask_width}, T = {a.time_mask_width})")
+
+
+def _masks_words(variant: str) -> str:
+    """A masking run's name (``F8T6f2t0``) as a reader says it: ``f = 2, t = 0``."""
+    f, t = variant.rsplit("f", 1)[1].split("t")
+    return f"f = {f}, t = {t}"
 
 
 def _fold_differences(left: pd.DataFrame, right: pd.DataFrame, value: str) -> list[float]:

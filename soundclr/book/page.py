@@ -202,8 +202,15 @@ def setup(name: str, namespace: Mapping[str, Any]) -> Page:
                      results=params["results"], data_root=params["data_root"], epochs=epochs, folds=params["folds"],
                      seeds=params["seeds"], **extra, **settings)
     page = Page(name, plan, params)
-    page.show(plan.settings_line(), plan.provenance_line(), plan.runs_line(page.runs))
+    if name != "claims":               # the Claims page puts its scope first (sections.claims.scope shows these after it)
+        show_lines(page)
     return page
+
+
+def show_lines(page: Page) -> None:
+    """The Settings, Provenance and Runs lines under a page's title."""
+    plan = page.plan
+    page.show(plan.settings_line(here=page.name), plan.provenance_line(), plan.runs_line(page.runs))
 
 
 def _inline_figures() -> None:

@@ -153,9 +153,10 @@ class Plan:
         return all(run.finished for run in runs)
 
     # -- words for the pages -------------------------------------------------------------------
-    def settings_line(self) -> str:
-        """Markdown: one short sentence on what this page ran, links to what the preset leaves out and to
-        how to read the pages, and every setting that differs from the paper's behind a dropdown."""
+    def settings_line(self, here: str = "") -> str:
+        """Markdown: one short sentence on what this page ran, links to what the preset leaves out (the Claims
+        page's last section; on that page itself, ``here == "claims"``, no link to itself) and to how to read the
+        pages, and every setting that differs from the paper's behind a dropdown."""
         c = self.config.resolved()
         paper = preset("paper", dataset=c.data.dataset).resolved()
         weights = "ImageNet weights" if c.model.weights == "imagenet" else "random initialisation"
@@ -164,8 +165,9 @@ class Plan:
                  + (f" ({c.optim.contrastive_stretch:g} times as many for the contrastive stages)"
                     if c.optim.contrastive_stretch != 1 else "")
                  + f", test folds {_span(self.folds)}, seeds {_span(self.seeds)}. What this preset leaves out: "
-                 "[the Claims page](claims.ipynb#what-this-build-leaves-out); "
-                 "[how to read these pages](../book/results.md#how-to-read-these-pages).")
+                 + ("the last section of this page; " if here == "claims" else
+                    "[the Claims page](claims.ipynb#what-this-build-leaves-out); ")
+                 + "[how to read these pages](../book/results.md#how-to-read-these-pages).")
         changed = [f"<li><code>{k}</code> {_fmt(v)} (paper: {_fmt(paper.get(k))})</li>" for k, v in _flat(c).items()
                    if k not in NOT_A_CHANGE and v != paper.get(k)]
         every = (f"{c.features.channels} channel{'s' if c.features.channels > 1 else ''}, {c.data.sample_rate / 1000:g} kHz, "

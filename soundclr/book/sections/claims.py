@@ -7,6 +7,7 @@ import pandas as pd
 from ...analysis import tables
 from ...analysis.convergence import main_grid_convergence
 from .. import conclusions, figures, prose
+from ..page import show_lines
 from ..decisive import decisive_cost, decisive_meaning, decisive_rows, decisive_terms, table3_check
 
 
@@ -16,8 +17,10 @@ def convergence(page) -> pd.DataFrame:
 
 
 def scope(page) -> None:
-    """What this build ran, what it can test and what it cannot."""
+    """What this build ran, what it can test and what it cannot (first, within the first screen), then the
+    Settings, Provenance and Runs lines."""
     page.show(conclusions.scope_text(page.plan))
+    show_lines(page)
 
 
 def ledger(page) -> None:
