@@ -48,6 +48,7 @@ from .data.fetch import download
 from .files import read_json
 from .runs.grid import grid
 from .runs.inference import noise_accuracy, predict_file
+from .runs.lease import FAILED, holder_gone, read_lease
 from .runs.pool import train_in_processes, work
 from .runs.slurm import sbatch_script, submit, write_script
 from .runs.status import format_status, status
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "not needed for several workers: each run is leased by one)")
     tr.add_argument("--retry-failed", action="store_true", help="train again the runs that failed before")
     tr.add_argument("--quiet", action="store_true", help="no progress bar, only one line per run")
+    tr.add_argument("--wait", action="store_true", help="when other live workers hold runs of this grid, wait for them "
+                    "to finish (taking over any whose worker dies) instead of leaving those runs to them")
     tr.add_argument("--workers", type=_workers, default=1, help="training processes to start on this machine (default 1): "
                     "each leases runs of the grid and takes its share of the cores, as `reproduce` does")
     tr.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)   # a worker of --workers: lines, no bar
@@ -303,16 +306,37 @@ def _train(args) -> int:
     else:
         log = (lambda line: print(f"  {line}", flush=True)) if args.progress_lines else None
         summaries = work(runs, shard=(i, n), verbose=lead, progress=not args.quiet and not args.progress_lines and lead,
-                         retry_failed=args.retry_failed, log=log)
+                         retry_failed=args.retry_failed, log=log, wait=args.wait)
     for s in summaries if lead else []:
         print(f"{s['scheme']:7s} fold {s['test_fold']} seed {s['seed']}: final {100 * s['final']['test_acc']:.2f} %"
               f"  (best epoch {s['best_on_test']['epoch']} on the test fold, the paper's protocol: {100 * s['best_on_test']['test_acc']:.2f} %)")
-    if lead:
-        left = len([r for r in runs if not r.finished])
-        if left:
-            print(f"{left} run(s) of this grid are not finished (held by other workers, failed, or in other shards): "
-                  f"soundclr status --results {args.results} --dataset {cfg.data.dataset} --experiment {args.experiment}")
-    return 0
+    return unfinished_status(mine, f"soundclr status --results {args.results} --dataset {cfg.data.dataset} "
+                                   f"--experiment {args.experiment}") if lead else 0
+
+
+def unfinished_status(mine, status_command: str) -> int:
+    """The exit status of a training command, from the runs of its own shard (``mine``): 0 when each is finished
+    or held by another live worker (that worker finishes it: a worker of a SLURM array does not fail because its
+    peers hold runs), 1 when any failed or is left unfinished; says which, and what to do."""
+    left = [r for r in mine if not r.finished]
+    failed = [r for r in left if (r.directory / FAILED).exists()]
+    leases = {r.directory: read_lease(r.directory) for r in left if r not in failed}
+    held = [r for r in left if leases.get(r.directory) is not None and not holder_gone(leases[r.directory])]
+    rest = [r for r in left if r not in failed and r not in held]
+
+    def names(rs):
+        return ", ".join(r.directory.name for r in rs[:5]) + (f" and {len(rs) - 5} more" if len(rs) > 5 else "")
+    if held:
+        who = sorted({f"{leases[r.directory].get('host')} pid {leases[r.directory].get('pid')}" for r in held})
+        print(f"{len(held)} run(s) are being trained by other live workers ({'; '.join(who[:3])}): they finish them "
+              f"(--wait waits for them). Progress: {status_command}")
+    if failed:
+        print(f"soundclr: {len(failed)} run(s) failed: {names(failed)}. The error of each: {status_command}; train them "
+              "again with --retry-failed", file=sys.stderr)
+    if rest:
+        print(f"soundclr: {len(rest)} run(s) are not finished: {names(rest)}. Run the same command again (a run resumes "
+              f"from its checkpoint); {status_command}", file=sys.stderr)
+    return 1 if failed or rest else 0
 
 
 def _train_workers(args, cfg, mine) -> list[dict]:

@@ -213,3 +213,34 @@ def test_a_grid_can_wait_for_runs_held_elsewhere(synthetic_root, synthetic_bank,
     summaries = run_grid(runs, progress=False, verbose=False, bank=synthetic_bank, wait=True, poll_seconds=0.2)
     assert len(summaries) == 2 and all(r.finished for r in runs) and time.time() - t0 >= 1.5
     assert len(run_grid(runs, progress=False, verbose=False, bank=synthetic_bank)) == 2
+
+
+def test_the_exit_status_says_what_is_unfinished(synthetic_root, tmp_path, capsys):
+    """`soundclr train` exits 0 when every run of its shard is finished or held by another live worker (a worker
+    of a SLURM array must not fail because its peers hold runs), and 1, naming the runs and the next step, when a
+    run failed; a dead holder's run is trained, not skipped."""
+    import socket
+
+    from soundclr.runs.threads import start_time
+    args = ["train", "--preset", "quick", "--dataset", "synthetic", "--data-root", str(synthetic_root), "--epochs", "1",
+            "--warmup-epochs", "0", "--batch-size", "32", "--schemes", "ce", "--folds", "1,2", "--seeds", "0",
+            "--results", str(tmp_path), "--device", "cpu", "--quiet"]
+    from soundclr.config import preset
+    cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=1, warmup_epochs=0, batch_size=32,
+                 device="cpu")
+    one, two = grid(cfg, "main", schemes=["ce"], folds=[1, 2], seeds=[0], results=str(tmp_path))
+    alive = {"host": socket.gethostname(), "pid": os.getpid(), "start": start_time(os.getpid()), "token": "t"}
+    for run, info in ((one, alive), (two, {**alive, "pid": 2 ** 22 + 7, "start": "0"})):   # two: its holder is gone
+        run.directory.mkdir(parents=True)
+        (run.directory / "lease.json").write_text(json.dumps({**info, "heartbeat": time.time()}))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert two.finished and not one.finished                   # the dead holder's run trained; the live one's left
+    assert "1 run(s) are being trained by other live workers" in out and "--wait" in out
+    # a failed run: exit 1, with the run's name and --retry-failed
+    (one.directory / "lease.json").unlink()
+    (one.directory / "failed.json").write_text(json.dumps({"error": "RuntimeError: planted", "time": time.time()}))
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and one.directory.name in err and "--retry-failed" in err
+    assert main([*args, "--retry-failed"]) == 0 and one.finished

@@ -27,15 +27,17 @@ def log_line(line: str) -> None:
 
 
 def work(runs: list[Run], *, shard: tuple[int, int] = (0, 1), retry_failed: bool = False, verbose: bool = True,
-         progress: bool = False, log=log_line) -> list[dict]:
+         progress: bool = False, log=log_line, wait: bool = False) -> list[dict]:
     """The body of every training worker: registered as a worker of this host for its life, its threads
     fitted to the machine, it trains every run of ``runs`` it can lease; returns the summaries of the
-    runs it saw finished. SIGTERM is raised as :class:`~soundclr.train.runtime.Terminated` meanwhile."""
+    runs it saw finished (with ``wait``, after waiting for the runs other live workers hold). SIGTERM is raised
+    as :class:`~soundclr.train.runtime.Terminated` meanwhile."""
     with sigterm_raises():
         register()
         try:
             fit_threads()
-            return run_grid(runs, shard=shard, verbose=verbose, progress=progress, retry_failed=retry_failed, log=log)
+            return run_grid(runs, shard=shard, verbose=verbose, progress=progress, retry_failed=retry_failed, log=log,
+                            wait=wait)
         finally:
             unregister()
 
