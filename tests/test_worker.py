@@ -244,3 +244,43 @@ def test_the_exit_status_says_what_is_unfinished(synthetic_root, tmp_path, capsy
     err = capsys.readouterr().err
     assert "1 run(s) failed" in err and one.directory.name in err and "--retry-failed" in err
     assert main([*args, "--retry-failed"]) == 0 and one.finished
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_when_space_returns(synthetic_root, synthetic_bank, tmp_path,
+                                                                            monkeypatch):
+    """A checkpoint write that fails for lack of space (OSError ENOSPC injected at the file layer, in fsync, as a
+    full disk reports a delayed write) stops the run with a message that says what to do; the previous checkpoint
+    is intact, no failed.json marks the run, and the same grid run again finishes it, bit-identical to a run
+    that never stopped (every metrics.jsonl value but seconds)."""
+    import errno
+
+    import torch
+
+    from soundclr import files
+    from soundclr.config import preset
+    from soundclr.runs.grid import DiskFull
+    cfg = preset("quick", dataset="synthetic", data_root=str(synthetic_root), epochs=4, warmup_epochs=1, batch_size=32,
+                 device="cpu", checkpoint_seconds=0)
+    runs = grid(cfg, "main", schemes=["ce"], folds=[1], seeds=[0], results=str(tmp_path / "r"))
+    real_fsync, saves = os.fsync, []
+
+    def full_on_the_third_checkpoint(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if ".checkpoint.pt." in name:
+            saves.append(name)
+            if len(saves) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device", name)
+        return real_fsync(fd)
+    monkeypatch.setattr(files.os, "fsync", full_on_the_third_checkpoint)
+    with pytest.raises(DiskFull, match="Free some space and run the same command again"):
+        run_grid(runs, progress=False, verbose=False, bank=synthetic_bank)
+    run_dir = runs[0].directory
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 2      # the last complete one
+    assert not (run_dir / "failed.json").exists() and not (run_dir / "lease.json").exists()
+    assert not [p for p in run_dir.iterdir() if files.is_temporary(p.name)]              # no half-written file left
+    monkeypatch.setattr(files.os, "fsync", real_fsync)                                   # space returns
+    run_grid(runs, progress=False, verbose=False, bank=synthetic_bank)
+    assert runs[0].finished
+    whole = grid(cfg, "main", schemes=["ce"], folds=[1], seeds=[0], results=str(tmp_path / "whole"))
+    run_grid(whole, progress=False, verbose=False, bank=synthetic_bank)
+    assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")

@@ -8,6 +8,8 @@ workers can share one grid through the run leases (:mod:`soundclr.runs.lease`).
 """
 from __future__ import annotations
 
+import errno
+
 import itertools
 import os
 import shutil
@@ -47,6 +49,13 @@ def grid(cfg: Config, experiment: str = "main", *, schemes: Sequence[str] | None
         c = c.override(scheme=scheme, test_fold=fold, seed=seed, val_fold=val)
         runs.append(Run(c, run_dir(Path(results), experiment, c, vname), vname))
     return runs
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+class DiskFull(RuntimeError):
+    """A run stopped because its results folder's device is full (or over quota); it resumes once space returns."""
 
 
 def run_grid(runs: Iterable[Run], *, shard: tuple[int, int] = (0, 1), progress: bool = True, verbose: bool = True,
@@ -140,6 +149,15 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, leases, r
         except LeaseLost as lost:
             say(f"[{n}/{len(mine)}] {run.directory.name}: {lost}", flush=True)
             continue
+        except OSError as error:
+            if error.errno not in NO_SPACE:
+                if held is not None:
+                    held.fail(error)
+                raise
+            # not the run's fault: no failed.json (the rerun must not skip it); the lease is released below
+            raise DiskFull(f"no space left on the device while writing {error.filename or 'a file'} of "
+                           f"{run.directory}: the run stopped after its last complete checkpoint, which is intact. "
+                           "Free some space and run the same command again: the run resumes from that checkpoint") from error
         except Exception as error:
             if held is not None:
                 held.fail(error)
