@@ -201,3 +201,16 @@ def test_planting_lowers_an_arm_by_the_share_of_its_correct_clips():
     got = plant(correct, 0.2, rng)
     assert got.mean() == pytest.approx(0.75 * 0.8, abs=0.005)
     assert not ((got == 1) & (correct == 0)).any()                  # a wrong clip never becomes right
+
+
+def test_the_corrected_tests_power_on_independent_folds_matches_a_simulation():
+    """calibration.independent_power: the Nadeau-Bengio test applied to independent fold differences, against
+    20,000 simulated five-fold experiments (and it is not the model's power: the statistic is the plain one / 1.5)."""
+    from soundclr.analysis.calibration import independent_power
+    rng = np.random.default_rng(5)
+    k, sd, effect = 5, 1.0, 1.6
+    x = rng.normal(effect, sd, size=(20000, k))
+    t_nb = x.mean(1) / (x.std(1, ddof=1) * math.sqrt(1 / k + 0.25))
+    simulated = float((np.abs(t_nb) > scipy.stats.t.ppf(0.975, k - 1)).mean())
+    assert independent_power(effect, sd, k, 0.25) == pytest.approx(simulated, abs=0.012)
+    assert abs(independent_power(effect, sd, k, 0.25) - power(effect, sd * math.sqrt(1 / k + 0.25), k - 1)) > 0.02
