@@ -208,7 +208,7 @@ def test_the_corrected_tests_power_on_independent_folds_matches_a_simulation():
     20,000 simulated five-fold experiments (and it is not the model's power: the statistic is the plain one / 1.5)."""
     from soundclr.analysis.calibration import independent_power
     rng = np.random.default_rng(5)
-    k, sd, effect = 5, 1.0, 1.6
+    k, sd, effect = 5, 1.0, 0.8
     x = rng.normal(effect, sd, size=(20000, k))
     t_nb = x.mean(1) / (x.std(1, ddof=1) * math.sqrt(1 / k + 0.25))
     simulated = float((np.abs(t_nb) > scipy.stats.t.ppf(0.975, k - 1)).mean())

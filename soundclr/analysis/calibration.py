@@ -94,6 +94,8 @@ def independent_power(effect: float, sd: float, k: int, ratio: float, *, alpha: 
     """The power of the corrected test when the k fold differences are in fact independent (SD ``sd``): its
     statistic is then the plain t statistic divided by sqrt((1/k + ratio) / (1/k)), so it rejects when the plain
     one passes that many times the critical value."""
+    if not sd > 0:
+        return math.nan
     crit = float(student_t.ppf(1 - alpha / 2, k - 1)) * math.sqrt((1 / k + ratio) * k)
     nc = effect / (sd / math.sqrt(k))
     return float(noncentral_t.sf(crit, k - 1, nc) + noncentral_t.cdf(-crit, k - 1, nc))
