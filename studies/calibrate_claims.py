@@ -94,9 +94,9 @@ def main() -> int:
                          "(or --partial to report the seeds finished on every fold)")
     table = table[table.seed.isin(complete)]
     result = calibrate(table)
-    seconds = round(time.time() - t0)
+    seconds = None if args.report else round(time.time() - t0)        # the wall time of a training invocation only
     if args.report and OUT_JSON.exists():
-        seconds = json.loads(OUT_JSON.read_text()).get("seconds", seconds)
+        seconds = json.loads(OUT_JSON.read_text()).get("seconds")
     result.update(date=time.strftime("%Y-%m-%d"), seconds=seconds, scheme=SCHEME, seeds=len(complete), draw=DRAW,
                   run_seconds=round(float(table.groupby(["fold", "seed"]).seconds.first().sum())))
     OUT_JSON.write_text(json.dumps(result, indent=1) + "\n")
@@ -196,9 +196,7 @@ What this shows, with {a['comparisons']} comparisons of {a['seeds_per_arm']} see
 - The exact sign-flip test over the folds: {_pct(fp['signflip'])}. With {r['folds']} folds its smallest p value is
   {2 / 2 ** r['folds']:.4f}, so at 5 % it can never reject: it is shown on the Claims page beside the t test as a
   reminder of what five folds allow, not as a verdict rule.
-- The clip-level paired test over the pooled clips: {_pct(fp['clips'])}, {_judge(fp['clips'])}. Its standard
-  error counts only the sampling of test clips; the difference between two seeds of one scheme is training noise
-  it treats as signal. It answers a question about the trained models, not about the training schemes.
+- The clip-level paired test over the pooled clips: {_pct(fp['clips'])}, {_judge(fp['clips'])}. {CLIP_WORDS[_judge(fp['clips'])]}
 - C9's per-fold rule (contradicted when a rival is better by more than the non-inferiority margin, simultaneous
   over the folds): {_pct(fp['c9'])}. It, too, counts only clip sampling.
 
@@ -228,9 +226,21 @@ Claims page's verdict words use the conservative one.
 The clip-sampling floor is the spread that sampling the test clips alone causes in expectation (two models
 tested on the same {r['clips_per_fold']} clips disagree on some of them); with seed-to-seed variation on top, the
 fold differences should vary at least this much. Here the pooled SD is {a['sd']['pooled'] / a['sd']['floor']:.2f}
-times the floor (one seed per arm): {'almost all of the A/A spread is the sampling of test clips' if a['sd']['pooled'] / a['sd']['floor'] < 1.25 else 'seeds add to the sampling of test clips'}.
+times the floor (one seed per arm): {'the spread of two seeds of one scheme is almost all their clip-by-clip disagreement' if a['sd']['pooled'] / a['sd']['floor'] < 1.25 else 'seeds add a spread beyond their clip-by-clip disagreement'}.
 The Claims page's conservative SD is the larger of this floor and the SD's upper confidence bound.
 """
+
+
+CLIP_WORDS = {   # the clip-level test's behaviour, by what its A/A rate showed
+    "compatible with 5 %": "Its standard error is the spread of the per-clip differences; two seeds of one scheme "
+                           "disagree clip by clip, so that spread already holds the seed-to-seed variation that is "
+                           "independent from clip to clip, and in this A/A design it keeps its rate. It treats the training "
+                           "sets as fixed: it answers a question about the trained models on this population of clips.",
+    "below 5 %: conservative": "Its standard error, the spread of the per-clip differences, is larger than the "
+                               "variation it meets here.",
+    "above 5 %: too many false positives": "Its standard error counts the per-clip differences only; what two seeds "
+                                           "of one scheme add beyond them it takes for signal.",
+}
 
 
 RULES_SHORT = {"corrected": "corrected fold-level t (the verdicts)", "plain": "plain fold-level t",

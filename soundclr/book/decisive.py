@@ -13,6 +13,11 @@ between two schemes varies by
   below zero). Training sets overlap across folds, so only this term gets the Nadeau-Bengio factor
   ``1 / k + n_test / n_train`` instead of ``1 / k``.
 
+The clip term is computed from the disagreement of single trained models, which holds the part of the seed
+variation that is independent from clip to clip; the A/A calibration found that part to be almost all of it
+(two seeds of one scheme differ by about their clip-sampling floor). So the seed term partly counts twice: the
+variance is, if anything, overstated, and the power understated.
+
 Two designs: the fold-level t test on the official folds (target: the schemes' expected difference over
 training runs and clips, the claim as the paper states it), and a clip-level paired test over the pooled
 test clips with seeds averaged (target: these trained models on this population of clips; it treats the
