@@ -162,7 +162,7 @@ def write_page(r: dict) -> str:
     minutes = r["run_seconds"] / 60
     return f"""# Calibrating the verdict rules
 
-**How often does the Claims page call a difference where there is none, and does it find a difference of
+**How often does {{gen}}`the Claims page <claims>` call a difference where there is none, and does it find a difference of
 the size it says it can?** A verdict rule is only as good as its error rate on the design it is used on.
 This page measures it on the book's own design: the `quick` preset's main grid, five test folds of
 {r['clips_per_fold']} clips, the same schedule, on the tuning draw (a synthetic set with the book's layout and
@@ -194,7 +194,7 @@ What this shows, with {a['comparisons']} comparisons of {a['seeds_per_arm']} see
   is an approximation whose size this design cannot measure; the book keeps it as the conservative choice.
 - The plain fold-level t test: {_pct(fp['plain'])}, {_judge(fp['plain'])}.
 - The exact sign-flip test over the folds: {_pct(fp['signflip'])}. With {r['folds']} folds its smallest p value is
-  {2 / 2 ** r['folds']:.4f}, so at 5 % it can never reject: it is shown on the Claims page beside the t test as a
+  {2 / 2 ** r['folds']:.4f}, so at 5 % it can never reject: it is shown on {{gen}}`the Claims page <claims>` beside the t test as a
   reminder of what five folds allow, not as a verdict rule.
 - The clip-level paired test over the pooled clips: {_pct(fp['clips'])}, {_judge(fp['clips'])}. {CLIP_WORDS[_judge(fp['clips'])]}
 - C9's per-fold rule (contradicted when a rival is better by more than the non-inferiority margin, simultaneous
@@ -217,7 +217,7 @@ statistic is the plain one divided by {math.sqrt((1 / r['folds'] + r['ratio']) *
 rate falls below 5 %, and its power at this effect is {100 * pl['independent_power']:.0f} % rather than the model's
 {100 * pl['model_power']:.0f} % (the measured rate is to be read against both). The power the page states from a single comparison's SD
 averages {100 * pl['stated_power']:.0f} %, and the conservative figure {100 * pl['conservative_power']:.0f} %: the
-Claims page's verdict words use the conservative one.
+{{gen}}`Claims page <claims>`'s verdict words use the conservative one.
 
 ## The spread of the fold differences
 
@@ -227,7 +227,7 @@ The clip-sampling floor is the spread that sampling the test clips alone causes 
 tested on the same {r['clips_per_fold']} clips disagree on some of them); with seed-to-seed variation on top, the
 fold differences should vary at least this much. Here the pooled SD is {a['sd']['pooled'] / a['sd']['floor']:.2f}
 times the floor (one seed per arm): {'the spread of two seeds of one scheme is almost all their clip-by-clip disagreement' if a['sd']['pooled'] / a['sd']['floor'] < 1.25 else 'seeds add a spread beyond their clip-by-clip disagreement'}.
-The Claims page's conservative SD is the larger of this floor and the SD's upper confidence bound.
+The {{gen}}`Claims page <claims>`'s conservative SD is the larger of this floor and the SD's upper confidence bound.
 """
 
 
