@@ -154,10 +154,10 @@ def decisive_rows(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> list[d
 def decisive_cost(plan, *, rows: list[dict] | None = None, **kwargs) -> pd.DataFrame:
     """:func:`decisive_rows` (of ``plan``, or ``rows`` already computed) as a table of short labels."""
     return pd.DataFrame([{
-        "claim": r["claim"], "dataset": f"{DATASET_TITLE[r['dataset']]} ({r['folds']} x {r['clips']:.0f} clips)",
+        "claim": r["claim"], "dataset": f"{DATASET_TITLE[r['dataset']]} ({r['folds']} x {r['clips']:.0f})",
         "paper's effect": f"{r['effect']:+.2f}",
-        "power, 5 seeds: fold-level; clip-level": f"{100 * r['fold_power']:.0f} %; {100 * r['clip_power']:.0f} %",
-        "seeds per fold for 80 %": str(r["need"]) if r["need"] else f"none suffice (at most {100 * r['ceiling']:.0f} %)",
+        "power, 5 seeds (fold; clip)": f"{100 * r['fold_power']:.0f} %; {100 * r['clip_power']:.0f} %",
+        "seeds per fold for 80 %": str(r["need"]) if r["need"] else f"none (at most {100 * r['ceiling']:.0f} %)",
         "GPU-hours: H200; FLOPs": f"{r['gpu_hours']:,.0f}; {r['flop_hours']:,.0f} ({r['runs']} runs)"}
         for r in (rows if rows is not None else decisive_rows(plan, **kwargs))])
 
