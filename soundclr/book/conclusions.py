@@ -123,9 +123,10 @@ def summary_text(led: pd.DataFrame, plan) -> str:
                     else "none remains significant."))
     folds = led[(led.design == "folds") & (led.n > 1)].n
     if len(folds):
-        k = int(folds.min())
-        text += (f" With {k} folds the exact sign-flip test cannot go below p = {2 / 2 ** k:.4f}, so a fold-level "
-                 "result significant at 5 % rests on the t test's assumption that fold differences are normal.")
+        k = int(folds.max())
+        text += (f" With {k} folds the exact sign-flip test cannot go below p = {2 / 2 ** k:.4f}"
+                 + (", so a fold-level result significant at 5 % rests on the t test's assumption that fold differences "
+                    "are normal." if 2 / 2 ** k > 0.05 else "."))
     pw = led[led.power.notna()]
     if len(pw):
         pc = pw.power_conservative

@@ -20,9 +20,8 @@ variance is, if anything, overstated, and the power understated.
 
 Two designs: the fold-level t test on the official folds (target: the schemes' expected difference over
 training runs and clips, the claim as the paper states it), and a clip-level paired test over the pooled
-test clips with seeds averaged (target: these trained models on this population of clips; it treats the
-models as fixed, so its standard error leaves out the seed and training-set terms, and the calibration
-page measures what that costs in false positives).
+test clips with seeds averaged (target: these trained models on this population of clips; its standard error
+holds the clip term only, and the calibration page measures its false-positive rate).
 """
 from __future__ import annotations
 
@@ -179,7 +178,8 @@ def decisive_meaning(rows: list[dict]) -> str:
     if need:
         seeds = f"{min(need)}" if min(need) == max(need) else f"{min(need)} to {max(need)}"
         gpu = f"{min(hours):,.0f}" if min(hours) == max(hours) else f"{min(hours):,.0f} to {max(hours):,.0f}"
-        text += f"; where seeds suffice, a decisive test needs {seeds} seeds per fold ({gpu} GPU-hours on one H200)"
+        text += (f"; where seeds suffice, a decisive test needs {seeds} seed{'s' if max(need) > 1 else ''} per fold "
+                 f"({gpu} GPU-hours on one H200)")
     if none:
         text += (f"; for {', '.join(none)} no number of seeds reaches 80 % on the official folds: the terms seeds do "
                  "not average out (the test clips and the training sets) limit it")
