@@ -142,9 +142,10 @@ def test_the_ledger_on_a_tiny_grid(synthetic_root, synthetic_bank, tmp_path, mon
     assert [(c, d.split(" (")[0]) for c, d in zip(cost.claim, cost.dataset)][:3] == \
         [("C1", "ESC-50"), ("C1", "ESC-10"), ("C1", "UrbanSound8K")]
     assert set(cost.claim) == {"C1", "C2"} and cost["seeds per fold for 80 %"].str.len().min() > 0
-    terms = decisive.decisive_terms(plan)
+    rows = decisive.decisive_rows(plan)
+    terms = decisive.decisive_terms(rows)
     assert (terms[["clip", "seed", "train"]] >= 0).all().all() and len(terms) == 6
-    assert "Table III" in decisive.table3_check(plan)
+    assert "Table III" in decisive.table3_check(rows)
     # the ledger is computed once per build: the second call reads the cache, a finished run more invalidates it
     cached = ledger.ledger(plan, bank=synthetic_bank, device="cpu")
     assert cached.equals(led.reset_index()) and list((tmp_path / "synthetic" / ".ledger").glob("*.pkl"))

@@ -186,35 +186,27 @@ def decisive_meaning(rows: list[dict]) -> str:
     return text + "."
 
 
-def decisive_terms(plan) -> pd.DataFrame:
-    """The variance terms behind :func:`decisive_cost` (points squared, one fold, one seed), per claim and dataset."""
-    rows = []
-    for cid, rival in (("C1", "ce"), ("C2", "supcon")):
-        m = measured_noise(plan, rival)
-        if not m or not math.isfinite(m["seed_var"]):
-            continue
-        for ds in PAPER_DATASETS:
-            t = variance_terms(m, ds, rival, CLAIMS[cid].paper_effect[ds])
-            rows.append({"claim": cid, "dataset": DATASET_TITLE[ds], "clip": t["clip"], "seed": t["seed"],
-                         "train": t["train"], "train_build": t["train_build"]})
-    return pd.DataFrame(rows)
+def decisive_terms(rows: list[dict]) -> pd.DataFrame:
+    """The variance terms of :func:`decisive_rows` (points squared, one fold, one seed), per claim and dataset."""
+    return pd.DataFrame([{"claim": r["claim"], "dataset": DATASET_TITLE[r["dataset"]], "clip": r["clip"],
+                          "seed": r["seed"], "train": r["train"], "train_build": r["train_build"]} for r in rows],
+                        columns=["claim", "dataset", "clip", "seed", "train", "train_build"])
 
 
-def table3_check(plan) -> str:
-    """Markdown: this build's seed-to-seed variance of each headline difference, carried to an ESC-50 fold,
-    beside the variance the paper's own Table III SDs imply for it (SD_hybrid^2 + SD_rival^2, independent
-    runs): a check of the seed term the decisive table assumes."""
+def table3_check(rows: list[dict]) -> str:
+    """Markdown: this build's seed-to-seed variance of each headline difference, carried to an ESC-50 fold (the
+    seed term of :func:`decisive_rows`), beside the variance the paper's own Table III SDs imply for it
+    (SD_hybrid^2 + SD_rival^2, independent runs): a check of the seed term the decisive table assumes."""
     parts, ratios = [], []
-    for cid, rival in (("C1", "ce"), ("C2", "supcon")):
-        m = measured_noise(plan, rival)
-        if not m or not math.isfinite(m["seed_var"]):
+    rival = {"C1": "ce", "C2": "supcon"}
+    for r in rows:
+        if r["dataset"] != "esc50":
             continue
-        ours = m["seed_var"] * m["n_test"] / float(np.mean(cost.FOLD_SIZES["esc50"]))
         row = PAPER_TABLE3["esc50"]
-        paper = row["hybrid"][1] ** 2 + row[rival][1] ** 2
-        ratios.append(ours / paper)
-        parts.append(f"{cid}: {ours:.2f} here against {paper:.2f} from Table III "
-                     f"({row['hybrid'][1]:.2f}\u00b2 + {row[rival][1]:.2f}\u00b2)")
+        paper = row["hybrid"][1] ** 2 + row[rival[r["claim"]]][1] ** 2
+        ratios.append(r["seed"] / paper)
+        parts.append(f"{r['claim']}: {r['seed']:.2f} here against {paper:.2f} from Table III "
+                     f"({row['hybrid'][1]:.2f}\u00b2 + {row[rival[r['claim']]][1]:.2f}\u00b2)")
     if not parts:
         return ""
     agree = ("they agree within a factor of two, so the seed term carried to the real data is plausible"

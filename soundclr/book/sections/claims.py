@@ -73,7 +73,7 @@ def decisive(page) -> None:
     variance terms behind it and the cross-check of the seed term against Table III."""
     rows = page.cached("claims.decisive", lambda: decisive_rows(page.plan))
     page.show(figures.tidy(decisive_cost(page.plan, rows=rows).set_index(["claim", "dataset"])), decisive_meaning(rows),
-              terms_text(decisive_terms(page.plan)), table3_check(page.plan))
+              terms_text(decisive_terms(rows)), table3_check(rows))
 
 
 def terms_text(terms: pd.DataFrame) -> str:
