@@ -102,6 +102,8 @@ def clip_power(terms: dict, effect: float, k: int, seeds: float) -> float:
     standard error holds only the clip term; the estimate varies by all three."""
     se_test = math.sqrt(terms["clip"] / k)
     sd_true = math.sqrt((terms["clip"] + terms["seed"] / seeds) / k + terms["train"] * (1 / k + cv_ratio(k)))
+    if not (sd_true > 0 and se_test > 0):
+        return math.nan
     z = norm.ppf(0.975) * se_test
     return float(norm.sf((z - effect) / sd_true) + norm.cdf((-z - effect) / sd_true))
 
@@ -155,14 +157,19 @@ def decisive_cost(plan, *, rows: list[dict] | None = None, **kwargs) -> pd.DataF
     return pd.DataFrame([{
         "claim": r["claim"], "dataset": f"{DATASET_TITLE[r['dataset']]} ({r['folds']} x {r['clips']:.0f})",
         "paper's effect": f"{r['effect']:+.2f}",
-        "power, 5 seeds (fold; clip)": f"{100 * r['fold_power']:.0f} %; {100 * r['clip_power']:.0f} %",
-        "seeds per fold for 80 %": str(r["need"]) if r["need"] else f"none (at most {100 * r['ceiling']:.0f} %)",
+        "power, 5 seeds (fold; clip)": f"{_pct(r['fold_power'])}; {_pct(r['clip_power'])}",
+        "seeds per fold for 80 %": str(r["need"]) if r["need"] else f"none (at most {_pct(r['ceiling'])})",
         "GPU-hours: H200; FLOPs": f"{r['gpu_hours']:,.0f}; {r['flop_hours']:,.0f} ({r['runs']} runs)"}
         for r in (rows if rows is not None else decisive_rows(plan, **kwargs))])
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %" if math.isfinite(x) else "n/a"
+
+
 def decisive_meaning(rows: list[dict]) -> str:
     """One sentence: what the table means for the paper's own evidence."""
+    rows = [r for r in rows if math.isfinite(r["fold_power"])]
     if not rows:
         return ""
     low, high = min(r["fold_power"] for r in rows), max(r["fold_power"] for r in rows)
@@ -209,9 +216,12 @@ def table3_check(rows: list[dict]) -> str:
                      f"({row['hybrid'][1]:.2f}\u00b2 + {row[rival[r['claim']]][1]:.2f}\u00b2)")
     if not parts:
         return ""
-    agree = ("they agree within a factor of two, so the seed term carried to the real data is plausible"
-             if all(0.5 <= r <= 2 for r in ratios) else
-             f"they differ by a factor of up to {max(max(ratios), 1 / min(ratios)):.1f}, so the seed term carried to "
-             "the real data is uncertain by as much")
+    if min(ratios) <= 0:
+        agree = "this build measured no seed-to-seed variation for one of them, so it cannot check the seed term"
+    elif all(0.5 <= r <= 2 for r in ratios):
+        agree = "they agree within a factor of two, so the seed term carried to the real data is plausible"
+    else:
+        agree = (f"they differ by a factor of up to {max(max(ratios), 1 / min(ratios)):.1f}, so the seed term carried "
+                 "to the real data is uncertain by as much")
     return ("**Cross-check of the seed term** (points squared, one ESC-50 fold, the difference of two single runs; "
             "the paper's SDs are over its 5 runs): " + "; ".join(parts) + f": {agree}.")
