@@ -124,7 +124,7 @@ def _judge(r: dict, nominal: float = 0.05) -> str:
 
 def write_page(r: dict) -> str:
     arms_ = [r["arms"][m] for m in sorted(r["arms"], key=int)]
-    label = {**RULES_SHORT}
+    label = r["rules"]
     head = "| rule | " + " | ".join(f"{a['seeds_per_arm']} seed{'s' if a['seeds_per_arm'] > 1 else ''} per arm "
                                     f"({a['comparisons']} comparisons)" for a in arms_) + " |"
     rows = [head, "|---|" + "---|" * len(arms_)]
@@ -242,10 +242,6 @@ CLIP_WORDS = {   # the clip-level test's behaviour, by what its A/A rate showed
                                            "of one scheme add beyond them it takes for signal.",
 }
 
-
-RULES_SHORT = {"corrected": "corrected fold-level t (the verdicts)", "plain": "plain fold-level t",
-               "signflip": "exact sign-flip over the folds", "clips": "clip-level paired test, pooled clips",
-               "c9": "C9's per-fold rule (contradicted)"}
 
 
 if __name__ == "__main__":

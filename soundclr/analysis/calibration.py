@@ -32,12 +32,12 @@ from scipy.stats import t as student_t
 from ..files import read_json
 from ..runs.inference import clip_correctness
 from .claims import NONINFERIORITY_MARGIN
-from .stats import POWER, clip_interval, detectable_effect, fold_interval, power, wilson
+from .stats import POWER, clip_floor, clip_interval, detectable_effect, fold_interval, power, wilson
 
 ALPHA = 0.05
 RULES = {"corrected": "corrected fold-level t (the verdicts)", "plain": "plain fold-level t",
          "signflip": "exact sign-flip over the folds", "clips": "clip-level paired test, pooled clips",
-         "c9": "C9's per-fold rule: contradicted (rival better by more than the margin)"}
+         "c9": "C9's per-fold rule (contradicted)"}
 
 
 def correctness_table(runs) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def compare_arms(a: dict[int, np.ndarray], b: dict[int, np.ndarray], *, ratio: f
     folds = sorted(a)
     k = len(folds)
     d = [100 * float(a[f].mean() - b[f].mean()) for f in folds]
-    floor = 100 * math.sqrt(np.mean([np.var(a[f] - b[f], ddof=1) / len(a[f]) for f in folds]))
+    floor = clip_floor([a[f] - b[f] for f in folds])
     nb = fold_interval(d, ratio=ratio, floor=floor)
     clips = clip_interval(100 * np.concatenate([a[f] - b[f] for f in folds]))
     per_fold = [clip_interval(100 * (a[f] - b[f]), level=1 - ALPHA / (2 * k)) for f in folds]

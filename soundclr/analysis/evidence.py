@@ -25,6 +25,7 @@ from .claims import (
 )
 from .convergence import epochs_to_reach
 from .stats import (
+    clip_floor,
     clip_interval,
     cv_ratio,
     fold_interval,
@@ -69,10 +70,9 @@ def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
             return None, each
         closest = min(each, key=lambda v: each[v].effect)
         doubled = lambda ps: min(1.0, 2 * max(ps))                       # noqa: E731
-        plain_one_sided = [p / 2 if i.effect > 0 else 1 - p / 2 for i in each.values() for p in [i.p_plain]]
         return replace(each[closest], low=min(i.low for i in each.values()), high=min(i.high for i in joint.values()),
                        low_nb=min(i.low_nb for i in each.values()), high_nb=min(i.high_nb for i in joint.values()),
-                       p=doubled([one_sided_p(i) for i in each.values()]), p_plain=doubled(plain_one_sided),
+                       p=doubled([one_sided_p(i) for i in each.values()]), p_plain=doubled([one_sided_p(i, plain=True) for i in each.values()]),
                        p_signflip=math.nan, level=0.95), each
 
     main, ints = intersection("acc")
@@ -228,17 +228,12 @@ def _correct(run) -> "np.ndarray":
 
 
 def _clip_floor(left: pd.DataFrame, right: pd.DataFrame) -> float:
-    """The clip-sampling floor of the fold differences' SD (points): per fold both sides hold, the SD of
-    the per-clip difference in correctness (each side's seeds averaged) over sqrt(clips), pooled over
-    the folds as a root mean square. Two models tested on n clips differ by this much from clip
-    sampling alone, so the folds' differences cannot truly vary less. NaN without per-clip outputs."""
+    """:func:`~soundclr.analysis.stats.clip_floor` of two sides (each side's seeds averaged per clip), over the
+    folds both hold. NaN without per-clip outputs."""
     try:
-        var = []
-        for f in sorted(set(left.fold) & set(right.fold)):
-            a = np.mean([_correct(r) for r in left[left.fold == f].run], axis=0)
-            b = np.mean([_correct(r) for r in right[right.fold == f].run], axis=0)
-            var.append(float(np.var(a - b, ddof=1)) / len(a))
-        return 100 * math.sqrt(np.mean(var)) if var else math.nan
+        return clip_floor([np.mean([_correct(r) for r in left[left.fold == f].run], axis=0)
+                           - np.mean([_correct(r) for r in right[right.fold == f].run], axis=0)
+                           for f in sorted(set(left.fold) & set(right.fold))])
     except (OSError, KeyError, RuntimeError):
         return math.nan
 

@@ -140,6 +140,16 @@ def wilson(successes: int, n: int, *, level: float = LEVEL) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def clip_floor(per_clip: Sequence[np.ndarray]) -> float:
+    """The clip-sampling floor of the fold differences' SD, in points: ``per_clip[f]`` holds fold f's per-clip
+    differences in correctness (fractions, seeds averaged); per fold their variance over the clips divided by the
+    clips, pooled over the folds as a root mean square. Two models tested on n clips differ by this much from clip
+    sampling alone. NaN without folds."""
+    if not len(per_clip):
+        return math.nan
+    return 100 * math.sqrt(float(np.mean([float(np.var(d, ddof=1)) / len(d) for d in per_clip])))
+
+
 def improvement_probability(left: Sequence[Sequence[float]], right: Sequence[Sequence[float]]) -> tuple[float, int, int]:
     """rliable's probability of improvement on a fold design: ``left[f]`` and ``right[f]`` are the
     values of fold f's runs on each side; every left run meets every right run of its fold, a win
@@ -248,12 +258,13 @@ def paper_position(low: float, high: float, paper: float | None) -> str:
     return f"the paper's effect lies {where} this interval"
 
 
-def one_sided_p(interval: FoldInterval) -> float:
+def one_sided_p(interval: FoldInterval, *, plain: bool = False) -> float:
     """The one-sided p value (alternative: the effect is above zero) of the corrected test of
-    ``interval``, from its two-sided one."""
-    if not math.isfinite(interval.p):
+    ``interval`` (of the plain one with ``plain``), from its two-sided one."""
+    p = interval.p_plain if plain else interval.p
+    if not math.isfinite(p):
         return math.nan
-    return interval.p / 2 if interval.effect > 0 else 1 - interval.p / 2
+    return p / 2 if interval.effect > 0 else 1 - p / 2
 
 
 def clip_interval(differences: Sequence[float], *, level: float = LEVEL) -> FoldInterval:

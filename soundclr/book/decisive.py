@@ -33,7 +33,7 @@ from scipy.stats import norm
 
 from ..analysis.claims import CLAIMS, PAPER_ACCURACY, PAPER_TABLE3, POWER_TARGET
 from ..analysis.convergence import run_table
-from ..analysis.stats import cv_ratio, power
+from ..analysis.stats import clip_floor, cv_ratio, power
 from ..config import DATASET_TITLE, PAPER_DATASETS, preset
 from ..runs.inference import clip_correctness
 from . import cost
@@ -61,12 +61,11 @@ def measured_noise(plan, rival: str) -> dict:
     d = pd.Series({k: h.loc[k].acc - o.loc[k].acc for k in keys})
     within = [g.var(ddof=1) for _, g in d.groupby(level=0) if len(g) > 1]
     folds = d.groupby(level=0).mean()
-    shares, clip_var = [], []
+    shares, per_clip = [], []
     for fold in sorted({k[0] for k in keys}):
         fk = [k for k in keys if k[0] == fold]
-        ca = np.mean([clip_correctness(h.loc[k].run.directory) for k in fk], axis=0)
-        cb = np.mean([clip_correctness(o.loc[k].run.directory) for k in fk], axis=0)
-        clip_var.append(1e4 * float(np.var(ca - cb, ddof=1)) / len(ca))
+        per_clip.append(np.mean([clip_correctness(h.loc[k].run.directory) for k in fk], axis=0)
+                        - np.mean([clip_correctness(o.loc[k].run.directory) for k in fk], axis=0))
         for k in fk:
             a, b = (clip_correctness(x.loc[k].run.directory) > 0 for x in (h, o))
             errors = int((~a).sum() + (~b).sum())
@@ -74,7 +73,7 @@ def measured_noise(plan, rival: str) -> dict:
                 shares.append(float((a != b).sum()) / errors)
     return {"seed_var": float(np.mean(within)) if within else math.nan, "n_test": int(t.n_test.iloc[0]),
             "fold_var": float(folds.var(ddof=1)) if len(folds) > 1 else math.nan,
-            "clip_var": float(np.mean(clip_var)), "seeds": int(d.groupby(level=0).size().mean()),
+            "clip_var": clip_floor(per_clip) ** 2, "seeds": int(d.groupby(level=0).size().mean()),
             "discord": float(np.mean(shares)) if shares else 1.0}
 
 
