@@ -286,8 +286,9 @@ so it runs {r['step_match']:.2f} times as many epochs, the same number of steps.
 Fixed by the CPU budget rather than searched: 8 kHz, 256-sample windows and hops (79 frames for
 a 2.5-s clip), 32 mel bands, the `tiny` backbone with one input channel, batches of 32 clips,
 masks of the paper's relative widths (F = 8 of 32 bands, T = 6 of 79 frames), and the released
-code's form of schedule ({r['schedule_rule']}). Taken from the paper, not searched: the SupCon
-temperature 0.05 and the hybrid's weight alpha = 0.5.
+code's form of schedule ({r['schedule_rule']}). Not searched either: the hybrid's weight alpha = 0.5 (the best of the paper's Table II) and the
+SupCon temperature 0.05 (the released code's; the paper does not state it, see the
+[differences page](differences.md)).
 
 ## Stage A: spectrogram masks (cross-entropy, as the paper's Table I)
 

@@ -223,19 +223,34 @@ def test_the_quick_preset_is_the_tuning_studys_choice():
 
 
 def test_variant_tables_give_each_variant_its_interval_and_folds():
-    """report.variant_table against a hand computation; variant_display keeps each row's fold count
-    under its label in words (the ablation page once lost them to an index misalignment)."""
+    """report.variant_table against a hand computation: the Wilson interval over the test clips (solved here
+    as the score test's acceptance region, by root finding), inside [0, 100] and of non-zero width even when
+    two folds agree exactly; variant_display keeps each row's fold count under its label in words (the
+    ablation page once lost them to an index misalignment)."""
     import pandas as pd
+    from scipy.optimize import brentq
 
     from soundclr.analysis.tables import variant_display, variant_table
-    df = pd.DataFrame({"variant": ["a", "a", "a", "b", "b"], "final_acc": [0.80, 0.90, 0.85, 0.70, 0.75]})
-    t = variant_table(df, ["b", "a", "missing"])
-    assert list(t.index) == ["b", "a"]
-    acc = np.array([80.0, 90.0, 85.0])
-    half = scipy.stats.t.ppf(0.975, 2) * acc.std(ddof=1) / math.sqrt(3)
-    assert t.loc["a", "mean"] == pytest.approx(85.0) and t.loc["a", "low"] == pytest.approx(85.0 - half)
+    df = pd.DataFrame({"variant": ["a", "a", "a", "b", "b", "c", "c"], "fold": [1, 2, 3, 1, 2, 1, 2],
+                       "final_acc": [0.80, 0.90, 0.85, 0.70, 0.75, 1.0, 1.0], "n_test": [40] * 7})
+    t = variant_table(df, ["b", "a", "missing", "c"])
+    assert list(t.index) == ["b", "a", "c"]
+
+    def score_region(x: float, n: int) -> tuple[float, float]:
+        z, p = scipy.stats.norm.ppf(0.975), x / n
+        gap = lambda q: abs(p - q) - z * math.sqrt(q * (1 - q) / n)      # noqa: E731
+        low = brentq(gap, 1e-12, p - 1e-9) if p > 0 else 0.0     # the score test is 0 at q = p: search beside it
+        high = brentq(gap, p + 1e-9, 1 - 1e-12) if p < 1 else 1.0
+        return 100 * low, 100 * high
+
+    assert t.loc["a", "mean"] == pytest.approx(85.0)
+    assert (t.loc["a", "low"], t.loc["a", "high"]) == pytest.approx(score_region(102, 120), abs=1e-6)
+    assert (t.loc["c", "low"], t.loc["c", "high"]) == pytest.approx(score_region(80, 80), abs=1e-6)
+    assert t.loc["c", "low"] < t.loc["c", "high"] == pytest.approx(100.0)          # two perfect folds: not [100, 100]
+    assert ((t["low"] >= 0) & (t["high"] <= 100)).all()
     shown = variant_display(t, {"a": "variant A"})
-    assert list(shown.index) == ["b", "variant A"]
-    assert list(shown["folds"]) == [2, 3]
-    assert list(shown["accuracy, final epoch (%)"]) == ["72.50 ± 3.54", "85.00 ± 5.00"]
-    assert shown["95 % interval (%)"].iloc[1] == f"[{85.0 - half:.2f}, {85.0 + half:.2f}]"
+    assert list(shown.index) == ["b", "variant A", "c"]
+    assert list(shown["folds"]) == [2, 3, 2] and list(shown["test clips"]) == [80, 120, 80]
+    assert list(shown["accuracy, final epoch (%)"]) == ["72.50 ± 3.54", "85.00 ± 5.00", "100.00 ± 0.00"]
+    low, high = score_region(102, 120)
+    assert shown["95 % interval over the test clips (%)"].iloc[1] == f"[{low:.2f}, {high:.2f}]"

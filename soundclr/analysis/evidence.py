@@ -85,8 +85,9 @@ def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
     protocols = {name: intersection(PROTOCOLS[name])[0] for name in ("best_test", "best_val")}
     conv = intersection("acc", alpha[alpha.converged])[0]
     note = (f"the closest other weight here is alpha = {closest[5:]}; alpha = 0.5 ranks {rank} of {len(means)} by mean "
-            f"final accuracy over the folds; {int(best.seed.nunique())} seed(s) per fold. The p value is the "
-            "intersection-union test's (the largest one-sided p, doubled)")
+            f"final accuracy over the folds; {int(best.seed.nunique())} seed{'s' if best.seed.nunique() > 1 else ''} per fold. The p value is the "
+            "intersection-union test's (the largest one-sided p, doubled); the interval takes the smallest lower end "
+            "of the comparisons with each other weight and the smallest of their simultaneous upper ends (Results lists each)")
     detail = ("against each other weight, corrected 95 % intervals (each on its own): " +
               ", ".join(f"alpha = {v[5:]}: {ints[v].effect:+.2f} [{ints[v].low_nb:+.2f}, {ints[v].high_nb:+.2f}]"
                         for v in others) +

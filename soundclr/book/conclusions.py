@@ -4,6 +4,7 @@ the summary with Holm, what this build can and cannot test, the fairness of the 
 from __future__ import annotations
 
 import json
+import re
 from typing import Sequence
 
 import numpy as np
@@ -48,7 +49,8 @@ def conclusion(led: pd.DataFrame, ids: Sequence[str], plan, reasons: dict[str, s
         paper = (f"the paper: {_num(r['paper'], r['unit'])} {r['unit']}, {r['paper_source']}" if _is_number(r["paper"])
                  else f"the paper: {r['paper_source']}")
         if r["verdict"] == "not testable":
-            lines.append(f"- **{r['id']}, {r['claim']}**: not testable here. {r['note']}")
+            why = re.sub(r"^not testable( here| offline)?[:,.]?\s*", "", str(r["note"] or ""))
+            lines.append(f"- **{r['id']}, {r['claim']}**: not testable here" + (f": {why}" if why else "") + ".")
             continue
         text = f"**{r['id']}, {r['claim']}**: {r['verdict_text']}; {interval_text(r, plain=False)} ({paper})."
         if r["verdict"] == "supported":
@@ -199,10 +201,16 @@ def silhouette_conclusion(scores: dict) -> str:
             lines.append(f"In the {space} space ${symbol}$ only {SCHEME_LABEL[only]} has a trained map to rank "
                          f"(silhouette {v:.2f})." + note)
             continue
-        best = max(s, key=s.get)
-        lines.append(f"In the {space} space ${symbol}$ the classes separate best under {SCHEME_LABEL[best]} "
-                     f"(silhouette {s[best]:.2f}; " + ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k != best)
-                     + ")." + note)
+        shown = {k: round(v, 2) for k, v in s.items()}          # a tie at the shown precision is a tie, not a win
+        leaders = [k for k in s if shown[k] == max(shown.values())]
+        rest = ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k not in leaders)
+        if len(leaders) == 1:
+            lines.append(f"In the {space} space ${symbol}$ the classes separate best under {SCHEME_LABEL[leaders[0]]} "
+                         f"(silhouette {s[leaders[0]]:.2f}; {rest})." + note)
+        else:
+            lines.append(f"In the {space} space ${symbol}$ the classes separate equally well under "
+                         f"{' and '.join(SCHEME_LABEL[k] for k in leaders)} (silhouette {shown[leaders[0]]:.2f} each"
+                         + (f"; {rest}" if rest else "") + ")." + note)
     h = {k[0]: v for k, v in scores.items() if k[1] == "representation"}
     if set(SCHEMES) <= set(h):
         better = [k for k in ("supcon", "hybrid") if h[k] > h["ce"]]

@@ -155,20 +155,49 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
     return fig
 
 
-def interval_bars(ax, labels: Sequence[str], means: Sequence[float], lows: Sequence[float], highs: Sequence[float],
+def interval_bars(labels: Sequence[str], means: Sequence[float], lows: Sequence[float], highs: Sequence[float],
                   colors: Sequence[str] | None = None, xlabel: str = "accuracy (%)"):
-    """Horizontal bars with their 95 % intervals as error bars."""
+    """Horizontal bars from 0 with their 95 % intervals as error bars, on the same kind of axis as Fig. 4
+    (:func:`fold_bars`): it starts at 0; when every bar and interval is high (above 30 %) it is broken
+    instead (a short 0-based strip left of the zoomed range, with break marks), so that the differences
+    stay visible and the cut is not hidden. Returns the figure."""
     labels = [textwrap.fill(str(label), 34) for label in labels]
     y = np.arange(len(labels))
-    means = np.asarray(means, dtype=float)
-    err = np.array([means - np.asarray(lows, dtype=float), np.asarray(highs, dtype=float) - means])
-    ax.barh(y, means, xerr=np.nan_to_num(err), color=colors or "#4c72b0", capsize=3, alpha=0.85)
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    lows = np.asarray(lows, dtype=float)
-    lo = np.nanmin(lows) if np.isfinite(lows).any() else np.nan
-    ax.set_xlim(max(0, np.nanmin([lo, means.min()]) - 5), 100)
+    means, lows, highs = (np.asarray(v, dtype=float) for v in (means, lows, highs))
+    err = np.nan_to_num(np.array([means - lows, highs - means]))
+    low = np.nanmin(np.concatenate([means, lows]))
+    cut = 10 * math.floor((low - 3) / 10)
+    broken = cut >= 30
+    height = 0.6 * len(labels) + 1.0
+    if broken:
+        fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(WIDTH, height), width_ratios=[1, 7],
+                                          layout="constrained")
+        axes = [left, right]
+    else:
+        fig, right = plt.subplots(figsize=(WIDTH, height), layout="constrained")
+        axes = [right]
+    for ax in axes:
+        ax.barh(y, means, xerr=err, color=colors or "#4c72b0", capsize=3, alpha=0.85)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, labels)
+    axes[0].invert_yaxis()
+    right.set_xlabel(xlabel)
+    if broken:
+        right.set_xlim(cut, 100)
+        left.set_xlim(0, (100 - cut) / 7)          # the same scale as the zoomed axis
+        left.set_xticks([0])
+        left.grid(False)
+        left.spines["right"].set_visible(False)
+        right.spines["left"].set_visible(False)
+        right.tick_params(axis="y", left=False)
+        marks = {"marker": [(-0.5, -1), (0.5, 1)], "markersize": 10, "linestyle": "none", "color": "k",
+                 "mec": "k", "mew": 1, "clip_on": False}
+        left.plot([1, 1], [0, 1], transform=left.transAxes, **marks)
+        right.plot([0, 0], [0, 1], transform=right.transAxes, **marks)
+        fig.get_layout_engine().set(w_pad=0.06, wspace=0)
+    else:
+        right.set_xlim(0, 100)
+    return fig
 
 
 def confusion(ax, matrix, names: Sequence[str], title: str):
@@ -187,7 +216,8 @@ def confusion(ax, matrix, names: Sequence[str], title: str):
 def class_legend(ax, names: Sequence[str], cmap) -> None:
     """The classes' colours: right of ``ax`` for a few classes; under the whole figure, in columns,
     for many (ESC-50's 50 would not fit beside it)."""
-    handles = [Line2D([], [], marker="o", ls="", color=cmap(i), markersize=5, label=n) for i, n in enumerate(names)]
+    handles = [Line2D([], [], marker=class_marker(i, len(names)), ls="", color=cmap(i), markersize=5, label=n)
+               for i, n in enumerate(names)]
     if len(names) <= 12:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     else:
@@ -213,16 +243,29 @@ def class_colors(n: int):
     return ListedColormap(colors[:n])
 
 
+MARKERS = "os^Dv<>pXP"
+
+
+def class_marker(i: int, n: int) -> str:
+    """Class ``i``'s marker: ten shapes, so that up to ten classes differ in shape as well as colour (for
+    colours that look alike, e.g. tab10's pink and purple); one shape, the circle, for more classes."""
+    return MARKERS[i % len(MARKERS)] if n <= len(MARKERS) else "o"
+
+
 def class_scatter(ax, xy, labels, cmap, *, untrained: bool = False, seed: int = 0):
     """A 2-D embedding ``xy (points, 2)`` coloured by class ``labels (points,)``, every class visible:
-    the points are drawn in a random interleaved order (no class is buried under the classes drawn
-    after it), semi-transparent, smaller when there are many. ``untrained``: the map no loss trained
+    the points are drawn in a random interleaved order (the classes drawn last do not bury the
+    others), semi-transparent, smaller when there are many, and with a shape per class when there are
+    ten or fewer (so that colours that look alike still differ). ``untrained``: the map no loss trained
     (cross-entropy's projection head), drawn faded on a grey background."""
     xy, labels = np.asarray(xy), np.asarray(labels)
     order = np.random.default_rng(seed).permutation(len(labels))
-    size = float(np.clip(2400 / max(len(labels), 1), 4, 14))
-    colors = np.array([cmap(int(i)) for i in labels[order]]).reshape(-1, 4)
-    ax.scatter(xy[order, 0], xy[order, 1], c=colors, s=size, alpha=0.45 if untrained else 0.7, linewidths=0)
+    size = float(np.clip(2400 / max(len(labels), 1), 4, 24))
+    n = cmap.N
+    for c in np.unique(labels):
+        pick = order[labels[order] == c]
+        ax.scatter(xy[pick, 0], xy[pick, 1], color=cmap(int(c)), s=size, marker=class_marker(int(c), n),
+                   alpha=0.45 if untrained else 0.75, linewidths=0, zorder=2 + np.random.default_rng(seed + int(c)).random())
     ax.set_xticks([])
     ax.set_yticks([])
     if untrained:
@@ -230,6 +273,16 @@ def class_scatter(ax, xy, labels, cmap, *, untrained: bool = False, seed: int = 
         for spine in ax.spines.values():
             spine.set_linestyle((0, (3, 2)))
             spine.set_edgecolor("#888888")
+
+
+def _explorer_title(freq_masks, freq_mask_width, time_masks, time_mask_width, scale_max, noise_std, draw) -> str:
+    """The explorer's title in words: "no masks" or "2 frequency masks up to 8 bands wide, ..."."""
+    def masks(count, kind, width, unit):
+        return f"{count} {kind} mask{'s' if count != 1 else ''} up to {width} {unit} wide" if count and width else ""
+    parts = [p for p in (masks(freq_masks, "frequency", freq_mask_width, "mel bands"),
+                         masks(time_masks, "time", time_mask_width, "frames")) if p] or ["no masks"]
+    noise = f"white noise of sd {noise_std:g}" if noise_std else "no noise"
+    return f"training draw {draw}: {', '.join(parts)}; scaled by up to x{scale_max:g}; {noise}"
 
 
 def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
@@ -249,8 +302,8 @@ def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
         fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
         spectrogram(ax, x, sample_rate=cfg.data.sample_rate, hop_length=cfg.features.hop_length,
                     top_db=cfg.features.top_db,
-                    title=f"f = {freq_masks} (F = {freq_mask_width}), t = {time_masks} (T = {time_mask_width}), "
-                          f"scale up to x{scale_max:g}, noise {noise_std:g}, draw {draw}")
+                    title=_explorer_title(freq_masks, freq_mask_width, time_masks, time_mask_width, scale_max,
+                                          noise_std, draw))
         plt.show()
 
     if interactive:

@@ -128,8 +128,8 @@ class Plan:
         else:
             masks = f"this preset's masks (f = {a.freq_masks}, t = {a.time_masks})"
         return (f"Cross-entropy with {masks} of widths F = {a.freq_mask_width}, T = {a.time_mask_width}, on test folds "
-                f"{_span(self.mask_folds)}; everything else as in the preset. Mean ± standard deviation over those folds, "
-                "and the 95 % interval.")
+                f"{_span(self.mask_folds)}; everything else as in the preset. Mean ± standard deviation over those folds' runs, "
+                "and the 95 % interval over their test clips.")
 
     def train_missing(self, runs, *, bars: bool = False) -> None:
         """Train the runs in ``runs`` that the results store does not hold yet, saying so first and

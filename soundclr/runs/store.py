@@ -59,7 +59,7 @@ def _summary_row(run: Path) -> dict:
             "scheme": s["scheme"], "fold": s["test_fold"], "seed": s["seed"],
             "final_acc": s["final"]["test_acc"], "best_test_acc": s["best_on_test"]["test_acc"],
             "best_test_epoch": s["best_on_test"]["epoch"], "best_val_test_acc": bov.get("test_acc"),
-            "epochs_run": s["epochs"], "seconds": s["seconds"], "run_dir": str(run)}
+            "epochs_run": s["epochs"], "seconds": s["seconds"], "n_test": s.get("n_test"), "run_dir": str(run)}
 
 
 def load_metrics(df: pd.DataFrame) -> pd.DataFrame:

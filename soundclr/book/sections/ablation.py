@@ -10,6 +10,11 @@ from ..conclusions import fill_reason, page_conclusion
 from ..plan import ABLATION_LABELS, FILL_LABELS
 
 
+INTERVAL_WORDS = ("Each bar's interval is the 95 % Wilson interval of its accuracy over its test clips: it stays "
+                  "within 0-100 % and counts clip sampling only, not the spread between seeds or folds. Whether one "
+                  "variant beats another is the ledger's paired test over the folds (the conclusion below).")
+
+
 def skipped_text(skipped: dict[str, str]) -> str:
     """Markdown: the bars Fig. 3 leaves out (``{variant: why}``), grouped by reason: ``Not shown (why):
     *label*; *label*.``; empty when none is."""
@@ -21,14 +26,14 @@ def skipped_text(skipped: dict[str, str]) -> str:
 
 
 def figure_3(page) -> None:
-    """Fig. 3: a bar per variant (mean final accuracy over the test folds, 95 % interval), the bars left
-    out and why, and the table (interval and mean ± sd)."""
+    """Fig. 3: a bar per variant (mean final accuracy over the test folds, 95 % interval over the test
+    clips), the bars left out and why, and the table (interval and mean ± sd)."""
     plan = page.plan
     f3 = tables.variant_table(page.frame(plan.ablation_runs()), list(plan.ablation))
-    fig, ax = plt.subplots(figsize=(figures.WIDTH, 0.6 * len(f3) + 1.0))
-    figures.interval_bars(ax, [ABLATION_LABELS.get(v, v) for v in f3.index], f3["mean"], f3["low"], f3["high"])
+    figures.interval_bars([ABLATION_LABELS.get(v, v) for v in f3.index], f3["mean"], f3["low"], f3["high"])
     plt.show()
-    page.show(skipped_text(plan.ablation_skipped), figures.tidy(tables.variant_display(f3, ABLATION_LABELS)))
+    page.show(skipped_text(plan.ablation_skipped), INTERVAL_WORDS,
+              figures.tidy(tables.variant_display(f3, ABLATION_LABELS)))
 
 
 def table_1(page) -> None:
@@ -51,7 +56,7 @@ def fill_table(page):
 def fills(page) -> None:
     """What the masks are filled with: the runs' settings in words, and the table of the fills."""
     fill = fill_table(page)
-    page.show(page.plan.fill_settings_text(),
+    page.show(page.plan.fill_settings_text(), INTERVAL_WORDS,
               figures.tidy(tables.variant_display(fill, {f"fill-{f}": words for f, words in FILL_LABELS.items()})))
 
 

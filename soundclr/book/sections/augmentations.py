@@ -128,9 +128,13 @@ def figure_2(page) -> None:
         axes[5].add_patch(Rectangle((0, s), ex.seconds, w, **outline))
     for s, w in zip(spans["time_start"][0].tolist(), spans["time_width"][0].tolist()):
         axes[5].add_patch(Rectangle((s * hop / sr, 0), w * hop / sr, trace["mask"].shape[1], **outline))
+    for ax in axes[4:]:                 # one time axis for all six panels, so that the event lines up
+        ax.set_xlim(0, span)
     plt.show()
     ch = ex.cfg.features.channels
-    page.show(f"The network's input is the last image copied to {ch} channel{'s' if ch > 1 else ''} (step 6 of the "
+    which = ("image 5 (this preset trains without masks; image 6 shows the paper's, as a training draw with them "
+             "would be)" if ex.no_masks else "the last image")
+    page.show(f"The network's input is {which}, copied to {ch} channel{'s' if ch > 1 else ''} (step 6 of the "
               f"paper's Fig. 2): {ch} x {trace['mask'].shape[1]} mel bands x {trace['mask'].shape[2]} frames.")
 
 

@@ -74,8 +74,8 @@ def umap_figure(p: dict):
             untrained = (scheme, space) == UNTRAINED
             figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=untrained)
             if untrained:
-                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}, untrained", color="#555555")
-                ax.set_xlabel(f"a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
+                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}", color="#555555")
+                ax.set_xlabel(f"untrained: a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
             else:
                 ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}")
                 ax.set_xlabel(f"silhouette {d['score']:.2f}")
@@ -88,11 +88,35 @@ def umaps(page) -> None:
     umap_figure(panels(page))
     plt.show()
     plan = page.plan
+    mixed = mixed_classes(panels(page))
     page.show(f"UMAPs of test fold {plan.folds[0]} (seed {plan.seeds[0]}); top: representation $h$, bottom: "
-              "projection $z$. The clips are drawn in a random order and spread apart (UMAP's min_dist 0.5), so that no "
-              "class hides under the classes drawn after it. The grey panel is the cross-entropy scheme's projection: no "
-              "loss trains its head, so it is an untrained random map of $h$, shown for completeness and left out of the "
-              "rankings below.")
+              "projection $z$. Each class has its colour and its shape (the legend); the clips are "
+              "drawn in a random order, so that the classes drawn last do not cover the others. "
+              + (f"Classes whose clips lie mostly among another class's in at least one trained panel (most of their "
+                 f"5 nearest neighbours there belong to other classes): {', '.join(mixed)}. UMAP keeps neighbours, not "
+                 "distances, so a tight cluster far from the others says that its clips are alike, not how far apart "
+                 "the classes are. " if mixed else
+                 "In every trained panel each class's clips lie mostly among their own class. ")
+              + "The grey panel is the cross-entropy scheme's projection: no loss trains its head, so it is an untrained "
+              "random map of $h$, shown for completeness and left out of the rankings below.")
+
+
+def mixed_classes(p: dict, k: int = 5) -> list[str]:
+    """The classes that, in some trained panel of :func:`panels`, have more than half of their clips' ``k``
+    nearest 2-D neighbours in other classes (in the order of the class names)."""
+    out = set()
+    for key, d in p.items():
+        if key == "names" or key == UNTRAINED:
+            continue
+        xy, labels = np.asarray(d["xy"]), np.asarray(d["labels"])
+        dist = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(dist, np.inf)
+        near = np.argsort(dist, axis=1)[:, :k]
+        foreign = (labels[near] != labels[:, None]).mean(1)
+        for c in np.unique(labels):
+            if foreign[labels == c].mean() > 0.5:
+                out.add(int(c))
+    return [p["names"][c] for c in sorted(out)]
 
 
 def silhouette_table(scores: dict) -> pd.DataFrame:

@@ -18,9 +18,24 @@ def noise(page) -> pd.DataFrame:
 
 
 def summary(noise: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd of the accuracy over the runs, per scheme and noise level: columns scheme, noise_std,
-    mean, std."""
-    return noise.groupby(["scheme", "noise_std"])["accuracy"].agg(["mean", "std"]).reset_index()
+    """Per scheme and noise level, as Table III: each seed's accuracy averaged over the folds, then the mean
+    and sd over the seeds (so the clean column is Table III's). Columns scheme, noise_std, mean, std."""
+    per_seed = noise.groupby(["scheme", "noise_std", "seed"])["accuracy"].mean().reset_index()
+    return per_seed.groupby(["scheme", "noise_std"])["accuracy"].agg(["mean", "std"]).reset_index()
+
+
+def snr_db(bank, stds) -> dict[float, float]:
+    """Per noise sd, the median over the dataset's clips of the signal-to-noise ratio in dB,
+    20 log10(RMS of the clip / sd), with the clip's RMS over its own samples in [-1, 1]."""
+    import torch
+
+    from ...audio.io import to_float
+    waves, lengths = bank.batch(torch.arange(len(bank)))
+    x = to_float(waves)
+    mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    rms = ((x * mask).pow(2).sum(1) / lengths.clamp(min=1)).sqrt()
+    rms = rms[rms > 0]
+    return {float(sd): float(20 * torch.log10(rms / sd).median()) for sd in stds if sd > 0}
 
 
 def level_label(std: float) -> str:
@@ -30,14 +45,16 @@ def level_label(std: float) -> str:
 
 def noise_figure(noise: pd.DataFrame):
     """Fig. 5 from ``noise`` (:func:`noise` rows): accuracy against the noise level, a line per scheme,
-    mean ± sd over the runs. Returns the figure."""
+    mean ± sd over the seeds of the fold-averaged accuracy (as Table III). Returns the figure."""
     s = summary(noise)
     levels = sorted(noise.noise_std.unique())
     fig, ax = plt.subplots(figsize=(figures.WIDTH, 3.0))
-    for scheme in [k for k in SCHEMES if k in set(s.scheme)]:
+    shown = [k for k in SCHEMES if k in set(s.scheme)]
+    for i, scheme in enumerate(shown):
         d = s[s.scheme == scheme].set_index("noise_std").loc[levels]
-        ax.errorbar(range(len(levels)), d["mean"], yerr=d["std"], marker="o", capsize=3, label=SCHEME_LABEL[scheme],
-                    color=figures.SCHEME_COLOR[scheme])
+        dodge = 0.08 * (i - (len(shown) - 1) / 2)       # side by side at each level, so no error bar hides another
+        ax.errorbar([x + dodge for x in range(len(levels))], d["mean"], yerr=d["std"], marker="o", capsize=3,
+                    label=SCHEME_LABEL[scheme], color=figures.SCHEME_COLOR[scheme])
     ax.set_xticks(range(len(levels)), [level_label(v) for v in levels])
     ax.set(xlabel="standard deviation of the added white noise", ylabel="accuracy (%)")
     ax.legend()
@@ -46,7 +63,7 @@ def noise_figure(noise: pd.DataFrame):
 
 def noise_table(noise: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5's numbers: a row per scheme, a column per level (``clean``, ``noise 0.0001``, ...),
-    cells "mean ± sd" over the runs."""
+    cells "mean ± sd" over the seeds (of the fold-averaged accuracy)."""
     s = summary(noise)
     t = s.assign(cell=[tables.pm(m, sd) for m, sd in zip(s["mean"], s["std"])]).pivot(
         index="scheme", columns="noise_std", values="cell")
@@ -59,7 +76,11 @@ def figure_5(page) -> None:
     n = noise(page)
     noise_figure(n)
     plt.show()
-    page.show("Mean ± standard deviation over the runs (folds x seeds) of the main grid.", noise_table(n))
+    snr = snr_db(page.bank, page.plan.noise_stds)
+    page.show("Mean ± standard deviation over the seeds of the accuracy averaged over the folds, as in Table III (so the "
+              "clean column is Table III's). The signal-to-noise ratio of each level, the median over this dataset's "
+              "clips of 20 log10(clip RMS / noise sd): " + ", ".join(f"{level_label(sd)}: {db:.0f} dB" for sd, db in snr.items())
+              + ".", noise_table(n))
 
 
 def conclusion(page) -> None:

@@ -15,12 +15,24 @@ from ..conclusions import convergence_summary, page_conclusion
 CLAIMS = {"ce": ["C1", "C8c"], "supcon": ["C2", "C6a", "C8a", "C8b"], "hybrid": ["C1", "C2", "C8a", "C8b", "C8c"]}
 
 
+# What each scheme minimises, and what its curves show (this page's scheme only: one notebook, three pages).
+WHAT = {"ce": "the cross-entropy of a linear classifier on the representation h (the paper's baseline; its projection "
+              "head is built but no loss trains it)",
+        "supcon": "in stage 1 the supervised contrastive loss on the projection z (no classifier yet, so stage 1 has no "
+                  "accuracy); in stage 2 the encoder is frozen and a linear classifier on h minimises the "
+                  "cross-entropy. The two stages' losses are different functions, each drawn on its own axis",
+        "hybrid": "{a:g} x the supervised contrastive loss on z + {b:g} x the cross-entropy of the classifier on h "
+                  "(alpha = {a:g}), in one stage: SoundCLR"}
+
+
 def schedule_text(plan, scheme: str) -> str:
-    """Markdown: the scheme and its epochs per run (each stage's for the two-stage scheme)."""
-    stages = plan.config.override(scheme=scheme).stages()
-    length = (f"{stages[0]['epochs']} epochs" if len(stages) == 1 else
-              f"stage 1 {stages[0]['epochs']} epochs, stage 2 {stages[1]['epochs']} epochs")
-    return f"**Scheme**: {SCHEME_LABEL[scheme]}, {length} per run."
+    """Markdown: the scheme, its epochs per run (each stage's for the two-stage scheme) and what it minimises."""
+    cfg = plan.config.override(scheme=scheme)
+    stages = cfg.stages()
+    epochs = [f"{st['epochs']} epoch{'s' if st['epochs'] != 1 else ''}" for st in stages]
+    length = epochs[0] if len(stages) == 1 else f"stage 1 {epochs[0]}, stage 2 {epochs[1]}"
+    what = WHAT[scheme].format(a=cfg.optim.alpha, b=1 - cfg.optim.alpha)
+    return f"**Scheme**: {SCHEME_LABEL[scheme]}, {length} per run. It minimises {what}."
 
 
 def runs(page):
