@@ -51,6 +51,9 @@ LOADED = {("img", "src"), ("img", "srcset"), ("script", "src"), ("source", "src"
           ("object", "data"), ("input", "src"), ("track", "src")}
 LOADED_LINK_RELS = {"stylesheet", "icon", "shortcut", "preload", "modulepreload", "apple-touch-icon", "manifest"}
 IGNORED_SCHEMES = {"mailto", "javascript", "data", "tel", "blob", "about"}
+# Phrases that, on any page holding them, must be visible on the first screen (1280 x 900) without scrolling.
+FIRST_SCREEN = ("What it cannot test",)
+FIRST_SCREEN_PX = 900
 
 
 # -- static check -----------------------------------------------------------------------
@@ -190,6 +193,7 @@ _PROBE_HTML = """<!doctype html>
 <script>
 const PAGES = __PAGES__;
 const LOAD_MS = __LOAD_MS__, SETTLE_MS = __SETTLE_MS__;
+const FIRST_SCREEN = __FIRST_SCREEN__, FIRST_SCREEN_PX = __FIRST_SCREEN_PX__;
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 function within(promise, ms) { return Promise.race([promise.then(() => true), sleep(ms).then(() => false)]); }
 
@@ -249,6 +253,19 @@ async function inspect(frame, result) {
           result.empty_columns.push([label.slice(0, 60), head]);
         }
       }
+    }
+  }
+  // statements a reader must see without scrolling (the Claims page's scope): their bottom within 900 px
+  result.below_first_screen = [];
+  const walker = doc.createTreeWalker(article || doc.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const phrase of FIRST_SCREEN) {
+      const at = node.textContent.indexOf(phrase);
+      if (at < 0) continue;
+      const range = doc.createRange();
+      range.setStart(node, at); range.setEnd(node, at + phrase.length);
+      const bottom = range.getBoundingClientRect().bottom;
+      if (bottom > FIRST_SCREEN_PX) result.below_first_screen.push([phrase, Math.round(bottom)]);
     }
   }
   const math = Array.from(doc.querySelectorAll("span.math, div.math"));
@@ -398,6 +415,8 @@ def open_in_browser(html_dir: str | os.PathLike, *, chromium: str | None = None,
     probe = (_PROBE_HTML.replace("__PAGES__", json.dumps(["/" + p.lstrip("/") for p in pages]))
              .replace("__LOAD_MS__", str(int(page_timeout * 1000)))
              .replace("__SETTLE_MS__", str(int(settle_timeout * 1000)))
+             .replace("__FIRST_SCREEN__", json.dumps(list(FIRST_SCREEN)))
+             .replace("__FIRST_SCREEN_PX__", str(FIRST_SCREEN_PX))
              .replace("__REPORT__", REPORT_PATH)).encode("utf-8")
     budget = 30.0 + len(pages) * (page_timeout + 2 * settle_timeout)
     with _Server(root, probe) as server, tempfile.TemporaryDirectory(prefix="bookcheck-chromium-") as profile:
@@ -450,6 +469,9 @@ def report_problems(report: BrowserReport, *, page_timeout: float = 20.0) -> lis
         for src, natural, shown in r.get("shrunk_images", []):
             problems.append(f"{page}: figure {src!r} is {natural} px wide but the text column shows it at {shown} px "
                             "(its fonts shrink): make the figure narrower")
+        for phrase, bottom in r.get("below_first_screen", []):
+            problems.append(f"{page}: {phrase!r} ends {bottom} px down the page, below the first screen "
+                            f"({FIRST_SCREEN_PX} px at 1280 px wide): move it up")
         for label, overflow in r.get("wide_tables", []):
             problems.append(f"{page}: the table starting {label!r} runs {overflow} px past the text column: "
                             "shorten its labels or let them wrap")

@@ -196,6 +196,7 @@ BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>broken<
 <a href="nowhere.html">a page that does not exist</a>
 <a href="intro.html">a good link</a> <a href="https://example.invalid/">a link to another site is fine</a>
 <span class="math notranslate nohighlight">\\(x^2\\)</span>
+<article><div style="height:1200px">provenance and run counts</div><p>What it cannot test: anything on ESC-50.</p></article>
 </body></html>
 """
 
@@ -227,6 +228,8 @@ def test_checker_reports_broken_images_links_and_math(fake_book, tmp_path):
         assert any(needle in p and "broken image" in p for p in problems), f"{needle} not reported:\n" + "\n".join(problems)
     assert any("book/broken.html" in p and "not typeset" in p and "MathJax did not load" in p for p in problems), problems
     assert any("HTTP 404" in p and "missing.png" in p for p in problems), problems
+    assert any("book/broken.html: 'What it cannot test' ends" in p and "below the first screen" in p
+               for p in problems), problems
 
 
 # -- the real book ------------------------------------------------------------------------
@@ -262,11 +265,103 @@ def prose_problems(page_html: str, where: str) -> list[str]:
     return problems
 
 
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212"     # hyphen, non-breaking hyphen, figure/en/em dash, minus
+# Internal run and variant names a reader should never meet in prose (the pages name settings in words).
+INTERNAL_NAMES = re.compile(r"\b(F\d+T\d+f\d+t\d+|(ce|supcon|hybrid)-fold\d+|fill-(zero|min|mean)|alpha0\.\d+|"
+                            r"(random|imagenet)-\dch(-[a-z-]+)?)\b")
+# An interval "[low, high]": signed (a difference) or unsigned (an accuracy, which must stay inside 0-100).
+INTERVAL = re.compile(r"\[\s*([+-]?)(\d+(?:\.\d+)?)\s*,\s*([+-]?)(\d+(?:\.\d+)?)\s*\]")
+
+
+def defect_problems(page_html: str, where: str) -> list[str]:
+    """The reader's defect classes, in a built page: a non-ASCII dash in code or a command (a copied
+    command fails), an accuracy interval outside [0, 100], a zero-width interval, a link to the page itself
+    next to "left out"/"leaves out", a raw "[N]" citation, an internal run name in the prose."""
+    problems = []
+    m = re.search(r"<article[^>]*>(.*)</article>", page_html, flags=re.S)
+    body = m.group(1) if m else page_html
+    for code in re.findall(r"<(pre|code)[^>]*>(.*?)</\1>", body, flags=re.S):
+        text = htmllib.unescape(re.sub(r"<[^>]+>", "", code[1]))
+        bad = [c for c in DASHES if c in text]
+        if bad:
+            at = text.index(bad[0])
+            problems.append(f"{where}: a non-ASCII dash in code ({text[max(0, at - 30):at + 30].strip()!r}): "
+                            "a reader who copies it gets an error")
+            break
+    prose_html = re.sub(r"<(script|style|pre|code)[^>]*>.*?</\1>", " ", body, flags=re.S)
+    prose_html = re.sub(r'<div class="[^"]*cell_input[^"]*".*?</div>\s*</div>', " ", prose_html, flags=re.S)
+    prose = re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", prose_html)))
+    flag = re.search(rf"(^|\s)[{DASHES}]{{1,2}}[a-z][a-z-]+", prose)
+    if flag and re.search(r"\b(soundclr|make|papermill|python|--?\w)", prose[max(0, flag.start() - 80):flag.start()]):
+        problems.append(f"{where}: a command-line flag written with a typographic dash ({flag.group(0).strip()!r})")
+    for hit in INTERVAL.finditer(prose):
+        s1, lo, s2, hi = hit.groups()
+        low, high = float(s1 + lo if s1 else lo), float(s2 + hi if s2 else hi)
+        if low == high:
+            problems.append(f"{where}: a zero-width interval {hit.group(0)!r} presented as an interval")
+        elif not s1 and not s2 and high > 100 and "%" in prose[hit.end():hit.end() + 40] + prose[max(0, hit.start() - 80):hit.start()]:
+            problems.append(f"{where}: an accuracy interval {hit.group(0)!r} reaches past 100 %: use an interval that "
+                            "respects the bounds (Wilson), or say why not")
+    name = where.rsplit("/", 1)[-1]
+    for a in re.finditer(r'<a\b([^>]*)href="([^"]*)"[^>]*>(.*?)</a>', body, flags=re.S):
+        if "headerlink" in a.group(0)[:a.group(0).index(">")]:
+            continue                         # a heading's own permalink
+        target, text = a.group(2).split("#")[0], a.group(3)
+        before = htmllib.unescape(re.sub(r"<[^>]+>", " ", body[max(0, a.start() - 200):a.start()]))
+        if target in ("", name, f"./{name}") and re.search(r"(left|leaves?) out", before + text):
+            problems.append(f"{where}: 'left out' links to the page itself ({htmllib.unescape(text).strip()!r})")
+    cited = re.search(r"[A-Z][\w-]*\)?\s\[[1-9]\d?(,\s*[1-9]\d?)*\]", prose)
+    if cited:
+        problems.append(f"{where}: a raw citation number {cited.group(0)!r}: name the work (author, year)")
+    internal = INTERNAL_NAMES.search(prose)
+    if internal:
+        problems.append(f"{where}: an internal run name {internal.group(0)!r} in the prose: say it in words")
+    return problems
+
+
+def figure_text_problems(html: Path, smallest_px: float = 8.0) -> list[str]:
+    """Figures of the generated pages whose smallest text is under ``smallest_px`` at the image's own size (the
+    browser check separately fails any figure the text column shows smaller than that): each PNG records it
+    (``soundclr.book.figures.TEXT_SIZE_KEY``, written when the notebook draws it); a figure without the record
+    was drawn outside the book's formatter and is reported too."""
+    from soundclr.book.figures import TEXT_SIZE_KEY
+    problems = []
+    for page in sorted((html / "book" / "generated").rglob("*.html")):
+        for src in sorted(set(re.findall(r'<img[^>]*src="([^"]+\.png)"', page.read_text(encoding="utf-8")))):
+            png = (page.parent / src).resolve()
+            if not png.is_file():
+                continue                     # a broken image: the static check reports it
+            size = png_text(png.read_bytes()).get(TEXT_SIZE_KEY)
+            where = f"{page.relative_to(html)}: figure {src.rsplit('/', 1)[-1][:16]}..."
+            if size is None:
+                problems.append(f"{where} does not record its smallest text ({TEXT_SIZE_KEY}): draw it through the "
+                                "book's inline formatter (soundclr.book.page.setup)")
+            elif float(size) < smallest_px:
+                problems.append(f"{where} has text {float(size):.1f} px high (under {smallest_px:g} px): enlarge it")
+    return problems
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG, read with the standard library."""
+    out, at = {}, 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"tEXt":
+            key, _, value = data[at + 8:at + 8 + length].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return out
+
+
 def real_book_problems(html: Path, generated: Path, *, browser: bool = True, convergence: bool = True) -> list[str]:
     """Everything wrong with a built book whose notebooks were executed into ``generated``."""
     problems: list[str] = []
     for page in sorted((html / "book").rglob("*.html")):
         problems += prose_problems(page.read_text(encoding="utf-8"), str(page.relative_to(html)))
+        problems += defect_problems(page.read_text(encoding="utf-8"), str(page.relative_to(html)))
+    problems += figure_text_problems(html)
     for name in HAND_WRITTEN:
         if not (html / "book" / f"{name}.html").is_file():
             problems.append(f"book/{name}.html is missing: book/{name}.md was not built")
@@ -530,3 +625,55 @@ def test_prose_checks_find_raw_backticks_and_unlinked_page_mentions():
     assert prose_problems(ok, "p") == []
     assert "raw backticks" in prose_problems("<article><p>the `tiny` backbone</p></article>", "p")[0]
     assert "without a link" in prose_problems("<article><p>as the Tuning page shows</p></article>", "p")[0]
+
+
+def test_defect_checks_each_catch_one_planted_defect():
+    """One planted failure per defect class of the reader's third pass, and a clean page that passes."""
+    clean = ('<article><p>Run <code>soundclr train --set batch_size=16</code>; C1: +1.25 [-0.50, +3.00]; '
+             'accuracy 91.20 % [88.10, 93.70] (95 %); in [0, 1]; see DenseNet (Palanisamy et al., 2020). '
+             'What this preset leaves out: <a href="claims.html">the Claims page</a>.'
+             '<a class="headerlink" href="#left-out">#</a></p></article>')
+    assert defect_problems(clean, "book/generated/x/results.html") == []
+    planted = {
+        "a non-ASCII dash in code": clean.replace("--set", "\u2013set"),
+        "a command-line flag written with a typographic dash": clean.replace("</article>", "<p>soundclr train "
+                                                                              "\u2013cpus 2</p></article>"),
+        "reaches past 100 %": clean.replace("[88.10, 93.70]", "[45.92, 125.33]"),
+        "a zero-width interval": clean.replace("[88.10, 93.70]", "[87.50, 87.50]"),
+        "'left out' links to the page itself": clean.replace('href="claims.html"', 'href="results.html"'),
+        "a raw citation number": clean.replace("DenseNet (Palanisamy et al., 2020)", "DenseNet [23]"),
+        "an internal run name": clean.replace("C1:", "F8T6f2t0 against F8T6f0t1:"),
+    }
+    for what, page in planted.items():
+        found = defect_problems(page, "book/generated/x/results.html")
+        assert len(found) == 1 and what in found[0], (what, found)
+
+
+def test_figure_text_check_reads_each_png_record(tmp_path):
+    """figure_text_problems: a figure drawn with 5-pt text fails, one with the book's style passes, one
+    without the record fails; the record is what soundclr.book.figures.png_with_text_size writes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from soundclr.book import figures
+    figures.style()
+    page_dir = tmp_path / "book" / "generated" / "x"
+    page_dir.mkdir(parents=True)
+    images = {}
+    for name, size in (("ok", 9), ("small", 5)):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        ax.set_title("a title", fontsize=size)
+        ax.tick_params(labelsize=max(size, 8))
+        images[name] = figures.png_with_text_size(fig)
+        plt.close(fig)
+    images["bare"] = _png(4, 4, (0, 0, 0))
+    for name, data in images.items():
+        (page_dir / f"{name}.png").write_bytes(data)
+    assert float(png_text(images["small"])[figures.TEXT_SIZE_KEY]) == pytest.approx(5 * figures.DPI / 72, abs=0.01)
+    (page_dir / "p.html").write_text("".join(f'<img src="{n}.png">' for n in images), encoding="utf-8")
+    problems = figure_text_problems(tmp_path)
+    assert len(problems) == 2, problems
+    assert any("small.png" not in p and "does not record" in p for p in problems)
+    assert any("6.9 px high (under 8 px)" in p for p in problems)

@@ -105,6 +105,22 @@ def test_learning_curve_ticks_are_few():
     plt.close(fig)
 
 
+def test_learning_curves_keep_fold_colours_to_the_accuracy_panel():
+    """The fold legend sits on the accuracy panel, and the loss panels (every fold pooled) use no fold's colour."""
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+    rows = [{"fold": f, "seed": 0, "epoch": e, "stage": 1 if e <= 5 else 2, "train_loss": 1 / e,
+             "test_acc": np.nan if e <= 5 else 0.9} for f in (1, 2, 3) for e in range(1, 11)]
+    fig = figures.learning_curves(pd.DataFrame(rows), "supcon")
+    acc, *losses = fig.axes[:3]
+    assert acc.get_legend() is not None and not fig.legends
+    fold_colours = {mcolors.to_hex(line.get_color()) for line in acc.get_lines()}
+    assert len(fold_colours) == 3
+    for ax in losses:
+        assert {mcolors.to_hex(line.get_color()) for line in ax.get_lines()}.isdisjoint(fold_colours)
+    plt.close(fig)
+
+
 def test_class_colours_are_distinct_for_fifty_classes():
     cmap = figures.class_colors(50)
     assert len({tuple(np.round(cmap(i), 3)) for i in range(50)}) == 50

@@ -35,6 +35,35 @@ def style() -> None:
                          "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True})
 
 
+TEXT_SIZE_KEY = "soundclr:min-text-px"   # a PNG tEXt key: the smallest text of the figure, in px at its own size
+
+
+def smallest_text_px(fig) -> float:
+    """The font size, in pixels of the saved image, of the smallest visible non-empty text of ``fig``
+    (titles, labels, tick labels, legends, annotations); inf when it has none."""
+    from matplotlib.text import Text
+    dpi = plt.rcParams["savefig.dpi"]
+    dpi = fig.dpi if dpi == "figure" else float(dpi)
+    sizes = [t.get_fontsize() * dpi / 72 for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=math.inf)
+
+
+def png_with_text_size(fig) -> bytes:
+    """``fig`` as the inline backend writes it (PNG, tight bounding box), with a tEXt chunk
+    :data:`TEXT_SIZE_KEY` holding :func:`smallest_text_px`, so that ``make check-book`` can tell, from
+    the built book's images alone, whether any figure text is too small to read."""
+    import io
+    import struct
+    import zlib
+    buffer = io.BytesIO()
+    fig.canvas.print_figure(buffer, format="png", bbox_inches="tight")
+    data = buffer.getvalue()
+    body = b"tEXt" + TEXT_SIZE_KEY.encode() + b"\0" + f"{smallest_text_px(fig):.2f}".encode()
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    end_of_header = 8 + 8 + 13 + 4                     # the signature, then the IHDR chunk
+    return data[:end_of_header] + chunk + data[end_of_header:]
+
+
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """A table for a page: no index name row, floats with two decimals."""
     out = df.copy()
@@ -89,15 +118,17 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
     for fold in acc.columns:
         axes[0].plot(acc.index, acc[fold], lw=1, label=f"fold {fold}", marker="o" if len(acc) <= 3 else None, ms=4)
     axes[0].set(xlabel="epoch", ylabel="test-fold accuracy (%)", title="after each epoch")
-    if len(acc.columns) > 1:   # above the axes, off the curves
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=min(len(acc.columns), 5),
-                   fontsize=8, frameon=False)
+    if len(acc.columns) > 1:   # on the accuracy panel only (the colours are folds there, nowhere else)
+        axes[0].legend(title="test fold", labels=[str(f) for f in acc.columns], loc="lower right", fontsize=7,
+                       title_fontsize=7, ncol=min(len(acc.columns), 3), handlelength=1.2, columnspacing=0.8,
+                       frameon=True, framealpha=0.8)
     names = {1: "SupCon loss (stage 1)" if scheme == "supcon" else "training loss", 2: "cross-entropy (stage 2)"}
     for ax, stage in zip(axes[1:], stages):
         d = curves[curves.stage == stage].groupby("epoch")["train_loss"]
         mean, lo, hi = d.mean(), d.min(), d.max()
-        ax.plot(mean.index, mean, color=SCHEME_COLOR[scheme], lw=1.2, marker="o" if len(mean) <= 3 else None, ms=4)
-        ax.fill_between(mean.index, lo, hi, color=SCHEME_COLOR[scheme], alpha=0.2, lw=0)
+        # grey, not a colour of the accuracy panel's folds: these curves pool every fold and seed
+        ax.plot(mean.index, mean, color="#333333", lw=1.2, marker="o" if len(mean) <= 3 else None, ms=4)
+        ax.fill_between(mean.index, lo, hi, color="#888888", alpha=0.3, lw=0)
         ax.set(xlabel="epoch", ylabel=names[stage], title="mean, range over runs")
     for ax in axes:
         integer_epochs(ax)

@@ -214,7 +214,8 @@ def show_lines(page: Page) -> None:
 
 
 def _inline_figures() -> None:
-    """``%matplotlib inline`` where an IPython kernel runs the notebook (nothing elsewhere)."""
+    """``%matplotlib inline`` where an IPython kernel runs the notebook (nothing elsewhere), with PNGs that record
+    their smallest text (:func:`soundclr.book.figures.png_with_text_size`)."""
     try:
         from IPython import get_ipython  # the book extra's: soundclr without it has no notebooks
     except ImportError:
@@ -222,3 +223,5 @@ def _inline_figures() -> None:
     shell = get_ipython()
     if shell is not None and type(shell).__name__ != "TerminalInteractiveShell":
         shell.run_line_magic("matplotlib", "inline")
+        from matplotlib.figure import Figure      # each figure's PNG records its smallest text (make check-book reads it)
+        shell.display_formatter.formatters["image/png"].for_type(Figure, figures.png_with_text_size)
