@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bookcheck  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-HAND_WRITTEN = ["intro", "method", "differences", "results", "tuning", "reproduce", "api", "references"]
+HAND_WRITTEN = ["intro", "method", "differences", "synthetic", "results", "tuning", "reproduce", "api", "references"]
 NOTEBOOK_PAGES = ["claims", "augmentations", "training-ce", "training-supcon", "training-hybrid", "results",
                   "representations", "robustness", "ablation"]
 # The paper's figures and tables that the executed notebooks must show, per dataset.
