@@ -34,6 +34,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,29 +61,52 @@ TOLERANCE = 5.0          # points: the accuracy difference a user of the book wo
 SETTINGS = dict(backbone="resnet50", weights="none", epochs=EPOCHS, warmup_epochs=2, gamma=0.05 ** (1 / (EPOCHS - 3)))
 
 
-def plan(precision: str):
-    return make_plan("synthetic", "quick", results=str(RESULTS / precision), data_root=str(ROOT / "data"), seeds=SEEDS,
-                     synthetic_draw=DRAW, device="cpu", checkpoint_seconds=1e9, precision=precision, **SETTINGS)
+@dataclass(frozen=True)
+class Study:
+    """One equivalence study: where its runs go, the preset and settings on top, seeds, folds (None: every
+    fold), the synthetic draw and the device. The default is this script's; ``make gpu-check`` runs one at
+    the paper's shapes on a GPU."""
+    results: Path = RESULTS
+    preset: str = "quick"
+    settings: tuple = tuple(SETTINGS.items())
+    seeds: tuple = tuple(SEEDS)
+    folds: tuple | None = None
+    draw: int = DRAW
+    device: str = "cpu"
 
 
-def runs(precision: str | None = None):
-    return [r for p in ([precision] if precision else PRECISIONS) for r in plan(p).main_runs(schemes=[SCHEME])]
+def plan(precision: str, study: Study = Study()):
+    return make_plan("synthetic", study.preset, results=str(study.results / precision), data_root=str(ROOT / "data"),
+                     seeds=list(study.seeds), folds=list(study.folds) if study.folds else None,
+                     synthetic_draw=study.draw, device=study.device, checkpoint_seconds=1e9, precision=precision,
+                     **dict(study.settings))
 
 
-def train(workers: int) -> None:
-    if all(r.finished for r in runs()):
+def runs(precision: str | None = None, study: Study = Study()):
+    return [r for p in ([precision] if precision else PRECISIONS) for r in plan(p, study).main_runs(schemes=[SCHEME])]
+
+
+def train(workers: int, study: Study = Study()) -> None:
+    if all(r.finished for r in runs(study=study)):
         return
-    print(f"training {sum(not r.finished for r in runs())} of {len(runs())} runs "
-          f"(progress: soundclr status --results {RESULTS}/fp32, .../bf16)", flush=True)
+    print(f"training {sum(not r.finished for r in runs(study=study))} of {len(runs(study=study))} runs "
+          f"(progress: soundclr status --results {study.results}/fp32, .../bf16)", flush=True)
     for _ in range(3):
         if workers == 1:
-            work(runs(), verbose=False, log=None)
+            work(runs(study=study), verbose=False, log=None)
         else:
-            train_in_processes([sys.executable, __file__, "--worker"], workers, runs()[0].config)
-        if all(r.finished for r in runs()):
+            train_in_processes([sys.executable, __file__, "--worker"], workers, runs(study=study)[0].config)
+        if all(r.finished for r in runs(study=study)):
             return
         time.sleep(5)
-    raise SystemExit(f"{sum(not r.finished for r in runs())} runs did not finish: see soundclr status --results {RESULTS}/...")
+    raise SystemExit(f"{sum(not r.finished for r in runs(study=study))} runs did not finish: see soundclr status "
+                     f"--results {study.results}/...")
+
+
+def measure(study: Study = Study(), workers: int = 1) -> dict:
+    """Train the study's runs where missing, and compare them (:func:`compare`)."""
+    train(workers, study)
+    return compare([run_record(r) for r in runs(study=study)])
 
 
 def run_record(run) -> dict:
@@ -108,26 +132,28 @@ def compare(records: list[dict]) -> dict:
     """bf16 minus fp32 per fold (seeds averaged), with the fold-level interval; the seed-to-seed spread."""
     by = {(r["precision"], r["fold"], r["seed"]): r for r in records}
     folds = sorted({r["fold"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
     ratio = 1 / (len(folds) - 1)
     out = {}
     for key in ("final", "best", "train_loss", "test_supcon"):
-        fold_diffs = [statistics.mean(by["bf16", f, s][key] - by["fp32", f, s][key] for s in SEEDS) for f in folds]
-        paired = [by["bf16", f, s][key] - by["fp32", f, s][key] for f in folds for s in SEEDS]
-        seed_to_seed = [by[p, f, SEEDS[0]][key] - by[p, f, SEEDS[1]][key] for p in PRECISIONS for f in folds]
-        out[key] = dict(fp32=statistics.mean(by["fp32", f, s][key] for f in folds for s in SEEDS),
-                        bf16=statistics.mean(by["bf16", f, s][key] for f in folds for s in SEEDS),
+        fold_diffs = [statistics.mean(by["bf16", f, s][key] - by["fp32", f, s][key] for s in seeds) for f in folds]
+        paired = [by["bf16", f, s][key] - by["fp32", f, s][key] for f in folds for s in seeds]
+        seed_to_seed = [by[p, f, seeds[0]][key] - by[p, f, seeds[1]][key] for p in PRECISIONS for f in folds]
+        out[key] = dict(fp32=statistics.mean(by["fp32", f, s][key] for f in folds for s in seeds),
+                        bf16=statistics.mean(by["bf16", f, s][key] for f in folds for s in seeds),
                         interval=_interval(fold_diffs, ratio),
                         sd_same_seed=statistics.stdev(paired),
                         sd_seed_to_seed=statistics.stdev(seed_to_seed),
                         mean_abs_same_seed=statistics.mean(abs(d) for d in paired),
                         mean_abs_seed_to_seed=statistics.mean(abs(d) for d in seed_to_seed))
     epochs = len(records[0]["curve"])
-    mean_curve = {p: [statistics.mean(by[p, f, s]["curve"][e] for f in folds for s in SEEDS) for e in range(epochs)]
+    mean_curve = {p: [statistics.mean(by[p, f, s]["curve"][e] for f in folds for s in seeds) for e in range(epochs)]
                   for p in PRECISIONS}
     out["curves"] = dict(mean=mean_curve, max_abs_gap=max(abs(a - b) for a, b in zip(*mean_curve.values())),
                          last_quarter_gap=statistics.mean(b - a for a, b in list(zip(mean_curve["fp32"], mean_curve["bf16"]))
                                                           [3 * epochs // 4:]))
-    out["seconds"] = {p: sum(by[p, f, s]["seconds"] for f in folds for s in SEEDS) for p in PRECISIONS}
+    out["seconds"] = {p: sum(by[p, f, s]["seconds"] for f in folds for s in seeds) for p in PRECISIONS}
+    out["runs"] = {"folds": len(folds), "seeds": len(seeds)}
     ok = all(-TOLERANCE <= out[k]["interval"][e] <= TOLERANCE for k in ("final", "best") for e in ("low", "high"))
     within = all(out[k]["sd_same_seed"] <= 1.5 * out[k]["sd_seed_to_seed"] for k in ("final", "best"))
     out["verdict"] = dict(equivalent=ok, within_seed_spread=within, tolerance=TOLERANCE)

@@ -42,7 +42,7 @@ def test_cpu_smoke_run_prints_every_row():
     table = out[out.index("| check | result | pass/fail |"):]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| check")]
     for check in ("CUDA-only tests", "bf16 vs fp32, ce", "bf16 vs fp32, supcon", "bf16 vs fp32, hybrid",
-                  "torch.compile", "paper step, ESC-50", "paper step, US8K", "pipeline", "2 processes",
+                  "bf16 vs fp32 in training", "the pipeline's share", "torch.compile", "paper step, ESC-50", "paper step, US8K", "pipeline", "2 processes",
                   "Table III, ESC-50", "Table III, US8K"):
         assert any(check in row for row in rows), (check, table)
     bad = ("error:", "failed:", "failed (exit", "not finished", "timed out", "skipped:")
