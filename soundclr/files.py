@@ -13,6 +13,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,28 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
                           f"Remove the leftover .{path.name}.*.tmp files in {path.parent} and retry.")
 
 
+# For the crash tests only: "<file name>:<n>" makes the n-th atomic write of that file name in this process stop
+# after its data is written and before it is renamed into place, announcing itself in ".held-<file name>" beside it,
+# and wait there to be killed (a kill during a checkpoint write, on observable state rather than on timing).
+HOLD_ENV = "SOUNDCLR_TEST_HOLD_WRITE"
+_held_writes: dict[str, int] = {}
+
+
+def _hold_for_crash_test(path: Path, tmp: Path) -> None:
+    spec = os.environ.get(HOLD_ENV)
+    if not spec:
+        return
+    name, _, nth = spec.rpartition(":")
+    if path.name != name:
+        return
+    _held_writes[name] = _held_writes.get(name, 0) + 1
+    if _held_writes[name] != int(nth):
+        return
+    (path.parent / f".held-{name}").write_text(str(tmp))
+    while True:
+        signal.pause() if hasattr(signal, "pause") else time.sleep(1)
+
+
 @contextmanager
 def atomic_file(path: Path):
     """Open a temporary file next to ``path`` for writing; on success it is flushed, fsync'd
@@ -65,6 +89,7 @@ def atomic_file(path: Path):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
+            _hold_for_crash_test(path, tmp)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

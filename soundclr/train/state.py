@@ -15,7 +15,7 @@ import torch
 from ..audio.pipeline import Pipeline
 from ..config import Config
 from ..data.bank import WaveBank, load_bank
-from ..files import atomic_torch_save, atomic_write_json
+from ..files import atomic_torch_save, atomic_write_json, is_temporary
 from ..model import build_model
 from .evaluation import eval_cacheable, lengths_cpu
 from .record import read_metrics
@@ -120,6 +120,12 @@ def setup(cfg: Config, run_dir: Path, bank: WaveBank | None, progress: bool) -> 
     if len(split.train) < o.batch_size:
         raise ValueError(f"setting batch_size={o.batch_size} is not valid: the training folds of {cfg.data.dataset} hold only "
                          f"{len(split.train)} clips (test fold {r.test_fold}); lower batch_size")
+    if rank == 0 and run_dir.is_dir():
+        # a worker killed while writing left a temporary beside the file it was replacing (the file itself is
+        # whole: the old one or the new one); this process holds the run's lease, so nobody else is writing here
+        for leftover in run_dir.iterdir():
+            if is_temporary(leftover.name):
+                leftover.unlink(missing_ok=True)
     if s.ckpt_path.exists():
         resume(s)
     if rank == 0:
