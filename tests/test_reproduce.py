@@ -103,3 +103,48 @@ def test_version_and_python_dash_m():
     assert r.returncode == 0 and r.stdout.strip() == f"soundclr {soundclr.__version__}"
     r = subprocess.run([sys.executable, "-m", "soundclr", "train", "--no-such-flag"], capture_output=True, text=True)
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr      # a usage error: argparse's 2
+
+
+@pytest.mark.slow
+def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_root, tmp_path):
+    """`soundclr reproduce` killed with SIGKILL (its whole process group: the command and its training workers)
+    once one run has finished and another has a checkpoint, then run again at once: it takes the dead workers'
+    runs over, finishes the plan, and its ledger and every run's metrics equal an uninterrupted build's (the
+    tiny_book fixture's)."""
+    import json
+    import os
+    import signal
+    import time
+
+    from soundclr.analysis.ledger import ledger
+    from soundclr.book.plan import make_plan
+    results = tmp_path / "r"
+    cmd = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "synthetic", "--preset", "quick", "--size", "tiny",
+           "--device", "cpu", "--results", str(results), "--data-root", str(synthetic_root), "--workers", "1",
+           "--train-only"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and victim.poll() is None:
+        done = list(results.rglob("summary.json"))
+        running = [c for c in results.rglob("checkpoint.pt") if not (c.parent / "summary.json").exists()]
+        if done and running:
+            break
+        time.sleep(0.05)
+    assert victim.poll() is None, "the build finished before it could be killed"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+
+    def metrics(root: Path) -> dict:
+        return {m.parent.relative_to(root).as_posix(): [{k: v for k, v in json.loads(x).items() if k != "seconds"}
+                                                       for x in m.read_text().splitlines()]
+                for m in sorted(root.rglob("metrics.jsonl"))}
+    _, _, whole = tiny_book
+    assert metrics(results) == metrics(whole)
+    columns = ["id", "verdict", "effect", "low", "high", "low_nb", "high_nb", "p"]
+    plan = lambda r: make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(r),  # noqa: E731
+                               data_root=str(synthetic_root))
+    killed, uninterrupted = ledger(plan(results), cache=False)[columns], ledger(plan(whole), cache=False)[columns]
+    assert killed.equals(uninterrupted), (killed, uninterrupted)
