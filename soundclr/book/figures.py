@@ -237,8 +237,8 @@ def confusion(ax, matrix, names: Sequence[str], title: str):
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
     n = len(names)
     small = n > 12
-    ax.set_xticks(range(n), [] if small else names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), [] if small else names, fontsize=7)
+    ax.set_xticks(range(n), [] if small else names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), [] if small else names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     ax.grid(False)
     return im
