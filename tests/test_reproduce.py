@@ -106,11 +106,11 @@ def test_version_and_python_dash_m():
 
 
 @pytest.mark.slow
-def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_root, tmp_path):
+def test_a_killed_book_build_resumes_to_the_same_ledger(synthetic_root, tmp_path):
     """`soundclr reproduce` killed with SIGKILL (its whole process group: the command and its training workers)
     once one run has finished and another has a checkpoint, then run again at once: it takes the dead workers'
-    runs over, finishes the plan, and its ledger and every run's metrics equal an uninterrupted build's (the
-    tiny_book fixture's)."""
+    runs over, finishes the plan, and its ledger and every run's metrics equal those of the same command run
+    once without a kill (same threads, so the same float sums)."""
     import json
     import os
     import signal
@@ -141,10 +141,15 @@ def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_roo
         return {m.parent.relative_to(root).as_posix(): [{k: v for k, v in json.loads(x).items() if k != "seconds"}
                                                        for x in m.read_text().splitlines()]
                 for m in sorted(root.rglob("metrics.jsonl"))}
-    _, _, whole = tiny_book
-    assert metrics(results) == metrics(whole)
+    whole = tmp_path / "whole"
+    once = subprocess.run([*cmd[:cmd.index("--results") + 1], str(whole), *cmd[cmd.index("--results") + 2:]], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert once.returncode == 0, once.stderr[-2000:]
+    assert metrics(results) == metrics(whole) and len(metrics(whole)) > 10
     columns = ["id", "verdict", "effect", "low", "high", "low_nb", "high_nb", "p"]
     plan = lambda r: make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(r),  # noqa: E731
                                data_root=str(synthetic_root))
-    killed, uninterrupted = ledger(plan(results), cache=False)[columns], ledger(plan(whole), cache=False)[columns]
-    assert killed.equals(uninterrupted), (killed, uninterrupted)
+    killed, uninterrupted = ledger(plan(results), cache=False), ledger(plan(whole), cache=False)
+    timed = killed.unit.str.contains("second")           # measured in wall-clock seconds (C8b): differs between any two builds
+    assert killed[columns][~timed].equals(uninterrupted[columns][~timed]), (killed[columns], uninterrupted[columns])
+    assert killed.verdict.equals(uninterrupted.verdict)
