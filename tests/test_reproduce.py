@@ -2,6 +2,7 @@
 from them, every page and figure present, and no broken image or link in headless Chromium;
 then nbval runs each notebook (parameterised with the same tiny settings) and checks every
 cell executes."""
+import os
 import shutil
 import subprocess
 import sys
@@ -11,11 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"size": "tiny", "preset": "quick", "dataset": "synthetic", "device": "cpu"}
+TRAIN_ONLY = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "synthetic", "--preset", "quick", "--size", "tiny",
+              "--device", "cpu", "--workers", "1", "--train-only"]
 
 
 @pytest.fixture(scope="module")
 def tiny_book(tmp_path_factory, synthetic_root):
-    from soundclr.book.reproduce import build_book, run_notebooks, train_plan
+    from soundclr.book.reproduce import build_book, run_notebooks
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, site / name)
@@ -23,9 +26,11 @@ def tiny_book(tmp_path_factory, synthetic_root):
     shutil.copytree(ROOT / "soundclr", site / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))  # the method page includes its code
     results = site / "results"
     generated = site / "book" / "generated"
-    # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store)
-    train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
-               workers=1)
+    # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store); trained by
+    # the command itself, single-threaded, so that test_a_killed_book_build_resumes_to_the_same_ledger can compare
+    # its killed and resumed build with this one float for float
+    subprocess.run(TRAIN_ONLY + ["--results", str(results), "--data-root", str(synthetic_root)], check=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL, timeout=1800)
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
                   out_dir=generated / "synthetic")
     html = build_book(site)
@@ -106,11 +111,11 @@ def test_version_and_python_dash_m():
 
 
 @pytest.mark.slow
-def test_a_killed_book_build_resumes_to_the_same_ledger(synthetic_root, tmp_path):
+def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_root, tmp_path):
     """`soundclr reproduce` killed with SIGKILL (its whole process group: the command and its training workers)
     once one run has finished and another has a checkpoint, then run again at once: it takes the dead workers'
     runs over, finishes the plan, and its ledger and every run's metrics equal those of the same command run
-    once without a kill (same threads, so the same float sums)."""
+    once without a kill (the tiny_book fixture's: same threads, so the same float sums)."""
     import json
     import os
     import signal
@@ -119,9 +124,7 @@ def test_a_killed_book_build_resumes_to_the_same_ledger(synthetic_root, tmp_path
     from soundclr.analysis.ledger import ledger
     from soundclr.book.plan import make_plan
     results = tmp_path / "r"
-    cmd = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "synthetic", "--preset", "quick", "--size", "tiny",
-           "--device", "cpu", "--results", str(results), "--data-root", str(synthetic_root), "--workers", "1",
-           "--train-only"]
+    cmd = TRAIN_ONLY + ["--results", str(results), "--data-root", str(synthetic_root)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
@@ -141,10 +144,7 @@ def test_a_killed_book_build_resumes_to_the_same_ledger(synthetic_root, tmp_path
         return {m.parent.relative_to(root).as_posix(): [{k: v for k, v in json.loads(x).items() if k != "seconds"}
                                                        for x in m.read_text().splitlines()]
                 for m in sorted(root.rglob("metrics.jsonl"))}
-    whole = tmp_path / "whole"
-    once = subprocess.run([*cmd[:cmd.index("--results") + 1], str(whole), *cmd[cmd.index("--results") + 2:]], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert once.returncode == 0, once.stderr[-2000:]
+    _, _, whole = tiny_book
     assert metrics(results) == metrics(whole) and len(metrics(whole)) > 10
     columns = ["id", "verdict", "effect", "low", "high", "low_nb", "high_nb", "p"]
     plan = lambda r: make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(r),  # noqa: E731
