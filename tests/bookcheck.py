@@ -257,7 +257,9 @@ async function inspect(frame, result) {
   }
   // statements a reader must see without scrolling (the Claims page's scope): their bottom within 900 px
   result.below_first_screen = [];
-  const walker = doc.createTreeWalker(article || doc.body, NodeFilter.SHOW_TEXT);
+  // the book's own pages only (not the highlighted source under _modules/, which quotes the phrase in code)
+  const walker = doc.createTreeWalker(result.page.startsWith("/book/") ? (article || doc.body) : doc.createElement("div"),
+                                      NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     for (const phrase of FIRST_SCREEN) {
       const at = node.textContent.indexOf(phrase);

@@ -18,7 +18,7 @@ TRAIN_ONLY = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "synth
 
 @pytest.fixture(scope="module")
 def tiny_book(tmp_path_factory, synthetic_root):
-    from soundclr.book.reproduce import build_book, run_notebooks
+    from soundclr.book.reproduce import build_book, run_notebooks, train_plan
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, site / name)
@@ -26,11 +26,9 @@ def tiny_book(tmp_path_factory, synthetic_root):
     shutil.copytree(ROOT / "soundclr", site / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))  # the method page includes its code
     results = site / "results"
     generated = site / "book" / "generated"
-    # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store); trained by
-    # the command itself, single-threaded, so that test_a_killed_book_build_resumes_to_the_same_ledger can compare
-    # its killed and resumed build with this one float for float
-    subprocess.run(TRAIN_ONLY + ["--results", str(results), "--data-root", str(synthetic_root)], check=True,
-                   env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL, timeout=1800)
+    # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store)
+    train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
+               workers=1)
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
                   out_dir=generated / "synthetic")
     html = build_book(site)
@@ -111,11 +109,11 @@ def test_version_and_python_dash_m():
 
 
 @pytest.mark.slow
-def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_root, tmp_path):
+def test_a_killed_book_build_resumes_to_the_same_ledger(synthetic_root, tmp_path):
     """`soundclr reproduce` killed with SIGKILL (its whole process group: the command and its training workers)
     once one run has finished and another has a checkpoint, then run again at once: it takes the dead workers'
     runs over, finishes the plan, and its ledger and every run's metrics equal those of the same command run
-    once without a kill (the tiny_book fixture's: same threads, so the same float sums)."""
+    once without a kill, beside it (same threads, so the same float sums)."""
     import json
     import os
     import signal
@@ -126,6 +124,9 @@ def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_roo
     results = tmp_path / "r"
     cmd = TRAIN_ONLY + ["--results", str(results), "--data-root", str(synthetic_root)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = tmp_path / "whole"
+    once = subprocess.Popen(TRAIN_ONLY + ["--results", str(whole), "--data-root", str(synthetic_root)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and victim.poll() is None:
@@ -144,7 +145,7 @@ def test_a_killed_book_build_resumes_to_the_same_ledger(tiny_book, synthetic_roo
         return {m.parent.relative_to(root).as_posix(): [{k: v for k, v in json.loads(x).items() if k != "seconds"}
                                                        for x in m.read_text().splitlines()]
                 for m in sorted(root.rglob("metrics.jsonl"))}
-    _, _, whole = tiny_book
+    assert once.wait(timeout=900) == 0, once.stderr.read()[-2000:]
     assert metrics(results) == metrics(whole) and len(metrics(whole)) > 10
     columns = ["id", "verdict", "effect", "low", "high", "low_nb", "high_nb", "p"]
     plan = lambda r: make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(r),  # noqa: E731
