@@ -177,12 +177,21 @@ def section(r: dict) -> str:
         rows.append(f"| {name} | {q['fp32']:.{d}f} | {q['bf16']:.{d}f} | {_f(i['effect'], d)} [{_f(i['low'], d)}, "
                     f"{_f(i['high'], d)}] | {q['sd_same_seed']:.{d}f} | {q['sd_seed_to_seed']:.{d}f} |")
     v = c["verdict"]
-    verdict = (f"bf16 trains as well as fp32 here: both accuracy intervals lie inside +-{v['tolerance']:g} points, and "
-               "changing the precision moves a run no further than changing its seed does"
-               if v["equivalent"] and v["within_seed_spread"] else
-               f"bf16 is not shown to train as well as fp32 here: "
-               + ("an accuracy interval reaches beyond " f"+-{v['tolerance']:g} points" if not v["equivalent"] else
-                  "changing the precision moves a run further than changing its seed does"))
+    f = c["final"]
+    half = (f["interval"]["high"] - f["interval"]["low"]) / 2
+    if v["equivalent"] and v["within_seed_spread"]:
+        verdict = (f"bf16 trains as well as fp32 here: both accuracy intervals lie inside +-{v['tolerance']:g} points, "
+                   "and changing the precision moves a run no further than changing its seed does")
+    elif v["within_seed_spread"] and f["interval"]["low"] <= 0 <= f["interval"]["high"]:
+        verdict = (f"changing the precision moves a run no further than changing its seed does (SD {f['sd_same_seed']:.1f} "
+                   f"against {f['sd_seed_to_seed']:.1f} points), and the mean losses differ by a few hundredths; but this "
+                   f"design cannot confirm that bf16 is within +-{v['tolerance']:g} points of fp32, because these runs "
+                   f"swing by {f['sd_seed_to_seed']:.0f} points from seed to seed (the interval is +-{half:.0f} points "
+                   "wide)")
+    else:
+        verdict = ("bf16 is not shown to train as well as fp32 here: " +
+                   ("it moves a run further than a change of seed does" if not v["within_seed_spread"] else
+                    "its accuracy interval lies away from zero"))
     s = r["settings"]
     speed = r["comparison"]["seconds"]
     return "\n".join([
@@ -200,15 +209,18 @@ def section(r: dict) -> str:
         "",
         f"The mean test-accuracy curves of the two precisions differ by at most {c['curves']['max_abs_gap']:.2f} points "
         f"at any epoch (over the last quarter of training, bf16 minus fp32 averages "
-        f"{_f(c['curves']['last_quarter_gap'])}). Verdict: {verdict}. So the default stays: bf16 autocast on CUDA "
-        "(`precision=\"fp32\"` turns it off), fp32 on a CPU, where bf16 was "
-        f"{speed['fp32'] / speed['bf16']:.2f} times as fast on these shapes.",
+        f"{_f(c['curves']['last_quarter_gap'])}). Verdict: {verdict}. ResNet-50 from random weights on 320 training "
+        f"clips is far from converged after {s['epochs']} epochs, which is what makes it so noisy; the same comparison "
+        "at the paper's shapes on a GPU is a row of `make gpu-check`. The default stays bf16 autocast on CUDA "
+        "(`precision=\"fp32\"` turns it off): nothing here shows bf16 training worse (its mean accuracy is "
+        f"{_f(f['bf16'] - f['fp32'])} points from fp32's), and on a GPU it is what makes the paper's grids affordable. "
+        f"On a CPU the default stays fp32 (bf16 was only {speed['fp32'] / speed['bf16']:.2f} times as fast here).",
         "",
         "A one-batch gradient at initialisation says little about this: there, ResNet-50's encoder gradient in bf16 "
         "has a cosine of 0.2-0.3 with fp32's, but two fp32 memory layouts (two summation orders) already disagree "
         "(0.93), and centring the input makes the bf16 cosine smaller, not larger. A randomly initialised ResNet-50 "
-        "is chaotic at its first step, so any rounding, bf16's or fp32's, moves its gradient; training does not "
-        "inherit that, as the table shows. `make gpu-check` repeats a short version at the paper's shapes on a GPU.",
+        "is chaotic at its first step, so any rounding, bf16's or fp32's, moves its gradient; whether training "
+        "inherits that is what the table measures, and on the losses it does not.",
         MARKERS[1]])
 
 
