@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import statistics
 import sys
 import time
@@ -45,8 +43,11 @@ import torch  # noqa: E402
 from soundclr.analysis.stats import fold_interval  # noqa: E402
 from soundclr.book.plan import make_plan  # noqa: E402
 from soundclr.losses import supcon_loss  # noqa: E402
-from soundclr.runs.pool import train_in_processes, work  # noqa: E402
+from soundclr.runs.pool import work  # noqa: E402
 from soundclr.train.record import read_metrics  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "studies"))
+from common import train_runs, write_section  # noqa: E402
 
 RESULTS = ROOT / "results" / "bf16"
 OUT_JSON = ROOT / "studies" / "bf16_training.json"
@@ -87,20 +88,7 @@ def runs(precision: str | None = None, study: Study = Study()):
 
 
 def train(workers: int, study: Study = Study()) -> None:
-    if all(r.finished for r in runs(study=study)):
-        return
-    print(f"training {sum(not r.finished for r in runs(study=study))} of {len(runs(study=study))} runs "
-          f"(progress: soundclr status --results {study.results}/fp32, .../bf16)", flush=True)
-    for _ in range(3):
-        if workers == 1:
-            work(runs(study=study), verbose=False, log=None)
-        else:
-            train_in_processes([sys.executable, __file__, "--worker"], workers, runs(study=study)[0].config)
-        if all(r.finished for r in runs(study=study)):
-            return
-        time.sleep(5)
-    raise SystemExit(f"{sum(not r.finished for r in runs(study=study))} runs did not finish: see soundclr status "
-                     f"--results {study.results}/...")
+    train_runs(lambda: runs(study=study), workers, __file__, f"{study.results}/fp32 (and .../bf16)")
 
 
 def measure(study: Study = Study(), workers: int = 1) -> dict:
@@ -224,14 +212,6 @@ def section(r: dict) -> str:
         MARKERS[1]])
 
 
-def write_section(text: str) -> None:
-    page = PAGE.read_text()
-    pattern = re.compile(re.escape(MARKERS[0]) + r".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(page):
-        raise SystemExit(f"{PAGE} has no markers {MARKERS}: put them where the section belongs")
-    PAGE.write_text(pattern.sub(lambda _: text, page))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", type=int, default=2)
@@ -254,7 +234,7 @@ def main() -> int:
     if args.report and OUT_JSON.exists():
         result["date"] = json.loads(OUT_JSON.read_text()).get("date", result["date"])
     OUT_JSON.write_text(json.dumps(result, indent=1) + "\n")
-    write_section(section(result))
+    write_section(PAGE, MARKERS, section(result))
     c = result["comparison"]
     for key in ("final", "best", "train_loss", "test_supcon"):
         i = c[key]["interval"]

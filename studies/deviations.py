@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from soundclr.analysis.stats import fold_interval  # noqa: E402
 from soundclr.book.plan import PAPER_MASKS, make_plan  # noqa: E402
-from soundclr.runs.pool import train_in_processes, work  # noqa: E402
+from soundclr.runs.pool import work  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "studies"))
+from common import train_runs, write_section  # noqa: E402
 
 RESULTS = ROOT / "results" / "deviations"
 OUT_JSON = ROOT / "studies" / "deviations.json"
@@ -68,18 +70,7 @@ def runs():
 
 
 def train(workers: int) -> None:
-    if all(r.finished for r in runs()):
-        return
-    print(f"training {sum(not r.finished for r in runs())} of {len(runs())} runs", flush=True)
-    for _ in range(3):
-        if workers == 1:
-            work(runs(), verbose=False, log=None)
-        else:
-            train_in_processes([sys.executable, __file__, "--worker"], workers, runs()[0].config)
-        if all(r.finished for r in runs()):
-            return
-        time.sleep(5)
-    raise SystemExit(f"{sum(not r.finished for r in runs())} runs did not finish: see soundclr status --results {RESULTS}/...")
+    train_runs(runs, workers, __file__, f"{RESULTS}/<deviation>/<arm>")
 
 
 def accuracy(run) -> tuple[int, float]:
@@ -139,11 +130,7 @@ def main() -> int:
     if args.report and OUT_JSON.exists():
         r["date"] = json.loads(OUT_JSON.read_text()).get("date", r["date"])
     OUT_JSON.write_text(json.dumps(r, indent=1) + "\n")
-    page = PAGE.read_text()
-    pattern = re.compile(re.escape(MARKERS[0]) + r".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(page):
-        raise SystemExit(f"{PAGE} has no markers {MARKERS}")
-    PAGE.write_text(pattern.sub(lambda _: section(r), page))
+    write_section(PAGE, MARKERS, section(r))
     for name, d in r["deviations"].items():
         print(f"{name}: code {d['code']:.2f}, other {d['other']:.2f}, {d['effect']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
     return 0

@@ -20,7 +20,6 @@ scoring them on the book's folds chooses nothing.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,9 @@ from soundclr import preset  # noqa: E402
 from soundclr.audio.pipeline import Pipeline  # noqa: E402
 from soundclr.data.bank import load_bank  # noqa: E402
 from soundclr.data.sounds import CONFUSABLE_PAIRS  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "studies"))
+from common import write_section  # noqa: E402
 
 OUT_JSON = ROOT / "studies" / "synthetic_baselines.json"
 PAGE = ROOT / "book" / "synthetic.md"
@@ -106,11 +108,7 @@ def main() -> int:
     r["pair_rates"] = pair_rates(np.array(r["confusion"], dtype=float), names)
     r.update(date=time.strftime("%Y-%m-%d"), classes=names, clips=int(len(y)), features="band mean and sd, 32 mel bands")
     OUT_JSON.write_text(json.dumps(r, indent=1) + "\n")
-    page = PAGE.read_text()
-    pattern = re.compile(re.escape(MARKERS[0]) + r".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(page):
-        raise SystemExit(f"{PAGE} has no markers {MARKERS}")
-    PAGE.write_text(pattern.sub(lambda _: section(r), page))
+    write_section(PAGE, MARKERS, section(r))
     for k, v in r["accuracy"].items():
         print(f"{k}: {v['mean']:.2f} ± {v['sd']:.2f}")
     print("confusable pairs:", r["pair_rates"])

@@ -168,18 +168,7 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
     axes[-1].set_xticks(x, [str(f) for f in folds])
     axes[-1].set_xlabel("test fold")
     if broken:
-        top.set_ylim(cut, 100)
-        bottom.set_ylim(0, (100 - cut) / 7)   # the same scale as the top axis
-        bottom.set_yticks([0])
-        bottom.grid(False)
-        top.spines["bottom"].set_visible(False)
-        bottom.spines["top"].set_visible(False)
-        top.tick_params(axis="x", bottom=False)
-        marks = {"marker": [(-1, -0.5), (1, 0.5)], "markersize": 10, "linestyle": "none", "color": "k",
-                 "mec": "k", "mew": 1, "clip_on": False}
-        top.plot([0, 1], [0, 0], transform=top.transAxes, **marks)
-        bottom.plot([0, 1], [1, 1], transform=bottom.transAxes, **marks)
-        fig.get_layout_engine().set(h_pad=0.06, hspace=0)
+        break_axis(bottom, top, cut, vertical=True)
     else:
         top.set_ylim(0, 100)
     fig.legend(*top.get_legend_handles_labels(), loc="outside upper center", ncol=len(schemes), frameon=False)
@@ -214,21 +203,34 @@ def interval_bars(labels: Sequence[str], means: Sequence[float], lows: Sequence[
     axes[0].invert_yaxis()
     right.set_xlabel(xlabel)
     if broken:
-        right.set_xlim(cut, 100)
-        left.set_xlim(0, (100 - cut) / 7)          # the same scale as the zoomed axis
-        left.set_xticks([0])
-        left.grid(False)
-        left.spines["right"].set_visible(False)
-        right.spines["left"].set_visible(False)
-        right.tick_params(axis="y", left=False)
-        marks = {"marker": [(-0.5, -1), (0.5, 1)], "markersize": 10, "linestyle": "none", "color": "k",
-                 "mec": "k", "mew": 1, "clip_on": False}
-        left.plot([1, 1], [0, 1], transform=left.transAxes, **marks)
-        right.plot([0, 0], [0, 1], transform=right.transAxes, **marks)
-        fig.get_layout_engine().set(w_pad=0.06, wspace=0)
+        break_axis(left, right, cut, vertical=False)
     else:
         right.set_xlim(0, 100)
     return fig
+
+
+def break_axis(strip, zoom, cut: float, *, vertical: bool) -> None:
+    """A broken accuracy axis: ``zoom`` shows ``cut``-100 %, ``strip`` (a seventh of its size, below it when
+    ``vertical``, left of it otherwise) the 0-based start at the same scale, with break marks between them."""
+    lim, ticks, grid_axis = ("set_ylim", "set_yticks", "x") if vertical else ("set_xlim", "set_xticks", "y")
+    getattr(zoom, lim)(cut, 100)
+    getattr(strip, lim)(0, (100 - cut) / 7)        # the same scale as the zoomed axis
+    getattr(strip, ticks)([0])
+    strip.grid(False)
+    near, far = ("top", "bottom") if vertical else ("right", "left")
+    strip.spines[near].set_visible(False)
+    zoom.spines[far].set_visible(False)
+    zoom.tick_params(axis=grid_axis, **({"bottom": False} if vertical else {"left": False}))
+    slant = [(-1, -0.5), (1, 0.5)] if vertical else [(-0.5, -1), (0.5, 1)]
+    marks = {"marker": slant, "markersize": 10, "linestyle": "none", "color": "k", "mec": "k", "mew": 1, "clip_on": False}
+    if vertical:
+        zoom.plot([0, 1], [0, 0], transform=zoom.transAxes, **marks)
+        strip.plot([0, 1], [1, 1], transform=strip.transAxes, **marks)
+        zoom.figure.get_layout_engine().set(h_pad=0.06, hspace=0)
+    else:
+        strip.plot([1, 1], [0, 1], transform=strip.transAxes, **marks)
+        zoom.plot([0, 0], [0, 1], transform=zoom.transAxes, **marks)
+        zoom.figure.get_layout_engine().set(w_pad=0.06, wspace=0)
 
 
 def confusion(ax, matrix, names: Sequence[str], title: str):

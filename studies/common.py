@@ -1,0 +1,45 @@
+"""What the studies share: training their runs with worker processes, and writing their numbers into a page.
+
+Each study (``studies/*.py``) trains runs into the results store (reused when it runs again), writes a
+json of every number, and replaces the section between its two markers in a page of the book.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from soundclr.runs.pool import train_in_processes, work  # noqa: E402
+
+
+def train_runs(runs: Callable[[], list], workers: int, script: str, where: str) -> None:
+    """Train what ``runs()`` lists and is not finished: in this process (``workers`` 1) or in worker processes
+    running ``script --worker``; a run left by a worker that died is taken over on the next round (three)."""
+    if all(r.finished for r in runs()):
+        return
+    print(f"training {sum(not r.finished for r in runs())} of {len(runs())} runs (progress: soundclr status "
+          f"--results {where})", flush=True)
+    for _ in range(3):
+        if workers == 1:
+            work(runs(), verbose=False, log=None)
+        else:
+            train_in_processes([sys.executable, script, "--worker"], workers, runs()[0].config)
+        if all(r.finished for r in runs()):
+            return
+        time.sleep(5)
+    raise SystemExit(f"{sum(not r.finished for r in runs())} runs did not finish: see soundclr status --results {where}")
+
+
+def write_section(page: Path, markers: tuple[str, str], text: str) -> None:
+    """Replace the text between ``markers`` (both kept, as ``text`` starts and ends with them) in ``page``."""
+    content = page.read_text()
+    pattern = re.compile(re.escape(markers[0]) + r".*?" + re.escape(markers[1]), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{page} has no markers {markers}: put them where the section belongs")
+    page.write_text(pattern.sub(lambda _: text, content))
