@@ -315,7 +315,8 @@ def _explorer_title(freq_masks, freq_mask_width, time_masks, time_mask_width, sc
     parts = [p for p in (masks(freq_masks, "frequency", freq_mask_width, "mel bands"),
                          masks(time_masks, "time", time_mask_width, "frames")) if p] or ["no masks"]
     noise = f"white noise of sd {noise_std:g}" if noise_std else "no noise"
-    return f"training draw {draw}: {', '.join(parts)}; scaled by up to x{scale_max:g}; {noise}"
+    # wrapped: a title wider than the figure widens the saved image past the text column
+    return textwrap.fill(f"training draw {draw}: {', '.join(parts)}; scaled by up to x{scale_max:g}; {noise}", 72)
 
 
 def augmentation_explorer(cfg, waves, lengths, *, interactive: bool = True):
