@@ -8,8 +8,11 @@ in % with two decimals, and "mean ± sd" with a real "±".
 """
 from __future__ import annotations
 
+import io
 import math
+import struct
 import textwrap
+import zlib
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -18,6 +21,7 @@ import pandas as pd
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from ..audio.pipeline import Pipeline
@@ -41,7 +45,6 @@ TEXT_SIZE_KEY = "soundclr:min-text-px"   # a PNG tEXt key: the smallest text of 
 def smallest_text_px(fig) -> float:
     """The font size, in pixels of the saved image, of the smallest visible non-empty text of ``fig``
     (titles, labels, tick labels, legends, annotations); inf when it has none."""
-    from matplotlib.text import Text
     dpi = plt.rcParams["savefig.dpi"]
     dpi = fig.dpi if dpi == "figure" else float(dpi)
     sizes = [t.get_fontsize() * dpi / 72 for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
@@ -52,9 +55,6 @@ def png_with_text_size(fig) -> bytes:
     """``fig`` as the inline backend writes it (PNG, tight bounding box), with a tEXt chunk
     :data:`TEXT_SIZE_KEY` holding :func:`smallest_text_px`, so that ``make check-book`` can tell, from
     the built book's images alone, whether any figure text is too small to read."""
-    import io
-    import struct
-    import zlib
     buffer = io.BytesIO()
     fig.canvas.print_figure(buffer, format="png", bbox_inches="tight")
     data = buffer.getvalue()

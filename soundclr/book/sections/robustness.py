@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
 
 from ...analysis import tables
+from ...audio.io import to_float
 from ...config import SCHEME_LABEL, SCHEMES
 from .. import figures
 from ..conclusions import page_conclusion
@@ -27,9 +29,6 @@ def summary(noise: pd.DataFrame) -> pd.DataFrame:
 def snr_db(bank, stds) -> dict[float, float]:
     """Per noise sd, the median over the dataset's clips of the signal-to-noise ratio in dB,
     20 log10(RMS of the clip / sd), with the clip's RMS over its own samples in [-1, 1]."""
-    import torch
-
-    from ...audio.io import to_float
     waves, lengths = bank.batch(torch.arange(len(bank)))
     x = to_float(waves)
     mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
