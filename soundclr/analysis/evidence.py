@@ -120,7 +120,7 @@ def add_ablation(L: _Claims, plan, ab: pd.DataFrame) -> None:
     else:
         why = next(iter(plan.ablation_skipped.values()), "no ImageNet weights")
         for cid in ("C5a", "C5b"):
-            L.untestable(cid, f"not testable offline: {why}")
+            L.untestable(cid, f"{why} (offline build)")
 
 
 def noise_drop(run_dir, *, bank=None, device: str = "auto") -> float:

@@ -4,7 +4,6 @@ the summary with Holm, what this build can and cannot test, the fairness of the 
 from __future__ import annotations
 
 import json
-import re
 from typing import Sequence
 
 import numpy as np
@@ -49,7 +48,7 @@ def conclusion(led: pd.DataFrame, ids: Sequence[str], plan, reasons: dict[str, s
         paper = (f"the paper: {_num(r['paper'], r['unit'])} {r['unit']}, {r['paper_source']}" if _is_number(r["paper"])
                  else f"the paper: {r['paper_source']}")
         if r["verdict"] == "not testable":
-            why = re.sub(r"^not testable( here| offline)?[:,.]?\s*", "", str(r["note"] or ""))
+            why = str(r["note"] or "").rstrip(".")       # the note holds the reason only (the verdict says "not testable")
             lines.append(f"- **{r['id']}, {r['claim']}**: not testable here" + (f": {why}" if why else "") + ".")
             continue
         text = f"**{r['id']}, {r['claim']}**: {r['verdict_text']}; {interval_text(r, plain=False)} ({paper})."
