@@ -287,18 +287,20 @@ def class_marker(i: int, n: int) -> str:
 
 def class_scatter(ax, xy, labels, cmap, *, untrained: bool = False, seed: int = 0):
     """A 2-D embedding ``xy (points, 2)`` coloured by class ``labels (points,)``, every class visible:
-    the points are drawn in a random interleaved order (the classes drawn last do not bury the
-    others), semi-transparent, smaller when there are many, and with a shape per class when there are
+    the points are drawn in a random interleaved order (in layers, so no class is buried under
+    another), semi-transparent, smaller when there are many, and with a shape per class when there are
     ten or fewer (so that colours that look alike still differ). ``untrained``: the map no loss trained
     (cross-entropy's projection head), drawn faded on a grey background."""
     xy, labels = np.asarray(xy), np.asarray(labels)
     order = np.random.default_rng(seed).permutation(len(labels))
     size = float(np.clip(2400 / max(len(labels), 1), 4, 24))
-    n = cmap.N
-    for c in np.unique(labels):
-        pick = order[labels[order] == c]
-        ax.scatter(xy[pick, 0], xy[pick, 1], color=cmap(int(c)), s=size, marker=class_marker(int(c), n),
-                   alpha=0.45 if untrained else 0.75, linewidths=0, zorder=2 + np.random.default_rng(seed + int(c)).random())
+    # one scatter call draws one marker shape, so the random order is drawn in eight layers, each holding every
+    # class's share of it: no class lies wholly under another
+    for layer, chunk in enumerate(np.array_split(order, min(8, len(order)) or 1)):
+        for c in np.unique(labels[chunk]):
+            pick = chunk[labels[chunk] == c]
+            ax.scatter(xy[pick, 0], xy[pick, 1], color=cmap(int(c)), s=size, marker=class_marker(int(c), cmap.N),
+                       alpha=0.45 if untrained else 0.75, linewidths=0, zorder=2 + layer)
     ax.set_xticks([])
     ax.set_yticks([])
     if untrained:
