@@ -290,9 +290,8 @@ def section_train(args, device, table: Table, remaining: float) -> None:
     import tempfile
 
     import bf16_training as study
-    settings = dict(weights="none", epochs=args.train_epochs, warmup_epochs=max(1, args.train_epochs // 10),
-                    gamma=0.05 ** (1 / max(1, args.train_epochs - max(1, args.train_epochs // 10) - 1)),
-                    batch_size=args.train_batch, lr=1e-2)      # the CPU study's rate for ResNet-50 from scratch
+    settings = dict(weights="none", **study.schedule(args.train_epochs), batch_size=args.train_batch,
+                    lr=1e-2)      # the CPU study's rate for ResNet-50 from scratch
     if args.backbone:
         settings["backbone"] = args.backbone
     folds = (1, 2) if args.quick else None

@@ -47,7 +47,7 @@ from soundclr.runs.pool import work  # noqa: E402
 from soundclr.train.record import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "studies"))
-from common import train_runs, write_section  # noqa: E402
+from common import schedule, train_runs, write_section  # noqa: E402
 
 RESULTS = ROOT / "results" / "bf16"
 OUT_JSON = ROOT / "studies" / "bf16_training.json"
@@ -59,7 +59,7 @@ SEEDS = [0, 1]
 DRAW = 1
 EPOCHS = 24
 TOLERANCE = 5.0          # points: the accuracy difference a user of the book would call a change of result
-SETTINGS = dict(backbone="resnet50", weights="none", epochs=EPOCHS, warmup_epochs=2, gamma=0.05 ** (1 / (EPOCHS - 3)))
+SETTINGS = dict(backbone="resnet50", weights="none", **schedule(EPOCHS))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,16 @@ if str(ROOT) not in sys.path:
 from soundclr.runs.pool import train_in_processes, work  # noqa: E402
 
 
+FINAL_RATE = 0.05       # the last epoch runs at 5 % of the peak rate (the released code's form of schedule)
+
+
+def schedule(epochs: int) -> dict:
+    """The book's schedule for ``epochs`` epochs: linear warm-up over a tenth of them, then exponential decay
+    to FINAL_RATE of the peak rate at the last epoch (settings ``epochs``, ``warmup_epochs``, ``gamma``)."""
+    warm = max(1, round(epochs / 10))
+    return dict(epochs=epochs, warmup_epochs=warm, gamma=FINAL_RATE ** (1 / max(1, epochs - 1 - warm)))
+
+
 def train_runs(runs: Callable[[], list], workers: int, script: str, where: str) -> None:
     """Train what ``runs()`` lists and is not finished: in this process (``workers`` 1) or in worker processes
     running ``script --worker``; a run left by a worker that died is taken over on the next round (three)."""

@@ -46,6 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from soundclr.config import PRESETS, SCHEMES, preset  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "studies"))
+from common import FINAL_RATE  # noqa: E402  (the last epoch runs at 5 % of the peak rate)
+from common import schedule as common_schedule  # noqa: E402
 from soundclr.runs.pool import train_in_processes, work  # noqa: E402
 from soundclr.runs.store import (
     Run,
@@ -58,7 +62,6 @@ OUT_JSON = ROOT / "studies" / "tune_quick.json"
 OUT_PAGE = ROOT / "book" / "tuning.md"
 SPLITS = [(t, t % 5 + 1) for t in range(1, 6)]          # (test fold, validation fold) of the tuning draw
 STEP_MATCH = 4 / 3                                       # book runs train on 4 folds, study runs on 3
-FINAL_RATE = 0.05                                        # the last epoch runs at 5 % of the peak rate
 BUDGET_EPOCHS = 80                                       # what `make book` affords on 2 cores (book epochs, every scheme)
 MOVE = 2.0                                               # points: "converged" when doubling the training moves less
 TUNING_DRAW = 1
@@ -82,11 +85,10 @@ LENGTHS = (40, 80, 160)                                  # stage C: E, tried in 
 
 
 def schedule(epochs: int) -> dict:
-    """The book's schedule for ``epochs`` book epochs: warm-up over a tenth, decay to FINAL_RATE at the
-    last epoch; stage 2 of the two-stage scheme as long as stage 1 (the paper: 800 and 800)."""
-    warm = max(1, round(epochs / 10))
-    gamma = FINAL_RATE ** (1 / max(1, epochs - 1 - warm))
-    return dict(epochs=epochs, warmup_epochs=warm, gamma=gamma, stage2_epochs=epochs, stage2_gamma=gamma)
+    """The book's schedule for ``epochs`` book epochs (:func:`common.schedule`: warm-up over a tenth, decay to
+    FINAL_RATE at the last epoch); stage 2 of the two-stage scheme as long as stage 1 (the paper: 800 and 800)."""
+    s = common_schedule(epochs)
+    return dict(s, stage2_epochs=epochs, stage2_gamma=s["gamma"])
 
 
 def study_schedule(book_epochs: float) -> dict:

@@ -23,8 +23,7 @@ EPOCHS = 12
 
 @pytest.mark.slow
 def test_bf16_trains_as_well_as_fp32_on_the_tiny_network(tmp_path):
-    settings = dict(epochs=EPOCHS, warmup_epochs=2, gamma=0.05 ** (1 / (EPOCHS - 3)))
-    spec = study.Study(results=tmp_path, preset="quick", settings=tuple(settings.items()), folds=(1, 2))
+    spec = study.Study(results=tmp_path, preset="quick", settings=tuple(study.schedule(EPOCHS).items()), folds=(1, 2))
     c = study.measure(spec)
     final = c["final"]
     assert final["fp32"] > 50 and final["bf16"] > 50, final            # both learn (chance: 10 %)
