@@ -236,9 +236,7 @@ def test_checker_reports_broken_images_links_and_math(fake_book, tmp_path):
 
 def _article_text(page: Path) -> str:
     """The words of a page's main article (not the sidebar, which lists every page's title)."""
-    text = page.read_text(encoding="utf-8")
-    m = re.search(r"<article[^>]*>(.*)</article>", text, flags=re.S)
-    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", m.group(1) if m else text, flags=re.S)
+    body = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", _article(page.read_text(encoding="utf-8")), flags=re.S)
     words = htmllib.unescape(re.sub(r"<[^>]+>", " ", body)).replace("\xa0", " ")
     return re.sub(r"\s+", " ", words)
 
@@ -246,13 +244,22 @@ def _article_text(page: Path) -> str:
 PAGE_NAMES = r"(claims|tuning|ablation|results|robustness|augmentations|representations|reproducing|training)"
 
 
+def _article(page_html: str) -> str:
+    """The HTML of a page's main article (the whole page when it has none)."""
+    m = re.search(r"<article[^>]*>(.*)</article>", page_html, flags=re.S)
+    return m.group(1) if m else page_html
+
+
+def _prose_html(body: str) -> str:
+    """``body`` without what is not prose: scripts, styles, code (``<pre>``, ``<code>``) and input cells."""
+    body = re.sub(r"<(script|style|pre|code)[^>]*>.*?</\1>", " ", body, flags=re.S)
+    return re.sub(r'<div class="[^"]*cell_input[^"]*".*?</div>\s*</div>', " ", body, flags=re.S)
+
+
 def prose_problems(page_html: str, where: str) -> list[str]:
     """Raw Markdown backticks in a page's prose, and mentions of another page ("the tuning page")
     that are not links. Code (``<pre>``, ``<code>``) and the input cells are not prose."""
-    m = re.search(r"<article[^>]*>(.*)</article>", page_html, flags=re.S)
-    body = m.group(1) if m else page_html
-    body = re.sub(r"<(script|style|pre|code)[^>]*>.*?</\1>", " ", body, flags=re.S)
-    body = re.sub(r'<div class="[^"]*cell_input[^"]*".*?</div>\s*</div>', " ", body, flags=re.S)
+    body = _prose_html(_article(page_html))
     problems = []
     prose = htmllib.unescape(re.sub(r"<[^>]+>", " ", body))
     if "`" in prose:
@@ -278,8 +285,7 @@ def defect_problems(page_html: str, where: str) -> list[str]:
     command fails), an accuracy interval outside [0, 100], a zero-width interval, a link to the page itself
     next to "left out"/"leaves out", a raw "[N]" citation, an internal run name in the prose."""
     problems = []
-    m = re.search(r"<article[^>]*>(.*)</article>", page_html, flags=re.S)
-    body = m.group(1) if m else page_html
+    body = _article(page_html)
     for code in re.findall(r"<(pre|code)[^>]*>(.*?)</\1>", body, flags=re.S):
         text = htmllib.unescape(re.sub(r"<[^>]+>", "", code[1]))
         bad = [c for c in DASHES if c in text]
@@ -288,9 +294,7 @@ def defect_problems(page_html: str, where: str) -> list[str]:
             problems.append(f"{where}: a non-ASCII dash in code ({text[max(0, at - 30):at + 30].strip()!r}): "
                             "a reader who copies it gets an error")
             break
-    prose_html = re.sub(r"<(script|style|pre|code)[^>]*>.*?</\1>", " ", body, flags=re.S)
-    prose_html = re.sub(r'<div class="[^"]*cell_input[^"]*".*?</div>\s*</div>', " ", prose_html, flags=re.S)
-    prose = re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", prose_html)))
+    prose = re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", _prose_html(body))))
     flag = re.search(rf"(^|\s)[{DASHES}]{{1,2}}[a-z][a-z-]+", prose)
     if flag and re.search(r"\b(soundclr|make|papermill|python|--?\w)", prose[max(0, flag.start() - 80):flag.start()]):
         problems.append(f"{where}: a command-line flag written with a typographic dash ({flag.group(0).strip()!r})")
@@ -359,8 +363,8 @@ def real_book_problems(html: Path, generated: Path, *, browser: bool = True, con
     """Everything wrong with a built book whose notebooks were executed into ``generated``."""
     problems: list[str] = []
     for page in sorted((html / "book").rglob("*.html")):
-        problems += prose_problems(page.read_text(encoding="utf-8"), str(page.relative_to(html)))
-        problems += defect_problems(page.read_text(encoding="utf-8"), str(page.relative_to(html)))
+        text, where = page.read_text(encoding="utf-8"), str(page.relative_to(html))
+        problems += prose_problems(text, where) + defect_problems(text, where)
     problems += figure_text_problems(html)
     for name in HAND_WRITTEN:
         if not (html / "book" / f"{name}.html").is_file():
