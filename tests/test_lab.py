@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,13 +88,14 @@ def _start_lab(proj: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
     pytest.fail("jupyter lab did not start:\n" + (home / "lab.log").read_text()[-3000:])
 
 
-def _run_all(page, timeout_s: float) -> float:
-    """Run > Run All Cells, then wait until every code cell has its execution count; the seconds it took."""
+def _wait_idle(page) -> None:
+    """Wait until the notebook's kernel is connected and idle, with no dialog up, for 1.5 s (a "Select Kernel"
+    or "Kernel Restarting" dialog that comes is accepted: the notebook's own kernel, python3)."""
     page.wait_for_selector(f"{NB} .jp-CodeCell", timeout=60_000)
-    select = page.locator('.jp-Dialog button.jp-mod-accept')   # "Select Kernel" (it comes at times despite the setting)
+    select = page.locator('.jp-Dialog button.jp-mod-accept')
     status = page.locator(".jp-StatusBar-Widget")
     t0, settled = time.time(), 0
-    while settled < 3:                     # the kernel connected and idle, no dialog up, for 1.5 s
+    while settled < 3:
         if time.time() - t0 > 90:
             pytest.fail(f"the kernel did not start in Lab: status bar {status.all_inner_texts()}")
         if select.count():
@@ -104,9 +106,16 @@ def _run_all(page, timeout_s: float) -> float:
         else:
             settled = 0
         time.sleep(0.5)
-    t0 = time.time()
-    page.locator('.lm-MenuBar-itemLabel:text-is("Run")').first.click()
-    page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').first.click()
+
+
+def _menu(page, menu: str, item: str) -> None:
+    page.locator(f'.lm-MenuBar-itemLabel:text-is("{menu}")').first.click()
+    page.locator(f'.lm-Menu-itemLabel:text-is("{item}")').first.click()
+
+
+def _wait_numbered(page, t0: float, timeout_s: float) -> float:
+    """Wait until every code cell has its execution count; the seconds since ``t0``."""
+    select = page.locator('.jp-Dialog button.jp-mod-accept')
     prompts: list[str] = []
     while time.time() - t0 < timeout_s:
         if select.count():
@@ -123,7 +132,15 @@ def _run_all(page, timeout_s: float) -> float:
     return time.time() - t0
 
 
-def _problems_on_the_page(page) -> list[str]:
+def _run_all(page, timeout_s: float) -> float:
+    """Run > Run All Cells, then wait until every code cell has its execution count; the seconds it took."""
+    _wait_idle(page)
+    t0 = time.time()
+    _menu(page, "Run", "Run All Cells")
+    return _wait_numbered(page, t0, timeout_s)
+
+
+def _problems_on_the_page(page, trains: bool = False) -> list[str]:
     problems = []
     errors = page.locator(f'{NB} .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]')
     if errors.count():
@@ -131,7 +148,7 @@ def _problems_on_the_page(page) -> list[str]:
     outputs = " ".join(page.locator(f"{NB} .jp-OutputArea-output").all_inner_texts())
     if "<function" in outputs:
         problems.append("a stray function repr in the outputs")
-    if "training them now" in outputs:
+    if "training them now" in outputs and not trains:
         problems.append("the notebook trained runs: " + outputs[outputs.index("training them now") - 200:][:400])
     prose = " ".join(page.locator(f"{NB} .jp-MarkdownCell .jp-RenderedMarkdown").all_inner_texts())
     if "{py:" in prose or "{py:" in outputs:
@@ -212,3 +229,108 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
     assert {p: after[p] for p in trained} == trained, "Lab trained runs the book had already trained"
     assert not (proj / "notebooks" / "results").exists() and not (proj / "notebooks" / "data").exists()
     print(f"Lab test: {time.time() - t_start:.0f} s in all")
+
+
+def _kernels_of(parent: int) -> list[int]:
+    """The pids of the ipykernel processes ``parent`` (the Lab server) started."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue                       # a process that ended while we looked
+        if ppid == parent and b"ipykernel" in cmd:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_a_notebook_whose_kernel_died_mid_training_resumes_on_rerun(tmp_path, synthetic_root):
+    """Issue 25, item 3: training.ipynb run in Lab, its kernel killed with SIGKILL (what an out-of-memory kill
+    does) once its first run has a checkpoint; Lab restarts the kernel, the student clears the outputs and runs
+    all cells again. The rerun takes the dead kernel's run over at once (same host, process gone), resumes it
+    from its checkpoint (the epochs before the kill are not trained again: their metrics lines, wall-clock
+    seconds included, are kept), and every run ends bit-identical to the same plan trained once without a kill,
+    beside it in a plain process with the same thread count."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: pip install -c constraints.txt -e '.[test]'")
+    chromium = bookcheck.find_chromium()
+    if chromium is None:
+        pytest.fail(f"Chromium is not installed ({SETUP})")
+    proj = tmp_path / "proj"
+    _student_copy(proj, synthetic_root)
+    path = proj / "notebooks" / "training.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"])
+    assert "epochs = None" in src
+    cell["source"] = src.replace("epochs = None", "epochs = 6").splitlines(keepends=True)   # time to kill it mid-run
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    # the same plan trained once, uninterrupted, in a plain process (the kernel's thread count: OMP_NUM_THREADS=1)
+    whole = tmp_path / "whole"
+    once = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from soundclr.book.plan import make_plan; "
+         "p = make_plan('synthetic', 'quick', size='tiny', device='cpu', epochs=6, results=sys.argv[1], data_root=sys.argv[2]); "
+         "p.train_missing(p.main_runs(schemes=['hybrid']))", str(whole), str(synthetic_root)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    lab, base, token = _start_lab(proj, tmp_path / "jupyter")
+    results = proj / "results"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(f"{base}/lab/tree/notebooks/training.ipynb?reset&token={token}")
+            _wait_idle(page)
+            _menu(page, "Run", "Run All Cells")
+            deadline, running = time.time() + 300, []
+            while time.time() < deadline and not running:      # wait on state: a run with a checkpoint, unfinished
+                running = [c.parent for c in results.rglob("checkpoint.pt") if not (c.parent / "summary.json").exists()]
+                time.sleep(0.05)
+            assert running, "no run of the notebook wrote a checkpoint within 300 s"
+            kernels = _kernels_of(lab.pid)
+            assert len(kernels) == 1, kernels
+            os.kill(kernels[0], signal.SIGKILL)
+            victim = running[0]
+            before = _metrics(victim)                  # the epochs trained before the kill
+            assert before and not (victim / "summary.json").exists()
+            print(f"killed the kernel (pid {kernels[0]}) after {len(before)} epoch(s) of {victim.name}")
+
+            t0 = time.time()
+            while time.time() - t0 < 60 and (not _kernels_of(lab.pid) or _kernels_of(lab.pid) == kernels):
+                time.sleep(0.2)                        # Lab's server restarts a dead kernel by itself
+            assert _kernels_of(lab.pid) not in ([], kernels), "Lab did not restart the dead kernel"
+            _wait_idle(page)                           # accepts the "Kernel Restarting" dialog
+            _menu(page, "Edit", "Clear Outputs of All Cells")
+            t0 = time.time()
+            _menu(page, "Run", "Run All Cells")
+            seconds = _wait_numbered(page, t0, 300)
+            print(f"rerun after the kernel's death: run all in {seconds:.1f} s")
+            assert _problems_on_the_page(page, trains=True) == []
+            outputs = " ".join(page.locator(f"{NB} .jp-OutputArea-output").all_inner_texts())
+            assert "training them now" in outputs and "held by another worker" not in outputs, outputs[:2000]
+            browser.close()
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(20)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+    after = _metrics(victim)
+    assert after[:len(before)] == before, "the rerun trained the epochs before the kill again instead of resuming"
+    assert once.wait(timeout=600) == 0, once.stderr.read()[-2000:]
+
+    def metrics(root: Path) -> dict:
+        return {m.parent.relative_to(root).as_posix(): [{k: v for k, v in x.items() if k != "seconds"}
+                                                       for x in _metrics(m.parent)]
+                for m in sorted(root.rglob("metrics.jsonl"))}
+    assert metrics(results) == metrics(whole) and len(metrics(whole)) >= 2
