@@ -23,7 +23,12 @@ seconds (default 420; a section that no longer fits is reported as skipped):
 (e) two worker processes sharing the GPU, each training steps at the same time: their aggregate
     clips/s against one process alone;
 (f) the GPU-hours of Table III on ESC-50 and UrbanSound8K at the speed measured in (d), with
-    ``soundclr.book.cost`` (and its FLOP-based estimate beside them).
+    ``soundclr.book.cost`` (and its FLOP-based estimate beside them);
+(g) DistributedDataParallel and SyncBatchNorm on the device, in the form one GPU allows: two gloo ranks sharing
+    it (NCCL refuses two ranks on one GPU), each running half of a batch of 16 through the library's own
+    ``wrap_distributed`` and ``gather_output``; the loss and gradient must equal one process's on the whole
+    batch (ResNet-18, fp32, TF32 off: ResNet-50's gradient direction at random initialisation moves with
+    the summation order alone, see (b)).
 
 Each row: the check, what was measured, and pass / FAIL or "number" (a measurement with no
 target). The exit status is 1 when a check fails. The script puts the repository root on
@@ -520,6 +525,92 @@ def section_workers(args, device, table: Table, remaining: float) -> None:
 
 
 # -- (f) Table III's GPU-hours --------------------------------------------------------------------------
+# -- (g) DDP and SyncBatchNorm ----------------------------------------------------------------------
+DDP_BATCH = 16
+
+
+def ddp_setup(args, scheme: str, device: torch.device):
+    """The DDP check's config, model (train mode on CUDA, eval on a CPU: no SyncBatchNorm there) and one
+    augmented batch of ``DDP_BATCH`` clips; fp32, TF32 off."""
+    from soundclr.model import build_model
+    from soundclr.train.runtime import memory_format_for
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cfg = check_config(argparse.Namespace(**{**vars(args), "backbone": args.backbone or "resnet18"}), scheme)
+    layout = memory_format_for(device, False)
+    torch.manual_seed(0)
+    model = build_model(cfg, 50).to(device).to(memory_format=layout)
+    model.train(device.type == "cuda")
+    x, labels = make_batches(cfg, device, DDP_BATCH, 1, seed=5, layout=layout)[0]
+    return cfg, model, x, labels
+
+
+def ddp_child(args) -> None:
+    """One of two ranks (gloo, both on the same device): the library's DDP wrapping, its gathered loss on
+    the whole batch from this rank's half, and the gradient, saved to ``--ddp-out``."""
+    import torch.distributed as dist
+
+    from soundclr.train import scheme_loss
+    from soundclr.train.runtime import gather_output, wrap_distributed
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index or 0)
+    else:
+        torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{args.ddp_init}", rank=args.ddp_rank, world_size=2)
+    out = {}
+    for scheme in SCHEMES:
+        cfg, model, x, labels = ddp_setup(args, scheme, device)
+        net = wrap_distributed(model, device, scheme)
+        per = DDP_BATCH // 2
+        half = slice(args.ddp_rank * per, (args.ddp_rank + 1) * per)
+        loss = scheme_loss(cfg, 1, gather_output(net(x[half]), 2), labels)
+        loss.backward()
+        sync_bn = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+        out[scheme] = {"loss": loss.detach().cpu(), "grads": {k: v.cpu() for k, v in flat_grads(model).items()},
+                       "sync_bn": sync_bn}
+    torch.save(out, args.ddp_out)
+    dist.destroy_process_group()
+
+
+def section_ddp(args, device, table: Table, remaining: float) -> None:
+    """Two processes, gloo, on the one device (NCCL refuses two ranks on one GPU): the library's DDP with
+    SyncBatchNorm (CUDA) must give the single-process loss and gradient on the whole batch."""
+    import tempfile
+
+    from soundclr.train import scheme_loss
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", "ddp", *child_args(args),
+                                   "--ddp-rank", str(r), "--ddp-init", f"{tmp}/init", "--ddp-out", f"{tmp}/rank{r}.pt"],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for r in range(2)]
+        try:
+            logs = [p.communicate(timeout=max(60.0, min(240.0, remaining)))[0] for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        if any(p.returncode for p in procs):
+            raise RuntimeError("a DDP rank failed: " + " | ".join(log.strip()[-400:] for log in logs))
+        ranks = [torch.load(f"{tmp}/rank{r}.pt", weights_only=False) for r in range(2)]
+    form = ("2 ranks (gloo) sharing one GPU, SyncBatchNorm in train mode" if device.type == "cuda" else
+            "2 ranks (gloo) on the CPU, BatchNorm in eval mode (no SyncBatchNorm on a CPU)")
+    for scheme in SCHEMES:
+        cfg, model, x, labels = ddp_setup(args, scheme, device)
+        loss = scheme_loss(cfg, 1, model(x), labels)
+        loss.backward()
+        single = flat_grads(model)
+        worst_loss = max(rel_diff(float(r[scheme]["loss"]), float(loss)) for r in ranks)
+        cos = {k: min(1.0, *(float(torch.nn.functional.cosine_similarity(r[scheme]["grads"][k], single[k].cpu(), dim=0))
+                               for r in ranks)) for k in single}
+        sync_bn = ranks[0][scheme]["sync_bn"]
+        ok = worst_loss <= 1e-4 and min(cos.values()) >= 0.999 and (sync_bn > 0) == (device.type == "cuda")
+        table.add(f"ddp {scheme}: {cfg.model.backbone}, batch {DDP_BATCH}, fp32",
+                  f"{form}, {sync_bn} SyncBatchNorm layers: loss vs one process on the whole batch "
+                  f"{worst_loss:.1e} rel; gradient cosine " + ", ".join(f"{k} {v:.5f}" for k, v in cos.items()),
+                  "pass" if ok else "FAIL (want loss within 1e-4 and cosine >= 0.999)")
+
+
 def section_hours(args, device, table: Table, rates: dict | None) -> None:
     from soundclr import preset
     from soundclr.book import cost
@@ -573,7 +664,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="a smoke run: the tiny backbone, batch 4, 1-2 steps, aot_eager compile on a CPU (rough numbers)")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds for the whole check (default 420)")
     ap.add_argument("--tol", type=float, default=0.02, help="relative loss tolerance of bf16 and compile (default 0.02)")
-    ap.add_argument("--only", default="tests,bf16,train,paper,hours,workers,compile",
+    ap.add_argument("--only", default="tests,bf16,train,paper,hours,workers,ddp,compile",
                     help="sections to run, comma-separated (default: all)")
     ap.add_argument("--backbone", default=None, help="run the checks on this backbone instead of ResNet-50")
     ap.add_argument("--batch", type=int, default=None, help="batch of the bf16 and compile checks (default 128)")
@@ -590,7 +681,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--train-batch", type=int, default=32, help="batch of the training check (default 32)")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="the GPU's dense bf16 peak, for the model FLOP utilisation (default 989: H100/H200 SXM)")
-    ap.add_argument("--child", choices=("compile", "worker"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("compile", "worker", "ddp"), help=argparse.SUPPRESS)
+    ap.add_argument("--ddp-rank", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--ddp-init", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--ddp-out", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     q = args.quick
     args.backbone = args.backbone or ("tiny" if q else None)
@@ -609,6 +703,8 @@ def main(argv=None) -> int:
     if args.child:
         if args.child == "compile":
             print(json.dumps(compile_child(args)), flush=True)
+        elif args.child == "ddp":
+            ddp_child(args)
         else:
             worker_child(args)
         return 0
@@ -651,8 +747,8 @@ def main(argv=None) -> int:
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     rates = None
     # cost of each section in seconds on an H200 (rough), to skip what would no longer fit in the budget
-    need = {"tests": 30, "bf16": 40, "train": 90, "paper": 60, "hours": 10, "workers": 45, "compile": 60}
-    for section in ("tests", "bf16", "train", "paper", "hours", "workers", "compile"):
+    need = {"tests": 30, "bf16": 40, "train": 90, "paper": 60, "hours": 10, "workers": 45, "ddp": 30, "compile": 60}
+    for section in ("tests", "bf16", "train", "paper", "hours", "workers", "ddp", "compile"):
         if section not in sections:
             continue
         remaining = args.budget - (time.monotonic() - start)
@@ -674,6 +770,8 @@ def main(argv=None) -> int:
                 section_hours(args, device, table, rates)
             elif section == "workers":
                 section_workers(args, device, table, remaining)
+            elif section == "ddp":
+                section_ddp(args, device, table, remaining)
             else:
                 section_compile(args, device, table, remaining)
         except Exception as err:  # noqa: BLE001 - every section reports into the table

@@ -50,3 +50,5 @@ def test_cpu_smoke_run_prints_every_row():
     assert not broken, "\n".join(broken) + "\n" + r.stderr[-3000:]
     assert "torch.compile (aot_eager), hybrid, batch 4, fp32: loss vs eager" in table
     assert "| pass |" in next(row for row in rows if "loss vs eager" in row)
+    for scheme in ("ce", "supcon", "hybrid"):         # DDP on 2 gloo ranks gives the single-process gradient
+        assert "| pass |" in next(row for row in rows if row.startswith(f"| ddp {scheme}:")), table

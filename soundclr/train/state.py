@@ -19,7 +19,7 @@ from ..files import atomic_torch_save, atomic_write_json, is_temporary
 from ..model import build_model
 from .evaluation import eval_cacheable, lengths_cpu
 from .record import read_metrics
-from .runtime import distributed, memory_format_for, resolve_device, uses_bf16
+from .runtime import distributed, memory_format_for, resolve_device, uses_bf16, wrap_distributed
 from .step import make_optimizer
 
 
@@ -99,10 +99,7 @@ def setup(cfg: Config, run_dir: Path, bank: WaveBank | None, progress: bool) -> 
     pipeline = Pipeline.from_config(cfg, seed=r.seed).to(device)
     net = model
     if world > 1:
-        if device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                                        find_unused_parameters=r.scheme != "hybrid")
+        net = wrap_distributed(net, device, r.scheme)
     if r.compile:
         net = torch.compile(net)
 
