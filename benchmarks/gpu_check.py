@@ -28,7 +28,10 @@ seconds (default 420; a section that no longer fits is reported as skipped):
     it (NCCL refuses two ranks on one GPU), each running half of a batch of 16 through the library's own
     ``wrap_distributed`` and ``gather_output``; the loss and gradient must equal one process's on the whole
     batch (ResNet-18, fp32, TF32 off: ResNet-50's gradient direction at random initialisation moves with
-    the summation order alone, see (b)).
+    the summation order alone, see (b));
+(h) the pipeline profiled (``benchmarks/pipeline_profile.py``): operators dispatched per batch, their launch
+    floor, and the GPU's busy share of the pipeline's wall time, which says whether the pipeline's share
+    of the step (d) is launch- and host-bound or memory-bound.
 
 Each row: the check, what was measured, and pass / FAIL or "number" (a measurement with no
 target). The exit status is 1 when a check fails. The script puts the repository root on
@@ -611,6 +614,18 @@ def section_ddp(args, device, table: Table, remaining: float) -> None:
                   "pass" if ok else "FAIL (want loss within 1e-4 and cosine >= 0.999)")
 
 
+def section_profile(args, device, table: Table) -> None:
+    """The pipeline's kernels against its wall time (``benchmarks/pipeline_profile.py``): whether its share
+    of the step is launch- and host-bound (CUDA graphs or fusion would help) or memory-bound."""
+    from pipeline_profile import measure
+    m = measure(device, args.paper_batch, 3 if args.quick else 5)
+    busy = (f"; {m['kernels']} kernels, GPU busy {m['busy'] * 1e3:.2f} ms = {m['busy'] / m['wall']:.0%} of the wall time"
+            if m["busy"] is not None else "")
+    table.add(f"pipeline profile, batch {args.paper_batch}",
+              f"{m['wall'] * 1e3:.2f} ms per batch ({m['rate']:,.0f} clips/s), {m['ops']} operators dispatched (launch floor at "
+              f"5 us each: {m['floor'] / m['wall']:.0%} of the wall time){busy}", "number")
+
+
 def section_hours(args, device, table: Table, rates: dict | None) -> None:
     from soundclr import preset
     from soundclr.book import cost
@@ -664,7 +679,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="a smoke run: the tiny backbone, batch 4, 1-2 steps, aot_eager compile on a CPU (rough numbers)")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds for the whole check (default 420)")
     ap.add_argument("--tol", type=float, default=0.02, help="relative loss tolerance of bf16 and compile (default 0.02)")
-    ap.add_argument("--only", default="tests,bf16,train,paper,hours,workers,ddp,compile",
+    ap.add_argument("--only", default="tests,bf16,train,paper,hours,workers,ddp,profile,compile",
                     help="sections to run, comma-separated (default: all)")
     ap.add_argument("--backbone", default=None, help="run the checks on this backbone instead of ResNet-50")
     ap.add_argument("--batch", type=int, default=None, help="batch of the bf16 and compile checks (default 128)")
@@ -747,8 +762,9 @@ def main(argv=None) -> int:
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     rates = None
     # cost of each section in seconds on an H200 (rough), to skip what would no longer fit in the budget
-    need = {"tests": 30, "bf16": 40, "train": 90, "paper": 60, "hours": 10, "workers": 45, "ddp": 30, "compile": 60}
-    for section in ("tests", "bf16", "train", "paper", "hours", "workers", "ddp", "compile"):
+    need = {"tests": 30, "bf16": 40, "train": 90, "paper": 60, "hours": 10, "workers": 45, "ddp": 30, "profile": 15,
+            "compile": 60}
+    for section in ("tests", "bf16", "train", "paper", "hours", "workers", "ddp", "profile", "compile"):
         if section not in sections:
             continue
         remaining = args.budget - (time.monotonic() - start)
@@ -772,6 +788,8 @@ def main(argv=None) -> int:
                 section_workers(args, device, table, remaining)
             elif section == "ddp":
                 section_ddp(args, device, table, remaining)
+            elif section == "profile":
+                section_profile(args, device, table)
             else:
                 section_compile(args, device, table, remaining)
         except Exception as err:  # noqa: BLE001 - every section reports into the table
