@@ -27,7 +27,7 @@ import torch
 
 from soundclr import preset
 from soundclr.audio import Pipeline
-from soundclr.config import SCHEMES
+from soundclr.schemes import PAPER_SCHEMES as SCHEMES
 from soundclr.model import build_model
 from soundclr.train import make_optimizer, train_step
 from soundclr.train.runtime import memory_format_for, uses_bf16

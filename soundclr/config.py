@@ -28,12 +28,12 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from . import schemes
+
 # -- the shared vocabulary: every module reads these names from here ------------------------------
 PAPER_DATASETS = ("esc50", "esc10", "us8k")    # the paper's datasets (downloaded; their results are published)
 DATASETS = (*PAPER_DATASETS, "synthetic")      # and the embedded, offline default
 DATASET_TITLE = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic"}
-SCHEMES = ("ce", "supcon", "hybrid")          # the paper's three training schemes, in the book's order
-SCHEME_LABEL = {"ce": "Cross-entropy", "supcon": "SupCon, two stages", "hybrid": "Hybrid (SoundCLR)"}
 
 # Per-dataset defaults used when a field is None.
 CLIP_SECONDS = {"esc50": 5.0, "esc10": 5.0, "us8k": 4.0, "synthetic": 2.5}
@@ -117,7 +117,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    scheme: str = "hybrid"             # "ce", "supcon", "hybrid"
+    scheme: str = "hybrid"             # "ce", "supcon", "hybrid", or one a plugin registered (soundclr/schemes.py)
     test_fold: int = 1                 # the held-out fold scored (the grid sets it from --folds)
     val_fold: int | None = None        # a validation fold held out of training (3/1/1 protocol)
     seed: int = 0                      # initialisation, clip order and augmentation draws
@@ -219,9 +219,10 @@ class Config:
         epochs and decay (``gamma``). The stage that minimises a SupCon term (the hybrid's only
         stage, stage 1 of the two-stage scheme) is ``contrastive_stretch`` times ``epochs`` long,
         with the warm-up stretched and the decay slowed to match (the same schedule, stretched)."""
-        o, k = self.optim, self.optim.contrastive_stretch if self.run.scheme != "ce" else 1.0
+        scheme = schemes.get(self.run.scheme)
+        o, k = self.optim, self.optim.contrastive_stretch if scheme.contrastive else 1.0
         out = [{"epochs": int(round(o.epochs * k)), "warmup": int(round(o.warmup_epochs * k)), "gamma": o.gamma ** (1.0 / k)}]
-        if self.run.scheme == "supcon":
+        if scheme.two_stage:
             out.append({"epochs": o.stage2_epochs, "warmup": o.warmup_epochs, "gamma": o.stage2_gamma})
         return out
 
@@ -236,7 +237,8 @@ class Config:
                 raise ConfigError(f"setting {name}={value!r} is not valid: choose one of {', '.join(map(str, allowed))}")
 
         choice("dataset", self.data.dataset, DATASETS)
-        choice("scheme", self.run.scheme, SCHEMES)
+        choice("scheme", self.run.scheme, schemes.names())
+        two_stage = schemes.get(self.run.scheme).two_stage
         choice("on_bad_file", self.data.on_bad_file, ("error", "skip"))
         choice("window", self.features.window, ("hamming", "hann"))
         choice("channels", self.features.channels, (1, 3))
@@ -258,7 +260,7 @@ class Config:
                               "only the synthetic dataset has draws (leave it at 0 for esc50, esc10, us8k)")
         if not self.features.amplitude_scale > 0:
             raise ConfigError(f"setting amplitude_scale={self.features.amplitude_scale} is not valid: it must be > 0")
-        if self.run.scheme == "supcon" and self.optim.stage2_start == "best_val" and self.run.val_fold is None:
+        if two_stage and self.optim.stage2_start == "best_val" and self.run.val_fold is None:
             raise ConfigError("setting stage2_start='best_val' needs a validation fold: set val_fold (or stage2_start="
                               "'final' or 'best_test')")
         folds = N_FOLDS[self.data.dataset]
@@ -272,9 +274,9 @@ class Config:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "batch_size", "projection_dim"):
             if self.get(name) <= 0:
                 raise ConfigError(f"setting {name}={self.get(name)} is not valid: it must be positive")
-        if self.optim.epochs < 1 or (self.run.scheme == "supcon" and self.optim.stage2_epochs < 1):
+        if self.optim.epochs < 1 or (two_stage and self.optim.stage2_epochs < 1):
             raise ConfigError(f"setting epochs={self.optim.epochs} / stage2_epochs={self.optim.stage2_epochs} is not valid: "
-                              "train at least one epoch (and one stage-2 epoch for the supcon scheme)")
+                              "train at least one epoch (and one stage-2 epoch for a two-stage scheme)")
         if not self.optim.contrastive_stretch >= 1.0:
             raise ConfigError(f"setting contrastive_stretch={self.optim.contrastive_stretch} is not valid: it must be >= 1")
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "epochs", "stage2_epochs", "warmup_epochs"):
@@ -309,6 +311,9 @@ class Config:
         """A short hash of everything that changes what a run computes."""
         d = self.resolved().to_dict()
         flat = {k: v for sec in d.values() for k, v in sec.items() if k not in EXECUTION_FIELDS}
+        source = schemes.get(self.run.scheme).source
+        if source:              # a plugin's scheme: its file's contents too (the paper's schemes add nothing)
+            flat["scheme_source"] = source
         blob = json.dumps(flat, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 

@@ -45,7 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from soundclr.config import PRESETS, SCHEMES, preset  # noqa: E402
+from soundclr.config import PRESETS, preset  # noqa: E402
+from soundclr.schemes import PAPER_SCHEMES as SCHEMES  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "studies"))
 from common import FINAL_RATE  # noqa: E402  (the last epoch runs at 5 % of the peak rate)

@@ -11,7 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..config import PAPER_DATASETS, SCHEMES
+from ..config import PAPER_DATASETS
+from ..schemes import PAPER_SCHEMES
 from ..data.bank import load_bank
 from ..runs.inference import clip_correctness, ensemble_accuracy, noise_accuracies
 from .claims import (
@@ -253,7 +254,7 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
     supported only if the hybrid is better on every fold; inconclusive otherwise."""
 
     folds = sorted(set(main.fold)) if not main.empty else []
-    schemes = {s: main[main.scheme == s] for s in SCHEMES}
+    schemes = {s: main[main.scheme == s] for s in PAPER_SCHEMES}
     if not folds or any(df.empty for df in schemes.values()):
         L.untestable("C9", "the main grid lacks a scheme")
         return

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import SCHEMES
+from ..schemes import PAPER_SCHEMES
 from ..files import atomic_write_bytes
 from ..runs import inference
 from .claims import CLAIM_IDS, LITERATURE_CLAIM
@@ -91,7 +91,7 @@ def _ledger_cache(plan, device: str):
 def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
     L = _Claims(plan, bank=bank, device=device)
     main = run_table(plan.main_runs())
-    by = {s: main[main.scheme == s] for s in SCHEMES}
+    by = {s: main[main.scheme == s] for s in PAPER_SCHEMES}
 
     # C1, C2: Table III
     L.compare("C1", by["hybrid"], by["ce"])

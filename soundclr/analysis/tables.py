@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import SCHEME_LABEL, SCHEMES
+from ..schemes import in_order, label_of, names as scheme_names
 from ..files import read_json
 from ..runs.inference import ensemble_accuracy, noise_accuracy
 from .claims import LITERATURE, PAPER_TABLE2, PAPER_TABLE3
@@ -178,14 +178,14 @@ def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     clips, from the final-epoch matrix summed over the runs of ``main`` (a scheme with no confusion has
     one row saying so)."""
     rows = []
-    for scheme in [s for s in SCHEMES if s in set(main.scheme)]:
+    for scheme in in_order(main.scheme):
         cm, names = confusion(main[main.scheme == scheme])
         pairs = most_confused(cm.numpy(), names, k)
         for t, p, sh in zip(pairs["true"], pairs["predicted"], pairs["share (%)"]):
-            rows.append({"scheme": SCHEME_LABEL[scheme], "true class": t, "taken for": p,
+            rows.append({"scheme": label_of(scheme), "true class": t, "taken for": p,
                          "share of the true class (%)": f"{sh:.1f}"})
         if pairs.empty:
-            rows.append({"scheme": SCHEME_LABEL[scheme], "true class": "(none confused)", "taken for": "",
+            rows.append({"scheme": label_of(scheme), "true class": "(none confused)", "taken for": "",
                          "share of the true class (%)": ""})
     return pd.DataFrame(rows, columns=["scheme", "true class", "taken for", "share of the true class (%)"]).set_index(
         ["scheme", "true class"])
@@ -196,7 +196,7 @@ def confused_pairs_table(main: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 
 
 def _ordered(df: pd.DataFrame, column: str = "scheme") -> pd.DataFrame:
-    order = {s: i for i, s in enumerate(SCHEMES)}
+    order = {s: i for i, s in enumerate(scheme_names())}
     return df.sort_values(column, key=lambda c: c.map(order)) if column in df else df
 
 
@@ -256,11 +256,11 @@ def pm(mean: float, sd: float | None = None, digits: int = 2) -> str:
 
 
 def scheme_index(df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
-    """Rows in the order CE, SupCon, hybrid, labelled with the display names."""
+    """Rows in the registry's order (CE, SupCon, hybrid, then any plugin's), labelled with the display names."""
     key = df[column] if column else df.index
-    order = {s: i for i, s in enumerate(SCHEMES)}
-    df = df.iloc[np.argsort([order.get(k, 99) for k in key], kind="stable")]
-    labels = [SCHEME_LABEL.get(k, k) for k in (df[column] if column else df.index)]
+    order = {s: i for i, s in enumerate(scheme_names())}
+    df = df.iloc[np.argsort([order.get(k, len(order)) for k in key], kind="stable")]
+    labels = [label_of(k) for k in (df[column] if column else df.index)]
     df = df.drop(columns=[column]) if column else df
     df.index = labels
     return df

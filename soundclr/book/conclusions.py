@@ -16,7 +16,9 @@ from ..analysis.convergence import (
     SPREAD_SES,
     spread_tolerance,
 )
-from ..config import DATASET_TITLE, SCHEME_LABEL, SCHEMES
+from ..config import DATASET_TITLE
+from ..schemes import PAPER_SCHEMES, label_of
+from ..schemes import get as scheme_of
 from ..files import SOURCE_ROOT
 from .plan import FILL_LABELS
 from .prose import _is_number, _num, interval_text
@@ -184,12 +186,12 @@ def silhouette_conclusion(scores: dict) -> str:
     classes best in h and in z, and whether the contrastive schemes beat cross-entropy in h.
     Cross-entropy's projection z is left out of the ranking: no loss trains its projection head, so
     its z is a random linear map of h, not a representation any scheme learnt."""
-    untrained = {("ce", "projection")}
+    untrained = {k for k in scores if k[1] == "projection" and not scheme_of(k[0]).trains_projection}
     lines = []
     for space, symbol in (("representation", "h"), ("projection", "z")):
         s = {k[0]: v for k, v in scores.items() if k[1] == space and k not in untrained}
         left_out = [k[0] for k in scores if k[1] == space and k in untrained]
-        note = "".join(f" {SCHEME_LABEL[k]}'s ${symbol}$ (silhouette {scores[(k, space)]:.2f}) is left out: no loss "
+        note = "".join(f" {label_of(k)}'s ${symbol}$ (silhouette {scores[(k, space)]:.2f}) is left out: no loss "
                        f"trains its projection head, so it is an untrained random map of $h$." for k in left_out)
         if not s:
             if note:
@@ -197,26 +199,26 @@ def silhouette_conclusion(scores: dict) -> str:
             continue
         if len(s) == 1:
             (only, v), = s.items()
-            lines.append(f"In the {space} space ${symbol}$ only {SCHEME_LABEL[only]} has a trained map to rank "
+            lines.append(f"In the {space} space ${symbol}$ only {label_of(only)} has a trained map to rank "
                          f"(silhouette {v:.2f})." + note)
             continue
         shown = {k: round(v, 2) for k, v in s.items()}          # a tie at the shown precision is a tie, not a win
         leaders = [k for k in s if shown[k] == max(shown.values())]
-        rest = ", ".join(f"{SCHEME_LABEL[k]} {v:.2f}" for k, v in s.items() if k not in leaders)
+        rest = ", ".join(f"{label_of(k)} {v:.2f}" for k, v in s.items() if k not in leaders)
         if len(leaders) == 1:
-            lines.append(f"In the {space} space ${symbol}$ the classes separate best under {SCHEME_LABEL[leaders[0]]} "
+            lines.append(f"In the {space} space ${symbol}$ the classes separate best under {label_of(leaders[0])} "
                          f"(silhouette {s[leaders[0]]:.2f}; {rest})." + note)
         else:
             lines.append(f"In the {space} space ${symbol}$ the classes separate equally well under "
-                         f"{' and '.join(SCHEME_LABEL[k] for k in leaders)} (silhouette {shown[leaders[0]]:.2f} each"
+                         f"{' and '.join(label_of(k) for k in leaders)} (silhouette {shown[leaders[0]]:.2f} each"
                          + (f"; {rest}" if rest else "") + ")." + note)
     h = {k[0]: v for k, v in scores.items() if k[1] == "representation"}
-    if set(SCHEMES) <= set(h):
+    if set(PAPER_SCHEMES) <= set(h):
         better = [k for k in ("supcon", "hybrid") if h[k] > h["ce"]]
         agree = "agrees" if len(better) == 2 else "partly agrees" if better else "does not agree"
         lines.append(f"The paper's argument (the contrastive term separates the classes in the representation space) "
                      f"{agree} with this one run per scheme: "
-                     + (f"{' and '.join(SCHEME_LABEL[k] for k in better)} separate{'s' if len(better) == 1 else ''} "
+                     + (f"{' and '.join(label_of(k) for k in better)} separate{'s' if len(better) == 1 else ''} "
                         f"the classes better than cross-entropy in $h$." if better else
                         "cross-entropy separates the classes at least as well in $h$.")
                      + " One run per scheme is a picture, not a test; Table III and the claims ledger are the test.")

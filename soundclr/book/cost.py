@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .. import schemes
 from ..config import frames
 from ..model import build_model
 from .plan import make_plan
@@ -52,7 +53,7 @@ def run_counts(cfg) -> dict:
     stages = cfg.stages()
     e1 = stages[0]["epochs"]
     e2 = stages[1]["epochs"] if len(stages) > 1 else 0
-    evaluated = e2 + (0 if r.scheme == "supcon" and cfg.optim.stage2_start == "final" else e1)
+    evaluated = e2 + (0 if schemes.get(r.scheme).two_stage and cfg.optim.stage2_start == "final" else e1)
     return {"train": e1 * train, "stage2": e2 * train, "evaluate": evaluated * (test + val)}
 
 

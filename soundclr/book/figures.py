@@ -25,11 +25,11 @@ from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from ..audio.pipeline import Pipeline
-from ..config import SCHEME_LABEL, SCHEMES
+from ..schemes import color_of, in_order, label_of
+from ..schemes import get as scheme_of
 
 WIDTH = 6.6            # inches: 660 px at DPI (about 670 with the tight margins), inside the 688-px text column
 DPI = 100
-SCHEME_COLOR = {"ce": "#4c72b0", "supcon": "#dd8452", "hybrid": "#55a868"}
 
 
 def style() -> None:
@@ -122,7 +122,7 @@ def learning_curves(curves: pd.DataFrame, scheme: str):
         axes[0].legend(title="test fold", labels=[str(f) for f in acc.columns], loc="lower right", fontsize=7,
                        title_fontsize=7, ncol=min(len(acc.columns), 3), handlelength=1.2, columnspacing=0.8,
                        frameon=True, framealpha=0.8)
-    names = {1: "SupCon loss (stage 1)" if scheme == "supcon" else "training loss", 2: "cross-entropy (stage 2)"}
+    names = {1: scheme_of(scheme).loss_name, 2: "cross-entropy (stage 2)"}
     for ax, stage in zip(axes[1:], stages):
         d = curves[curves.stage == stage].groupby("epoch")["train_loss"]
         mean, lo, hi = d.mean(), d.min(), d.max()
@@ -143,7 +143,7 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
     differences stay visible and the cut is not hidden."""
     g = df.groupby(["scheme", "fold"])[metric]
     mean, sd, n = g.mean().mul(100).unstack("fold"), g.std().mul(100).unstack("fold"), g.size().unstack("fold")
-    schemes = [s for s in SCHEMES if s in mean.index]
+    schemes = in_order(mean.index)
     folds = list(mean.columns)
     sd = sd.where(n > 1)                      # one run: no spread to draw
     low = np.nanmin((mean - sd.fillna(0)).values)
@@ -161,7 +161,7 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
     for ax in axes:
         for i, s in enumerate(schemes):
             ax.bar(x + (i - (len(schemes) - 1) / 2) * width, mean.loc[s], width, yerr=sd.loc[s].values,
-                   color=SCHEME_COLOR[s], label=SCHEME_LABEL.get(s, s), capsize=2,
+                   color=color_of(s), label=label_of(s), capsize=2,
                    error_kw={"elinewidth": 0.9, "ecolor": "#222222", "capthick": 0.9})
         ax.grid(axis="x", visible=False)
     top.set_ylabel("accuracy (%)")

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EXECUTION_FIELDS, SCHEMES, Config, frames, preset
+from ..config import EXECUTION_FIELDS, Config, frames, preset
+from ..schemes import PAPER_SCHEMES
 from ..files import read_json
 from ..runs.grid import _reuse_twin, grid, run_grid
 from ..weights import imagenet_cache_path
@@ -79,7 +80,7 @@ class Plan:
         return grid(self.config, experiment, schemes=list(schemes), folds=folds, seeds=seeds, variants=variants,
                     results=Path(self.results))
 
-    def main_runs(self, schemes=SCHEMES):
+    def main_runs(self, schemes=PAPER_SCHEMES):
         """Table III, Table IV, Fig. 4, Fig. 5, the UMAPs: every scheme x fold x seed."""
         return self._grid("main", schemes, self.folds, self.seeds)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..analysis.ledger import ledger
-from ..config import DATASET_TITLE, SCHEME_LABEL, ConfigError
+from ..config import DATASET_TITLE, ConfigError
+from ..schemes import label_of
 from ..config import preset as make_preset
 from ..data.bank import load_bank
 from ..files import SOURCE_ROOT
@@ -199,7 +200,7 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             first, _, rest = cell.source.lstrip().partition("\n")
             if scheme:
-                first = f"{first}: {SCHEME_LABEL[scheme]}"
+                first = f"{first}: {label_of(scheme)}"
             if label not in first:
                 first = f"{first} ({label})"
             cell.source = f"{first}\n{rest}"

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from .. import schemes
 from ..config import Config
 from ..files import atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from . import record
@@ -102,7 +103,7 @@ def train_epoch(s: TrainingState, epoch: int) -> dict:
         if logits is not None:
             correct += (logits.argmax(-1) == labels).sum()
     mean_loss, accuracy = torch.stack([loss_sum / steps, correct / (steps * batch)]).tolist()   # the epoch's one read
-    trains_classifier = cfg.run.scheme != "supcon" or stage == 2
+    trains_classifier = not schemes.get(cfg.run.scheme).two_stage or stage == 2
     return {"epoch": epoch + 1, "stage": stage, "lr": lr, "train_loss": mean_loss,
             "train_acc": accuracy if trains_classifier else None, "seconds": time.time() - t0}
 
@@ -114,8 +115,9 @@ def evaluate_epoch(s: TrainingState, row: dict) -> None:
     t0 = time.time()
     stage, last = row["stage"], row["epoch"] == s.total_epochs
     common = dict(batch_size=eval_batch_size(s.cfg), autocast=s.bf16, memory_format=s.memory_format)
-    selects = r.scheme == "supcon" and stage == 1 and o.stage2_start != "final"
-    if r.scheme != "supcon" or stage == 2 or last:
+    two_stage = schemes.get(r.scheme).two_stage
+    selects = two_stage and stage == 1 and o.stage2_start != "final"
+    if not two_stage or stage == 2 or last:
         test = evaluate(s.model, s.pipeline, s.bank, s.split.test, s.device, outputs=last, cache=s.eval_cache["test"],
                         supcon=supcon_options(s.cfg) if selects and o.stage2_start == "best_test" else None, **common)
         row["test_acc"] = test["accuracy"]

@@ -15,7 +15,7 @@ import torch
 import torchaudio
 import torchvision
 
-from .. import __version__
+from .. import __version__, schemes
 from ..config import Config
 from ..files import SOURCE_ROOT, CorruptFileError, read_json
 from .evaluation import confusion_matrix
@@ -54,7 +54,7 @@ def summary(cfg: Config, rows: list[dict], final: dict, bank, *, stage2_start_ep
     """The run's ``summary.json``: its keys, the accuracy under each protocol, the confusion matrix and provenance."""
     evaluated = [m for m in rows if m.get("test_acc") is not None]
     best = max(evaluated, key=lambda m: (m["test_acc"], -m["epoch"]))
-    two_stage = cfg.run.scheme == "supcon"
+    two_stage = schemes.get(cfg.run.scheme).two_stage
     start = cfg.optim.stage2_start if two_stage else None
     final_protocol = "the final epoch's accuracy on the test fold (our headline)"
     if start == "best_test":

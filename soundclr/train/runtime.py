@@ -71,11 +71,13 @@ def stage2_output(logits: torch.Tensor) -> ModelOutput:
 def wrap_distributed(model: torch.nn.Module, device: torch.device, scheme: str) -> torch.nn.Module:
     """``model`` under DistributedDataParallel, its BatchNorm layers made SyncBatchNorm on CUDA (in place:
     ``model`` keeps its parameters), so every rank normalises with the whole batch's statistics. The hybrid
-    loss uses every parameter; the other schemes leave a head unused, which DDP must be told."""
+    loss uses every parameter; the other schemes leave a head unused, which DDP must be told
+    (:attr:`soundclr.schemes.Scheme.uses_every_parameter`)."""
+    from .. import schemes
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=scheme != "hybrid")
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=not schemes.get(scheme).uses_every_parameter)
 
 
 def gather_output(out: ModelOutput, world: int) -> ModelOutput:

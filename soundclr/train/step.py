@@ -1,12 +1,10 @@
 """The training step, written once: the loop and the benchmarks call :func:`train_step` (or its
 model half, :func:`model_step`, where the inputs are made beforehand); the tuning study trains through the loop.
 
-The three schemes differ in one place, :func:`scheme_loss`:
-
-- ``ce``      cross-entropy on the classifier's logits (Eq. 2);
-- ``supcon``  stage 1: SupCon on the projection z (Eq. 3); stage 2: the encoder is frozen and a
-              linear classifier is trained on h with cross-entropy (h is computed without gradients);
-- ``hybrid``  alpha * SupCon + (1 - alpha) * cross-entropy (Eq. 4).
+The schemes differ in one place, :func:`scheme_loss`, which calls the registered scheme's loss
+(:mod:`soundclr.schemes`: the paper's ``ce``, Eq. 2; ``supcon``, Eq. 3 in stage 1; ``hybrid``, Eq. 4;
+and any a plugin registers). Stage 2 of a two-stage scheme trains a linear classifier on the frozen
+encoder with cross-entropy (h is computed without gradients).
 
 The schedule is the released code's (:func:`lr_factor`) and the optimiser AdamW or Adam
 (:func:`make_optimizer`). Nothing here reads a tensor's value on the host.
@@ -16,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import losses
+from .. import losses, schemes
 from ..config import Config
 from .runtime import allreduce_grads, gather_output, stage2_output
 
@@ -41,14 +39,9 @@ def make_optimizer(cfg: Config, params, lr: float) -> torch.optim.Optimizer:
 def scheme_loss(cfg: Config, stage: int, out, labels: Tensor) -> Tensor:
     """The scheme's loss of one batch: ``out`` has ``logits (batch, classes)`` and ``projection
     (batch, P)`` (None in stage 2); ``labels (batch,)``. Returns a scalar tensor."""
-    scheme, o = cfg.run.scheme, cfg.optim
-    if scheme == "ce" or stage == 2:
-        return losses.cross_entropy_loss(out.logits, labels)                       # Eq. 2
-    if scheme == "supcon":
-        return losses.supcon_loss(out.projection, labels, o.temperature,           # Eq. 3 (stage 1)
-                                  form=o.supcon_form, no_positive=o.no_positive)
-    return losses.hybrid_loss(out.projection, out.logits, labels, o.alpha, o.temperature,  # Eq. 4
-                              form=o.supcon_form, no_positive=o.no_positive)
+    if stage == 2:
+        return losses.cross_entropy_loss(out.logits, labels)                       # Eq. 2, on the frozen encoder
+    return schemes.get(cfg.run.scheme).loss(cfg, out, labels)
 
 
 def train_step(cfg: Config, net, pipeline, optimizer: torch.optim.Optimizer, waves: Tensor, lengths: Tensor,

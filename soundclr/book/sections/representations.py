@@ -8,14 +8,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...config import SCHEME_LABEL, SCHEMES
+from ...schemes import get as scheme_of
+from ...schemes import in_order, label_of
 from ...files import read_json
 from ...runs.inference import embeddings
 from .. import figures
 from ..conclusions import silhouette_conclusion
 
 SPACES = (("representation", "h"), ("projection", "z"))
-UNTRAINED = ("ce", "projection")     # no loss trains the cross-entropy scheme's projection head
+
+
+def untrained(key) -> bool:
+    """Whether the panel ``(scheme, space)`` is a head no loss of the scheme trains (cross-entropy's projection)."""
+    return key[1] == "projection" and not scheme_of(key[0]).trains_projection
 
 
 def chosen_runs(page) -> list:
@@ -65,19 +70,19 @@ def scores(page) -> dict:
 def umap_figure(p: dict):
     """The UMAP grid from :func:`panels`: rows h and z, a column per scheme, the untrained projection
     faded; the classes' legend at the right (or under the figure). Returns the figure."""
-    schemes = [s for s in SCHEMES if (s, "representation") in p]
+    schemes = in_order(k[0] for k in p if k != "names" and k[1] == "representation")
     fig, axes = plt.subplots(2, len(schemes), figsize=(figures.WIDTH, 5.0), squeeze=False)
     cmap = figures.class_colors(len(p["names"]))
     for col, scheme in enumerate(schemes):
         for row, (space, symbol) in enumerate(SPACES):
             d, ax = p[(scheme, space)], axes[row, col]
-            untrained = (scheme, space) == UNTRAINED
-            figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=untrained)
-            if untrained:
-                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}", color="#555555")
+            faded = untrained((scheme, space))
+            figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=faded)
+            if faded:
+                ax.set_title(f"{symbol}: {label_of(scheme)}", color="#555555")
                 ax.set_xlabel(f"untrained: a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
             else:
-                ax.set_title(f"{symbol}: {SCHEME_LABEL[scheme]}")
+                ax.set_title(f"{symbol}: {label_of(scheme)}")
                 ax.set_xlabel(f"silhouette {d['score']:.2f}")
     figures.class_legend(axes[0, -1], p["names"], cmap)
     return fig
@@ -106,7 +111,7 @@ def mixed_classes(p: dict, k: int = 5) -> list[str]:
     nearest 2-D neighbours in other classes (in the order of the class names)."""
     out = set()
     for key, d in p.items():
-        if key == "names" or key == UNTRAINED:
+        if key == "names" or untrained(key):
             continue
         xy, labels = np.asarray(d["xy"]), np.asarray(d["labels"])
         dist = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
@@ -123,12 +128,13 @@ def silhouette_table(scores: dict) -> pd.DataFrame:
     """The scores ``{(scheme, space): score}`` as the figure lays them out: rows h and z, a column per
     scheme, two decimals; the untrained projection marked as not ranked."""
     sil = pd.Series(scores).unstack(0)
-    sil = sil[[s for s in SCHEMES if s in sil.columns]].loc[[space for space, _ in SPACES]]
+    sil = sil[in_order(sil.columns)].loc[[space for space, _ in SPACES]]
     sil.index = [f"{space} {symbol}" for space, symbol in SPACES]
-    sil.columns = [SCHEME_LABEL[s] for s in sil.columns]
+    faded = [label_of(s) for s in sil.columns if untrained((s, "projection"))]
+    sil.columns = [label_of(s) for s in sil.columns]
     sil = figures.tidy(sil)
-    if SCHEME_LABEL["ce"] in sil.columns:
-        sil.loc["projection z", SCHEME_LABEL["ce"]] += " (untrained: not ranked)"
+    for column in faded:
+        sil.loc["projection z", column] += " (untrained: not ranked)"
     return sil
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ...analysis import tables
-from ...config import PAPER_DATASETS, SCHEME_LABEL, SCHEMES
+from ...config import PAPER_DATASETS
+from ...schemes import in_order, label_of
 from .. import figures
 from ..conclusions import page_conclusion
 
@@ -58,13 +59,15 @@ def figure_4(page) -> None:
 
 
 def confusions(page, k: int = 5) -> None:
-    """The three schemes' confusion matrices (summed over folds and seeds, rows normalised), and each
+    """Each scheme's confusion matrix (summed over folds and seeds, rows normalised), and each
     scheme's ``k`` most confused pairs."""
     df = main(page)
-    fig, axes = plt.subplots(1, 3, figsize=(figures.WIDTH, 2.9))
-    for ax, scheme in zip(axes, SCHEMES):
+    schemes = in_order(df.scheme)
+    fig, axes = plt.subplots(1, len(schemes), figsize=(figures.WIDTH, 2.9), squeeze=False)
+    axes = list(axes[0])
+    for ax, scheme in zip(axes, schemes, strict=True):
         cm, names = tables.confusion(df[df.scheme == scheme])
-        im = figures.confusion(ax, cm, names, SCHEME_LABEL[scheme])
+        im = figures.confusion(ax, cm, names, label_of(scheme))
         if ax is not axes[0]:
             ax.set_ylabel("")
             ax.set_yticklabels([])

@@ -7,7 +7,7 @@ import torch
 
 from ...analysis import tables
 from ...audio.io import to_float
-from ...config import SCHEME_LABEL, SCHEMES
+from ...schemes import color_of, in_order, label_of
 from .. import figures
 from ..conclusions import page_conclusion
 
@@ -51,12 +51,12 @@ def noise_figure(noise: pd.DataFrame):
     s = summary(noise)
     levels = sorted(noise.noise_std.unique())
     fig, ax = plt.subplots(figsize=(figures.WIDTH, 3.0))
-    shown = [k for k in SCHEMES if k in set(s.scheme)]
+    shown = in_order(s.scheme)
     for i, scheme in enumerate(shown):
         d = s[s.scheme == scheme].set_index("noise_std").loc[levels]
         dodge = 0.08 * (i - (len(shown) - 1) / 2)       # side by side at each level, so no error bar hides another
         ax.errorbar([x + dodge for x in range(len(levels))], d["mean"], yerr=d["std"], marker="o", capsize=3,
-                    label=SCHEME_LABEL[scheme], color=figures.SCHEME_COLOR[scheme])
+                    label=label_of(scheme), color=color_of(scheme))
     ax.set_xticks(range(len(levels)), [level_label(v) for v in levels])
     ax.set(xlabel="standard deviation of the added white noise", ylabel="accuracy (%)")
     ax.legend()

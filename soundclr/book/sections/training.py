@@ -6,23 +6,11 @@ import matplotlib.pyplot as plt
 
 from ...analysis import tables
 from ...analysis.convergence import main_grid_convergence
-from ...config import SCHEME_LABEL
+from ...schemes import get as scheme_of
 from ...runs.store import load_metrics
 from .. import figures
 from ..conclusions import convergence_summary, page_conclusion
 
-# The claims each scheme's training notebook concludes on.
-CLAIMS = {"ce": ["C1", "C8c"], "supcon": ["C2", "C6a", "C8a", "C8b"], "hybrid": ["C1", "C2", "C8a", "C8b", "C8c"]}
-
-
-# What each scheme minimises, and what its curves show (this page's scheme only: one notebook, three pages).
-WHAT = {"ce": "the cross-entropy of a linear classifier on the representation h (the paper's baseline; its projection "
-              "head is built but no loss trains it)",
-        "supcon": "in stage 1 the supervised contrastive loss on the projection z (no classifier yet, so stage 1 has no "
-                  "accuracy); in stage 2 the encoder is frozen and a linear classifier on h minimises the "
-                  "cross-entropy. The two stages' losses are different functions, each drawn on its own axis",
-        "hybrid": "{a:g} x the supervised contrastive loss on z + {b:g} x the cross-entropy of the classifier on h "
-                  "(alpha = {a:g}), in one stage: SoundCLR"}
 
 
 def schedule_text(plan, scheme: str) -> str:
@@ -31,8 +19,9 @@ def schedule_text(plan, scheme: str) -> str:
     stages = cfg.stages()
     epochs = [f"{st['epochs']} epoch{'s' if st['epochs'] != 1 else ''}" for st in stages]
     length = epochs[0] if len(stages) == 1 else f"stage 1 {epochs[0]}, stage 2 {epochs[1]}"
-    what = WHAT[scheme].format(a=cfg.optim.alpha, b=1 - cfg.optim.alpha)
-    return f"**Scheme**: {SCHEME_LABEL[scheme]}, {length} per run. It minimises {what}."
+    s = scheme_of(scheme)          # what it minimises: this page's scheme only (one notebook, a page per scheme)
+    what = s.minimises.format(a=cfg.optim.alpha, b=1 - cfg.optim.alpha) or f"the loss of {s.source or 'its plugin'}"
+    return f"**Scheme**: {s.label}, {length} per run. It minimises {what}."
 
 
 def runs(page):
@@ -64,6 +53,6 @@ def convergence(page) -> None:
 
 
 def conclusion(page) -> None:
-    """The scheme's claims (:data:`CLAIMS`), once the whole main grid is finished."""
+    """The scheme's claims (its record's ``claims``), once the whole main grid is finished."""
     plan = page.plan
-    page.show(page_conclusion(page.ledger_if_finished(plan.main_runs()), CLAIMS[page["scheme"]], plan))
+    page.show(page_conclusion(page.ledger_if_finished(plan.main_runs()), list(scheme_of(page["scheme"]).claims), plan))
