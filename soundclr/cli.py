@@ -53,6 +53,7 @@ from .runs.pool import train_in_processes, work
 from .runs.slurm import sbatch_script, submit, write_script
 from .runs.status import format_status, status
 from .runs.threads import fit_threads
+from .schemes import load_plugins
 from .train.checks import preflight
 from .train.runtime import Terminated, sigterm_raises
 
@@ -124,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a grid of runs (schemes x folds x seeds) into the results store")
     tr.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="the settings to start from (default: paper)")
-    tr.add_argument("--schemes", default=None, help="comma-separated: ce,supcon,hybrid (default: hybrid)")
+    tr.add_argument("--schemes", default=None, help="comma-separated: ce,supcon,hybrid, or a --plugin's (default: hybrid)")
+    tr.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
+                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
     tr.add_argument("--folds", type=_ints, default=None, help="test folds, e.g. 1,2,3 (default: all)")
     tr.add_argument("--seeds", type=_ints, default=[0], help="seeds, e.g. 0,1,2,3,4 (default: 0)")
     tr.add_argument("--experiment", default="main", help="experiment name: results/<dataset>/<experiment>/")
@@ -146,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--experiment", default=None, help="only this experiment")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--brief", action="store_true", help="one line per experiment")
+    st.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
+                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
 
     sl = sub.add_parser("slurm", help="write (and --submit) an sbatch job array that runs a grid: one worker per task",
                         description="Everything after `--` is passed to `soundclr train` (the grid and its settings).")
@@ -166,12 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
     ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
+    ev.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
+                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
     ev.add_argument("--noise", type=_floats, default=[0.0], help="white-noise standard deviations, e.g. 0,1e-4,5e-4,1e-3")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
     pr = sub.add_parser("predict", help="top-5 classes of an audio file (any rate, mono or stereo)")
     pr.add_argument("file", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
     pr.add_argument("--checkpoint", required=True, help="a finished run folder (or its model.pt)")
+    pr.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                    help="the plugin file that registered the run's scheme, if it is one of your own (repeatable)")
     pr.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
@@ -199,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if getattr(args, "plugin", None):
+        try:
+            load_plugins(args.plugin)       # before any configuration names a scheme (and for the workers it starts)
+        except (FileNotFoundError, ValueError, TypeError, SyntaxError, ImportError) as err:
+            print(f"soundclr: error: --plugin: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
     interface = os.environ.get("SOUNDCLR_INTERFACE")
     if args.command in FLAG_COMMANDS:
         os.environ["SOUNDCLR_INTERFACE"] = "cli"     # a bad clip says --on-bad-file skip, not on_bad_file="skip"

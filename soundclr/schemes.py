@@ -2,10 +2,10 @@
 
 The paper's three (``ce``, ``supcon``, ``hybrid``) are registered here; a method of your own is one
 file that calls :func:`register` (see ``examples/label_smoothing.py``) and is loaded with
-``--plugin FILE`` (``soundclr train`` and ``soundclr reproduce``) or the notebooks' ``plugins``
-parameter. Everything that trains, records, tabulates or draws a scheme reads it from here: the
-loop, the step, the checkpoints, the summaries, the tables, the figures and the pages iterate over
-the registered schemes and assume no number of them.
+``--plugin FILE`` (``soundclr train``, ``status``, ``evaluate``, ``predict``) or :func:`load_plugin`.
+Everything that trains, records, tabulates or draws a scheme reads it from here: the loop, the step,
+the checkpoints, the summaries, the tables, the figures and the pages iterate over the registered
+schemes and assume no number of them.
 
 A loaded plugin's path goes into the environment (:data:`PLUGIN_ENV`), so the processes a command
 starts (training workers, SLURM jobs, notebook kernels) register the same schemes; a name that is
@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from . import losses
 
 PLUGIN_ENV = "SOUNDCLR_PLUGINS"     # os.pathsep-separated plugin files, loaded by every process that needs them
 
@@ -72,19 +75,16 @@ class Scheme:
 
 # -- the paper's three schemes (Eq. 2-4 live in soundclr.losses) ----------------------------------
 def _ce(cfg, out, labels):
-    from . import losses
     return losses.cross_entropy_loss(out.logits, labels)                                    # Eq. 2
 
 
 def _supcon(cfg, out, labels):
-    from . import losses
     o = cfg.optim
     return losses.supcon_loss(out.projection, labels, o.temperature, form=o.supcon_form,     # Eq. 3 (stage 1)
                               no_positive=o.no_positive)
 
 
 def _hybrid(cfg, out, labels):
-    from . import losses
     o = cfg.optim
     return losses.hybrid_loss(out.projection, out.logits, labels, o.alpha, o.temperature,    # Eq. 4
                               form=o.supcon_form, no_positive=o.no_positive)
@@ -98,7 +98,6 @@ _LOADED: dict[str, str] = {}                    # plugin path -> the sha256 of i
 def register(scheme: Scheme, *, replace: bool = False) -> Scheme:
     """Add ``scheme`` to the registry (a plugin file calls this at import). A name taken by another scheme
     is an error unless ``replace``; the paper's three cannot be replaced."""
-    import re
     if not isinstance(scheme, Scheme):
         raise TypeError(f"register() takes a soundclr.schemes.Scheme, not {type(scheme).__name__}")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", scheme.name):

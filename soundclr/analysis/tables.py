@@ -30,8 +30,9 @@ def scheme_table(main: pd.DataFrame, metric: str = "final_acc", dataset: str | N
     out = pd.DataFrame({"average (%)": [pm(m, s) for m, s in zip(t["mean"], t["std"])], "best seed (%)": t["best"],
                         "seeds": t["seeds"].astype(int), "folds": t["folds"].astype(int)}, index=t.index)
     ref, where = _paper_dataset(dataset)
-    out[f"the paper{where}: average (%)"] = [pm(*PAPER_TABLE3[ref][s][:2]) for s in out.index]
-    out[f"the paper{where}: best (%)"] = [PAPER_TABLE3[ref][s][2] for s in out.index]
+    paper = PAPER_TABLE3[ref]           # a scheme of your own has no published row: a dash
+    out[f"the paper{where}: average (%)"] = [pm(*paper[s][:2]) if s in paper else "—" for s in out.index]
+    out[f"the paper{where}: best (%)"] = [paper[s][2] if s in paper else "—" for s in out.index]
     return scheme_index(out)
 
 

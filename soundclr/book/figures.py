@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
+from ..analysis import tables
 from ..audio.pipeline import Pipeline
 from ..schemes import color_of, in_order, label_of
 from ..schemes import get as scheme_of
@@ -244,6 +245,22 @@ def confusion(ax, matrix, names: Sequence[str], title: str):
     ax.set(xlabel="predicted", ylabel="true", title=title)
     ax.grid(False)
     return im
+
+
+def confusion_panels(df: pd.DataFrame):
+    """A confusion matrix per scheme of ``df`` (summary rows; summed over its folds and seeds, rows normalised),
+    side by side in the registry's order, one colour bar. Returns the figure."""
+    shown = in_order(df.scheme)
+    fig, axes = plt.subplots(1, len(shown), figsize=(WIDTH, 2.9), squeeze=False)
+    axes = list(axes[0])
+    for ax, scheme in zip(axes, shown, strict=True):
+        cm, names = tables.confusion(df[df.scheme == scheme])
+        im = confusion(ax, cm, names, label_of(scheme))
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+            ax.set_yticklabels([])
+    fig.colorbar(im, ax=axes, fraction=0.03, label="share of the true class")
+    return fig
 
 
 def class_legend(ax, names: Sequence[str], cmap) -> None:

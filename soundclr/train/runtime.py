@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
+from .. import schemes
 from ..config import Config, setting_spelling
 from ..model import ModelOutput
 
@@ -73,7 +74,6 @@ def wrap_distributed(model: torch.nn.Module, device: torch.device, scheme: str) 
     ``model`` keeps its parameters), so every rank normalises with the whole batch's statistics. The hybrid
     loss uses every parameter; the other schemes leave a head unused, which DDP must be told
     (:attr:`soundclr.schemes.Scheme.uses_every_parameter`)."""
-    from .. import schemes
     if device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None

@@ -5,7 +5,6 @@ import matplotlib.pyplot as plt
 
 from ...analysis import tables
 from ...config import PAPER_DATASETS
-from ...schemes import in_order, label_of
 from .. import figures
 from ..conclusions import page_conclusion
 
@@ -62,16 +61,7 @@ def confusions(page, k: int = 5) -> None:
     """Each scheme's confusion matrix (summed over folds and seeds, rows normalised), and each
     scheme's ``k`` most confused pairs."""
     df = main(page)
-    schemes = in_order(df.scheme)
-    fig, axes = plt.subplots(1, len(schemes), figsize=(figures.WIDTH, 2.9), squeeze=False)
-    axes = list(axes[0])
-    for ax, scheme in zip(axes, schemes, strict=True):
-        cm, names = tables.confusion(df[df.scheme == scheme])
-        im = figures.confusion(ax, cm, names, label_of(scheme))
-        if ax is not axes[0]:
-            ax.set_ylabel("")
-            ax.set_yticklabels([])
-    fig.colorbar(im, ax=axes, fraction=0.03, label="share of the true class")
+    figures.confusion_panels(df)
     plt.show()
     page.show("**The most confused pairs** (true → predicted, share of the true class's clips)",
               figures.tidy(tables.confused_pairs_table(df, k=k)))

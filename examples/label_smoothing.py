@@ -1,0 +1,35 @@
+"""A fourth scheme beside the paper's three, in one file: cross-entropy with label smoothing.
+
+Label smoothing (Szegedy et al., 2016, "Rethinking the Inception Architecture") trains the classifier
+towards 1 - eps on the true class and eps / K on every class, a regulariser a reader of SoundCLR may
+well ask about: does the contrastive term beat a cheaper way of keeping the classifier from
+over-confident logits? It runs under exactly the paper schemes' conditions: the same folds, seeds,
+schedule (one stage, not stretched: it has no contrastive term), augmentation and statistics.
+
+    soundclr train --plugin examples/label_smoothing.py --schemes ce,label_smoothing --folds 1,2,3,4,5 --seeds 0,1
+    soundclr status --plugin examples/label_smoothing.py
+
+In Python: ``soundclr.schemes.load_plugin("examples/label_smoothing.py")``, then the tables and figures of
+``soundclr.analysis.tables`` and ``soundclr.book.figures`` show it beside the paper's schemes.
+"""
+import torch.nn.functional as F
+
+from soundclr.schemes import Scheme, register
+
+EPSILON = 0.1      # the smoothing of Szegedy et al.; part of this file, so part of its runs' identity
+
+
+def loss(cfg, out, labels):
+    """Cross-entropy against the smoothed targets, in float32 (as the paper's Eq. 2 is computed)."""
+    return F.cross_entropy(out.logits.float(), labels, label_smoothing=EPSILON)
+
+
+register(Scheme(
+    name="label_smoothing",
+    label="CE, label smoothing",
+    loss=loss,
+    heads=("classifier",),
+    minimises=f"the cross-entropy of a linear classifier on h against targets smoothed by {EPSILON:g} (Szegedy et al. "
+              "2016); its projection head is built but no loss trains it",
+    color="#c44e52",
+))
