@@ -88,6 +88,26 @@ def _start_lab(proj: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
     pytest.fail("jupyter lab did not start:\n" + (home / "lab.log").read_text()[-3000:])
 
 
+def _browser():
+    """Playwright's entry point and the Chromium it drives; a clear failure naming the setup when either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: pip install -c constraints.txt -e '.[test]'")
+    chromium = bookcheck.find_chromium()
+    if chromium is None:
+        pytest.fail(f"Chromium is not installed ({SETUP})")
+    return sync_playwright, chromium
+
+
+def _stop(lab: subprocess.Popen) -> None:
+    lab.terminate()
+    try:
+        lab.wait(20)
+    except subprocess.TimeoutExpired:
+        lab.kill()
+
+
 def _wait_idle(page) -> None:
     """Wait until the notebook's kernel is connected and idle, with no dialog up, for 1.5 s (a "Select Kernel"
     or "Kernel Restarting" dialog that comes is accepted: the notebook's own kernel, python3)."""
@@ -158,13 +178,7 @@ def _problems_on_the_page(page, trains: bool = False) -> list[str]:
 
 @pytest.mark.slow
 def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_root):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright for Python is missing: pip install -c constraints.txt -e '.[test]'")
-    chromium = bookcheck.find_chromium()
-    if chromium is None:
-        pytest.fail(f"Chromium is not installed ({SETUP})")
+    sync_playwright, chromium = _browser()
     from soundclr.book.reproduce import train_plan
     t_start = time.time()
     proj = tmp_path / "proj"
@@ -219,11 +233,7 @@ def test_jupyter_lab_runs_the_notebooks_from_the_books_runs(tmp_path, synthetic_
                 page.wait_for_selector(f'.lm-TabBar-tabLabel:text-is("{tab}")', timeout=30_000)
             browser.close()
     finally:
-        lab.terminate()
-        try:
-            lab.wait(20)
-        except subprocess.TimeoutExpired:
-            lab.kill()
+        _stop(lab)
     after = {p: p.stat().st_mtime for p in (proj / "results").rglob("summary.json")}
     # nothing trained again (a run finished in another experiment may be copied into place: Plan.finished)
     assert {p: after[p] for p in trained} == trained, "Lab trained runs the book had already trained"
@@ -257,13 +267,7 @@ def test_a_notebook_whose_kernel_died_mid_training_resumes_on_rerun(tmp_path, sy
     from its checkpoint (the epochs before the kill are not trained again: their metrics lines, wall-clock
     seconds included, are kept), and every run ends bit-identical to the same plan trained once without a kill,
     beside it in a plain process with the same thread count."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright for Python is missing: pip install -c constraints.txt -e '.[test]'")
-    chromium = bookcheck.find_chromium()
-    if chromium is None:
-        pytest.fail(f"Chromium is not installed ({SETUP})")
+    sync_playwright, chromium = _browser()
     proj = tmp_path / "proj"
     _student_copy(proj, synthetic_root)
     path = proj / "notebooks" / "training.ipynb"
@@ -320,11 +324,7 @@ def test_a_notebook_whose_kernel_died_mid_training_resumes_on_rerun(tmp_path, sy
             assert "training them now" in outputs and "held by another worker" not in outputs, outputs[:2000]
             browser.close()
     finally:
-        lab.terminate()
-        try:
-            lab.wait(20)
-        except subprocess.TimeoutExpired:
-            lab.kill()
+        _stop(lab)
     after = _metrics(victim)
     assert after[:len(before)] == before, "the rerun trained the epochs before the kill again instead of resuming"
     assert once.wait(timeout=600) == 0, once.stderr.read()[-2000:]
