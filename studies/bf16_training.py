@@ -27,7 +27,6 @@ Writes ``studies/bf16_training.json`` and the section between the markers in ``b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -43,11 +42,10 @@ import torch  # noqa: E402
 from soundclr.analysis.stats import fold_interval  # noqa: E402
 from soundclr.book.plan import make_plan  # noqa: E402
 from soundclr.losses import supcon_loss  # noqa: E402
-from soundclr.runs.pool import work  # noqa: E402
 from soundclr.train.record import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "studies"))
-from common import schedule, train_runs, write_section  # noqa: E402
+from common import save, schedule, study_args, train_runs  # noqa: E402
 
 RESULTS = ROOT / "results" / "bf16"
 OUT_JSON = ROOT / "studies" / "bf16_training.json"
@@ -213,13 +211,8 @@ def section(r: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--report", action="store_true", help="only write the json and the page section from finished runs")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        work(runs(), verbose=False, log=None)
+    args = study_args(__doc__, runs)
+    if args is None:
         return 0
     if not args.report:
         train(args.workers)
@@ -231,10 +224,7 @@ def main() -> int:
                                                                   preset="quick", dataset="synthetic"),
                   runs=[{k: v for k, v in r.items() if k != "curve"} for r in records],
                   comparison=compare(records))
-    if args.report and OUT_JSON.exists():
-        result["date"] = json.loads(OUT_JSON.read_text()).get("date", result["date"])
-    OUT_JSON.write_text(json.dumps(result, indent=1) + "\n")
-    write_section(PAGE, MARKERS, section(result))
+    save(OUT_JSON, result, PAGE, MARKERS, section(result), report=args.report)
     c = result["comparison"]
     for key in ("final", "best", "train_loss", "test_supcon"):
         i = c[key]["interval"]

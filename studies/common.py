@@ -5,6 +5,8 @@ json of every number, and replaces the section between its two markers in a page
 """
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import sys
 import time
@@ -44,6 +46,30 @@ def train_runs(runs: Callable[[], list], workers: int, script: str, where: str) 
             return
         time.sleep(5)
     raise SystemExit(f"{sum(not r.finished for r in runs())} runs did not finish: see soundclr status --results {where}")
+
+
+def study_args(doc: str, runs: Callable[[], list]) -> argparse.Namespace | None:
+    """A study's command line: ``--workers N`` (training processes, default 2), ``--report`` (only write the json
+    and the page section from finished runs) and ``--worker`` (a process :func:`train_runs` starts: it trains what
+    ``runs()`` lists, then the script ends). Returns the arguments, or None after a worker's training."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--report", action="store_true", help="only write the json and the page section from finished runs")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        work(runs(), verbose=False, log=None)
+        return None
+    return args
+
+
+def save(out_json: Path, result: dict, page: Path, markers: tuple[str, str], text: str, *, report: bool) -> None:
+    """Write a study's ``result`` to ``out_json`` (with ``report``, a page rewrite that trained nothing, the date
+    stays that of the training) and ``text`` between ``markers`` in ``page``."""
+    if report and out_json.exists():
+        result["date"] = json.loads(out_json.read_text()).get("date", result["date"])
+    out_json.write_text(json.dumps(result, indent=1) + "\n")
+    write_section(page, markers, text)
 
 
 def write_section(page: Path, markers: tuple[str, str], text: str) -> None:

@@ -23,7 +23,6 @@ between the markers of ``book/differences.md``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,10 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from soundclr.analysis.stats import fold_interval  # noqa: E402
 from soundclr.book.plan import PAPER_MASKS, make_plan  # noqa: E402
-from soundclr.runs.pool import work  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "studies"))
-from common import train_runs, write_section  # noqa: E402
+from common import save, study_args, train_runs  # noqa: E402
 
 RESULTS = ROOT / "results" / "deviations"
 OUT_JSON = ROOT / "studies" / "deviations.json"
@@ -116,21 +114,13 @@ def section(r: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--report", action="store_true")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        work(runs(), verbose=False, log=None)
+    args = study_args(__doc__, runs)
+    if args is None:
         return 0
     if not args.report:
         train(args.workers)
     r = dict(date=time.strftime("%Y-%m-%d"), draw=DRAW, seeds=SEEDS, deviations=measure())
-    if args.report and OUT_JSON.exists():
-        r["date"] = json.loads(OUT_JSON.read_text()).get("date", r["date"])
-    OUT_JSON.write_text(json.dumps(r, indent=1) + "\n")
-    write_section(PAGE, MARKERS, section(r))
+    save(OUT_JSON, r, PAGE, MARKERS, section(r), report=args.report)
     for name, d in r["deviations"].items():
         print(f"{name}: code {d['code']:.2f}, other {d['other']:.2f}, {d['effect']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
     return 0
