@@ -104,6 +104,13 @@ def _config_from_args(args):
     return preset(args.preset, **settings)
 
 
+def _plugin_flag(parser: argparse.ArgumentParser) -> None:
+    """``--plugin FILE`` (repeatable), for every command that names or reads a run's scheme."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
+                        "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundclr", description="SoundCLR: supervised contrastive learning for "
                                      "environmental sound classification, reproduced.")
@@ -126,9 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a grid of runs (schemes x folds x seeds) into the results store")
     tr.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="the settings to start from (default: paper)")
     tr.add_argument("--schemes", default=None, help="comma-separated: ce,supcon,hybrid, or a --plugin's (default: hybrid)")
-    tr.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
-                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
+    _plugin_flag(tr)
     tr.add_argument("--folds", type=_ints, default=None, help="test folds, e.g. 1,2,3 (default: all)")
     tr.add_argument("--seeds", type=_ints, default=[0], help="seeds, e.g. 0,1,2,3,4 (default: 0)")
     tr.add_argument("--experiment", default="main", help="experiment name: results/<dataset>/<experiment>/")
@@ -150,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--experiment", default=None, help="only this experiment")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--brief", action="store_true", help="one line per experiment")
-    st.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
-                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
+    _plugin_flag(st)
 
     sl = sub.add_parser("slurm", help="write (and --submit) an sbatch job array that runs a grid: one worker per task",
                         description="Everything after `--` is passed to `soundclr train` (the grid and its settings).")
@@ -173,17 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
     ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
-    ev.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                    help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
-                    "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
+    _plugin_flag(ev)
     ev.add_argument("--noise", type=_floats, default=[0.0], help="white-noise standard deviations, e.g. 0,1e-4,5e-4,1e-3")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
     pr = sub.add_parser("predict", help="top-5 classes of an audio file (any rate, mono or stereo)")
     pr.add_argument("file", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
     pr.add_argument("--checkpoint", required=True, help="a finished run folder (or its model.pt)")
-    pr.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                    help="the plugin file that registered the run's scheme, if it is one of your own (repeatable)")
+    _plugin_flag(pr)
     pr.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 

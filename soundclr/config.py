@@ -237,11 +237,10 @@ class Config:
                 raise ConfigError(f"setting {name}={value!r} is not valid: choose one of {', '.join(map(str, allowed))}")
 
         choice("dataset", self.data.dataset, DATASETS)
-        if self.run.scheme not in schemes.names():
-            raise ConfigError(f"setting scheme={self.run.scheme!r} is not valid: choose one of {', '.join(schemes.names())}, or "
-                              "register a scheme of your own in a file and load it with --plugin FILE "
-                              "(soundclr.schemes.load_plugin in Python)")
-        two_stage = schemes.get(self.run.scheme).two_stage
+        try:
+            two_stage = schemes.get(self.run.scheme).two_stage
+        except ValueError as err:        # it names the registered schemes and how to add one
+            raise ConfigError(f"setting scheme={self.run.scheme!r} is not valid: {err}") from None
         choice("on_bad_file", self.data.on_bad_file, ("error", "skip"))
         choice("window", self.features.window, ("hamming", "hann"))
         choice("channels", self.features.channels, (1, 3))

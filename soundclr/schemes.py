@@ -92,7 +92,7 @@ def _hybrid(cfg, out, labels):
 
 PAPER_SCHEMES = ("ce", "supcon", "hybrid")      # the paper's, in the book's order: the default grids
 _REGISTRY: dict[str, Scheme] = {}
-_LOADED: dict[str, str] = {}                    # plugin path -> the sha256 of its contents when loaded
+_LOADED: dict[str, list[str]] = {}              # plugin path (resolved) -> the schemes it registered
 
 
 def register(scheme: Scheme, *, replace: bool = False) -> Scheme:
@@ -146,20 +146,18 @@ def load_plugin(path: str | os.PathLike) -> list[str]:
         spec = importlib.util.spec_from_file_location(f"soundclr_plugin_{digest[:12]}", p)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        _LOADED[key] = digest
         try:
             spec.loader.exec_module(module)
         except Exception:
-            del _LOADED[key]
             sys.modules.pop(spec.name, None)
             raise
-        for name in set(_REGISTRY) - before:          # the file's contents identify its schemes' runs
-            s = _REGISTRY[name]
-            _REGISTRY[name] = Scheme(**{**s.__dict__, "source": f"{p.name}@{digest[:12]}"})
-    paths = [x for x in os.environ.get(PLUGIN_ENV, "").split(os.pathsep) if x]
+        _LOADED[key] = sorted(set(_REGISTRY) - before)
+        for name in _LOADED[key]:                      # the file's contents identify its schemes' runs
+            _REGISTRY[name] = Scheme(**{**_REGISTRY[name].__dict__, "source": f"{p.name}@{digest[:12]}"})
+    paths = _env_paths()
     if key not in paths:
         os.environ[PLUGIN_ENV] = os.pathsep.join([*paths, key])
-    return sorted(n for n, s in _REGISTRY.items() if s.source and s.source.startswith(f"{p.name}@{_LOADED[key][:12]}"))
+    return _LOADED[key]
 
 
 def load_plugins(paths) -> list[str]:
@@ -169,9 +167,14 @@ def load_plugins(paths) -> list[str]:
     return [name for path in paths or () for name in load_plugin(str(path).strip())]
 
 
+def _env_paths() -> list[str]:
+    return [x for x in os.environ.get(PLUGIN_ENV, "").split(os.pathsep) if x]
+
+
 def _load_from_env() -> None:
-    for path in [x for x in os.environ.get(PLUGIN_ENV, "").split(os.pathsep) if x]:
-        load_plugin(path)
+    for path in _env_paths():
+        if path not in _LOADED:        # the environment holds resolved paths, as load_plugin keys them
+            load_plugin(path)
 
 
 # -- lookups --------------------------------------------------------------------------------------
@@ -201,7 +204,9 @@ def in_order(present) -> list[str]:
 
 def label_of(name: str) -> str:
     """The scheme's name in tables and figures (an unregistered name is shown as it is)."""
-    return _REGISTRY[name].label if name in _REGISTRY or name in names() else name
+    if name not in _REGISTRY:
+        _load_from_env()
+    return _REGISTRY[name].label if name in _REGISTRY else name
 
 
 def color_of(name: str) -> str:
