@@ -304,8 +304,9 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(synthetic_root, tmp_path
             str(synthetic_root), "--epochs", "6", "--warmup-epochs", "1", "--schemes", "ce", "--folds", "1", "--device", "cpu",
             "--checkpoint-seconds", "0", "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT as a terminal leaves it: a test run started in the background (`make test &`) inherits it ignored
     proc = subprocess.Popen([*args, "--results", str(tmp_path / "r")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "r").glob("synthetic/main/*/checkpoint.pt")):
         time.sleep(0.05)
