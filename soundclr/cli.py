@@ -25,25 +25,17 @@ after SIGTERM (a run in progress resumes from its checkpoint next time).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
+from .book.plan import plan_schemes
 from .book.reproduce import check_settings, parse_set, reproduce, train_plan
-from .config import (
-    DATASETS,
-    PAPER_DATASETS,
-    PRESETS,
-    SECTIONS,
-    ConfigError,
-    preset,
-    setting_descriptions,
-)
+from .cli_parser import build_parser
+from .config import ConfigError, preset
 from .data.bank import load_bank
+from .datasets import register_folder
 from .data.fetch import download
 from .files import read_json
 from .runs.grid import grid
@@ -63,148 +55,22 @@ RUNTIME_ERRORS = ("DatasetError", "DownloadError", "WeightsError", "NotebookErro
 FLAG_COMMANDS = ("train", "data")
 
 
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
-    return n
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got {text!r}") from None
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    comments = setting_descriptions()
-    for section, cls in SECTIONS.items():
-        group = p.add_argument_group(f"{section} settings")
-        for f in fields(cls):
-            if f.name in ("scheme", "test_fold", "seed"):
-                continue  # given as lists: --schemes, --folds, --seeds
-            group.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, default=None,
-                               metavar=f.type.split(" ")[0].upper(),
-                               help=f"{comments.get(f.name, '')} (paper preset: {f.default!r})".replace("%", "%%"))
-
-
 def _config_from_args(args):
     settings = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     return preset(args.preset, **settings)
 
 
-def _plugin_flag(parser: argparse.ArgumentParser) -> None:
-    """``--plugin FILE`` (repeatable), for every command that names or reads a run's scheme."""
-    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                        help="a Python file that registers a scheme of your own (soundclr.schemes.register; e.g. "
-                        "examples/label_smoothing.py): its name then works in --schemes and its runs are read (repeatable)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundclr", description="SoundCLR: supervised contrastive learning for "
-                                     "environmental sound classification, reproduced.")
-    parser.add_argument("--version", action="version", version=f"soundclr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    data = sub.add_parser("data", help="download, prepare and inspect datasets")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    dl = dsub.add_parser("download", help="download and verify ESC-50 (also ESC-10's files) or UrbanSound8K into ROOT/<name>/")
-    dl.add_argument("name", choices=list(PAPER_DATASETS), help="esc10 is a subset of ESC-50: its files are ESC-50's")
-    dl.add_argument("--root", default="data", help="data folder (default: data)")
-    dl.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive")
-    prep = dsub.add_parser("prepare", help="decode a dataset once into its on-disk cache and print a summary")
-    prep.add_argument("name", choices=list(DATASETS))
-    prep.add_argument("--root", default="data", help="data folder (default: data)")
-    prep.add_argument("--sample-rate", type=int, default=44100, help="decode at this rate (default: 44100, the paper's)")
-    prep.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
-                      help="stop at an unreadable file (default) or skip it and list it")
-
-    tr = sub.add_parser("train", help="train a grid of runs (schemes x folds x seeds) into the results store")
-    tr.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="the settings to start from (default: paper)")
-    tr.add_argument("--schemes", default=None, help="comma-separated: ce,supcon,hybrid, or a --plugin's (default: hybrid)")
-    _plugin_flag(tr)
-    tr.add_argument("--folds", type=_ints, default=None, help="test folds, e.g. 1,2,3 (default: all)")
-    tr.add_argument("--seeds", type=_ints, default=[0], help="seeds, e.g. 0,1,2,3,4 (default: 0)")
-    tr.add_argument("--experiment", default="main", help="experiment name: results/<dataset>/<experiment>/")
-    tr.add_argument("--results", default="results", help="results folder (default: results)")
-    tr.add_argument("--shard", default="0/1", help="run only runs i, i+n, ... of the grid: 'i/n' (default 0/1; "
-                    "not needed for several workers: each run is leased by one)")
-    tr.add_argument("--retry-failed", action="store_true", help="train again the runs that failed before")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar, only one line per run")
-    tr.add_argument("--wait", action="store_true", help="when other live workers hold runs of this grid, wait for them "
-                    "to finish (taking over any whose worker dies) instead of leaving those runs to them")
-    tr.add_argument("--workers", type=_workers, default=1, help="training processes to start on this machine (default 1): "
-                    "each leases runs of the grid and takes its share of the cores, as `reproduce` does")
-    tr.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)   # a worker of --workers: lines, no bar
-    _add_config_flags(tr)
-
-    st = sub.add_parser("status", help="the runs of a results folder: finished, running, stale, failed, to do; an ETA")
-    st.add_argument("--results", default="results", help="results folder (default: results)")
-    st.add_argument("--dataset", default=None, help="only this dataset")
-    st.add_argument("--experiment", default=None, help="only this experiment")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    st.add_argument("--brief", action="store_true", help="one line per experiment")
-    _plugin_flag(st)
-
-    sl = sub.add_parser("slurm", help="write (and --submit) an sbatch job array that runs a grid: one worker per task",
-                        description="Everything after `--` is passed to `soundclr train` (the grid and its settings).")
-    sl.add_argument("--workers", type=int, default=4, help="array tasks, i.e. runs trained at once (default: 4)")
-    sl.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
-    sl.add_argument("--time", default="24:00:00", help="time limit per task (default 24:00:00); a task stopped by it "
-                    "releases its run, which the next task resumes")
-    sl.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per task, as --gres=gpu:N (default 1; 0 for CPU)")
-    sl.add_argument("--gpus-per-run", type=int, default=1, help="train each run on this many GPUs with torchrun (default 1)")
-    sl.add_argument("--cpus-per-worker", type=int, default=8, help="CPU cores per task (default 8)")
-    sl.add_argument("--mem", default=None, help="memory per task, e.g. 32G (default: the cluster's)")
-    sl.add_argument("--job-name", default=None, help="default: soundclr-<dataset>-<experiment>")
-    sl.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
-                    help="another #SBATCH line, e.g. --sbatch=--account=mylab (repeatable)")
-    sl.add_argument("--submit", action="store_true", help="submit the script with sbatch (default: only write it)")
-    sl.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `soundclr train` (a grid), "
-                    "or `reproduce` and its arguments (every run the book of a dataset needs)")
-
-    ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
-    ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
-    _plugin_flag(ev)
-    ev.add_argument("--noise", type=_floats, default=[0.0], help="white-noise standard deviations, e.g. 0,1e-4,5e-4,1e-3")
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-
-    pr = sub.add_parser("predict", help="top-5 classes of an audio file (any rate, mono or stereo)")
-    pr.add_argument("file", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
-    pr.add_argument("--checkpoint", required=True, help="a finished run folder (or its model.pt)")
-    _plugin_flag(pr)
-    pr.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
-    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-
-    rp = sub.add_parser("reproduce", help="train every grid, run every notebook with papermill into "
-                        "book/generated/<dataset>/, then build the book")
-    rp.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
-    rp.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    rp.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    rp.add_argument("--results", default="results", help="results folder (default: results)")
-    rp.add_argument("--data-root", default="data", help="data folder (default: data)")
-    rp.add_argument("--size", default=None, help="'tiny' for the smallest settings (tests); default: the preset's")
-    rp.add_argument("--workers", type=int, default=None, help="training processes on this machine (default: 2 on a "
-                    "CPU with 2+ cores, 1 on a GPU)")
-    rp.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                    help="any setting of the configuration on top of the preset, as `train` takes it as a flag "
-                    "(repeatable): --set batch_size=16 --set backbone=resnet18; passed to the training workers and "
-                    "to every notebook's `settings` parameter")
-    rp.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the book")
-    rp.add_argument("--train-only", action="store_true", help="only train the runs the book needs (e.g. on cluster "
-                    "nodes, as workers of `soundclr slurm`); no notebooks, no book")
-    return parser
+def _use_dataset_folder(args) -> None:
+    """Register ``--dataset-folder`` and make it the command's dataset; a different --dataset beside it is a usage error."""
+    record = register_folder(args.dataset_folder)
+    attr = {"train": "cfg_dataset", "reproduce": "dataset", "data": "name"}[args.command]
+    given = getattr(args, attr, None)
+    if given not in (None, record.name):
+        raise ConfigError(f"--dataset-folder {args.dataset_folder} is the dataset {record.name!r}, but the dataset "
+                          f"{given!r} is given too: give one of them")
+    setattr(args, attr, record.name)
+    print(f"soundclr: dataset {record.name!r} from {record.folder}: {sum(record.fold_sizes)} clips in {record.n_folds} "
+          f"folds ({', '.join(map(str, record.fold_sizes))}), clips of {record.clip_seconds:g} s", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError, TypeError, SyntaxError, ImportError) as err:
             print(f"soundclr: error: --plugin: {type(err).__name__}: {err}", file=sys.stderr)
             return 2
+    if getattr(args, "dataset_folder", None):
+        try:
+            _use_dataset_folder(args)      # before any configuration names it (and for the workers and kernels it starts)
+        except (FileNotFoundError, ValueError, ConfigError) as err:
+            print(f"soundclr: error: --dataset-folder: {err}", file=sys.stderr)
+            return 2
+    if args.command == "reproduce" and args.dataset is None:
+        args.dataset = "synthetic"
     interface = os.environ.get("SOUNDCLR_INTERFACE")
     if args.command in FLAG_COMMANDS:
         os.environ["SOUNDCLR_INTERFACE"] = "cli"     # a bad clip says --on-bad-file skip, not on_bad_file="skip"
@@ -257,6 +131,8 @@ def _dispatch(args) -> int:
             note = " (ESC-10 is read from the ESC-50 folder: --dataset esc10)" if args.name == "esc10" else ""
             print(f"{args.name} is ready in {path}{note}")
             return 0
+        if args.name is None:
+            raise ConfigError("data prepare: name a dataset (esc50, esc10, us8k, synthetic) or give --dataset-folder DIR")
         cfg = preset("paper", dataset=args.name, data_root=args.root, sample_rate=args.sample_rate, on_bad_file=args.on_bad_file)
         bank = load_bank(cfg)
         seconds = (bank.lengths.float() / bank.sample_rate)
@@ -290,12 +166,14 @@ def _dispatch(args) -> int:
     if args.command == "reproduce":
         settings = parse_set(args.settings)
         check_settings(args.dataset, args.preset, settings)      # a bad --set: a usage error, before any work
+        schemes = plan_schemes(args.schemes)                     # an unknown scheme: a usage error, before any work
         if args.train_only:
             train_plan(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
-                       size=args.size, workers=args.workers, settings=settings)
+                       size=args.size, workers=args.workers, settings=settings, schemes=schemes)
             return 0
         reproduce(args.dataset, args.preset, device=args.device, results=args.results, data_root=args.data_root,
-                  size=args.size, build=not args.no_build, workers=args.workers, settings=settings)
+                  size=args.size, build=not args.no_build, workers=args.workers, settings=settings,
+                  plugins=args.plugin, schemes=schemes)
         return 0
     return 1
 

@@ -28,22 +28,23 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from . import schemes
+from . import datasets, schemes
+from .losses import FORMS, NO_POSITIVE
 
-# -- the shared vocabulary: every module reads these names from here ------------------------------
-PAPER_DATASETS = ("esc50", "esc10", "us8k")    # the paper's datasets (downloaded; their results are published)
-DATASETS = (*PAPER_DATASETS, "synthetic")      # and the embedded, offline default
-DATASET_TITLE = {"esc50": "ESC-50", "esc10": "ESC-10", "us8k": "UrbanSound8K", "synthetic": "synthetic"}
+# Allowed values of the settings whose code lives above this module (the model, the transforms) are defined here,
+# once, and imported there; the losses' own (FORMS, NO_POSITIVE) are imported from soundclr.losses.
+BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
+NORMALIZE = ("sample", "batch")
+TRIM_RULES = ("zeros", "threshold", "none")
+MASK_FILLS = ("zero", "min", "mean")
 
-# Per-dataset defaults used when a field is None.
-CLIP_SECONDS = {"esc50": 5.0, "esc10": 5.0, "us8k": 4.0, "synthetic": 2.5}
-LEARNING_RATE = {"esc50": 5e-4, "esc10": 5e-4, "us8k": 1e-4, "synthetic": 5e-4}
-N_FOLDS = {"esc50": 5, "esc10": 5, "us8k": 10, "synthetic": 5}
+# The datasets' facts (folds, clip length, learning rate, layout, ...) live in their records (soundclr/datasets.py):
+# a field left None takes its dataset's value there.
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthetic"         # esc50, esc10, us8k, or synthetic (the embedded, offline default)
+    dataset: str = "synthetic"         # esc50, esc10, us8k, synthetic (the embedded, offline default), or yours (soundclr/datasets.py)
     data_root: str = "data"            # each dataset lives in data_root/<name>/
     sample_rate: int = 44100           # every clip is resampled to this rate
     clip_seconds: float | None = None  # None: 5 s (ESC), 4 s (US8K), 2.5 s (synthetic)
@@ -53,7 +54,7 @@ class DataConfig:
 
     @property
     def clip_samples(self) -> int:
-        seconds = self.clip_seconds if self.clip_seconds is not None else CLIP_SECONDS[self.dataset]
+        seconds = self.clip_seconds if self.clip_seconds is not None else datasets.get(self.dataset).clip_seconds
         return int(round(seconds * self.sample_rate))
 
 
@@ -203,16 +204,16 @@ class Config:
         d = self.data.dataset
         cfg = self
         if cfg.data.clip_seconds is None:
-            cfg = replace(cfg, data=replace(cfg.data, clip_seconds=CLIP_SECONDS[d]))
+            cfg = replace(cfg, data=replace(cfg.data, clip_seconds=datasets.get(d).clip_seconds))
         if cfg.optim.lr is None:
-            cfg = replace(cfg, optim=replace(cfg.optim, lr=LEARNING_RATE[d]))
+            cfg = replace(cfg, optim=replace(cfg.optim, lr=datasets.get(d).lr))
         if cfg.optim.stage2_lr is None:
             cfg = replace(cfg, optim=replace(cfg.optim, stage2_lr=cfg.optim.lr))
         return cfg
 
     @property
     def n_folds(self) -> int:
-        return N_FOLDS[self.data.dataset]
+        return datasets.get(self.data.dataset).n_folds
 
     def stages(self) -> list[dict]:
         """The training stages of this configuration's scheme: per stage its epochs, warm-up
@@ -236,7 +237,10 @@ class Config:
             if value not in allowed:
                 raise ConfigError(f"setting {name}={value!r} is not valid: choose one of {', '.join(map(str, allowed))}")
 
-        choice("dataset", self.data.dataset, DATASETS)
+        try:
+            datasets.get(self.data.dataset)
+        except ValueError as err:        # it names the registered datasets and how to add one
+            raise ConfigError(f"setting dataset={self.data.dataset!r} is not valid: {err}") from None
         try:
             two_stage = schemes.get(self.run.scheme).two_stage
         except ValueError as err:        # it names the registered schemes and how to add one
@@ -244,28 +248,28 @@ class Config:
         choice("on_bad_file", self.data.on_bad_file, ("error", "skip"))
         choice("window", self.features.window, ("hamming", "hann"))
         choice("channels", self.features.channels, (1, 3))
-        choice("trim", self.augment.trim, ("zeros", "threshold", "none"))
-        choice("mask_fill", self.augment.mask_fill, ("zero", "min", "mean"))
+        choice("trim", self.augment.trim, TRIM_RULES)
+        choice("mask_fill", self.augment.mask_fill, MASK_FILLS)
         choice("pad", self.augment.pad, ("zero", "edge"))
-        choice("backbone", self.model.backbone, ("resnet18", "resnet34", "resnet50", "tiny"))
+        choice("backbone", self.model.backbone, BACKBONES)
         choice("optimizer", self.optim.optimizer, ("adam", "adamw"))
-        choice("normalize", self.model.normalize, ("sample", "batch"))
-        choice("supcon_form", self.optim.supcon_form, ("out", "in"))
-        choice("no_positive", self.optim.no_positive, ("exclude", "zero"))
+        choice("normalize", self.model.normalize, NORMALIZE)
+        choice("supcon_form", self.optim.supcon_form, FORMS)
+        choice("no_positive", self.optim.no_positive, NO_POSITIVE)
         choice("precision", self.run.precision, ("auto", "bf16", "fp32"))
         choice("stft_pad", self.features.stft_pad, ("reflect", "constant"))
         choice("mono_first_conv", self.model.mono_first_conv, ("fresh", "sum", "mean"))
         choice("tiny_design", self.model.tiny_design, ("pooled-centred", "plain"))
         choice("stage2_start", self.optim.stage2_start, ("final", "best_test", "best_val"))
-        if self.data.synthetic_draw < 0 or (self.data.synthetic_draw and self.data.dataset != "synthetic"):
+        if self.data.synthetic_draw < 0 or (self.data.synthetic_draw and not datasets.get(self.data.dataset).generated):
             raise ConfigError(f"setting synthetic_draw={self.data.synthetic_draw} is not valid: it must be >= 0, and "
-                              "only the synthetic dataset has draws (leave it at 0 for esc50, esc10, us8k)")
+                              "only the synthetic dataset has draws (leave it at 0 for esc50, esc10, us8k and yours)")
         if not self.features.amplitude_scale > 0:
             raise ConfigError(f"setting amplitude_scale={self.features.amplitude_scale} is not valid: it must be > 0")
         if two_stage and self.optim.stage2_start == "best_val" and self.run.val_fold is None:
             raise ConfigError("setting stage2_start='best_val' needs a validation fold: set val_fold (or stage2_start="
                               "'final' or 'best_test')")
-        folds = N_FOLDS[self.data.dataset]
+        folds = self.n_folds
         if not 1 <= self.run.test_fold <= folds:
             raise ConfigError(f"setting test_fold={self.run.test_fold} is not valid: {self.data.dataset} has folds 1..{folds}")
         if self.run.val_fold is not None and not 1 <= self.run.val_fold <= folds:
@@ -316,6 +320,9 @@ class Config:
         source = schemes.get(self.run.scheme).source
         if source:              # a plugin's scheme: its file's contents too (the paper's schemes add nothing)
             flat["scheme_source"] = source
+        origin = datasets.get(self.data.dataset).source
+        if origin:              # a dataset of your own: its metadata's contents too (the built-in four add nothing)
+            flat["dataset_source"] = origin
         blob = json.dumps(flat, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 

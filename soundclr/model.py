@@ -30,19 +30,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from .config import BACKBONES, NORMALIZE
 from .weights import (
     WeightsError,
-    _load_imagenet,
-    _load_into,
-    _read_state_dict,
+    load_imagenet,
+    load_into,
+    read_state_dict,
     imagenet_cache_path,
 )
-
-BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
-
-
-NORMALIZE = ("sample", "batch")
-
 
 # A small floor under the norm: pooled post-ReLU features are never this small
 # unless they are all zero, where it keeps the gradient bounded.
@@ -243,13 +238,13 @@ def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
                                "(or a path to a state dict), or choose backbone resnet18/resnet34/resnet50.")
         if in_channels not in (1, 3):
             raise WeightsError(f"ImageNet weights need 1 or 3 input channels, found in_channels={in_channels}.")
-        state, source = _load_imagenet(backbone, download_timeout), f"ImageNet weights {imagenet_cache_path(backbone)}"
+        state, source = load_imagenet(backbone, download_timeout), f"ImageNet weights {imagenet_cache_path(backbone)}"
     elif weights != "none":
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"model.weights={weights!r}: no such file {path.resolve()}. Expected 'imagenet', "
                                "'none' or the path of a state dict saved with torch.save.")
-        state, source = _read_state_dict(path), f"weights file {path}"
+        state, source = read_state_dict(path), f"weights file {path}"
 
     if backbone == "tiny":
         encoder: nn.Module = TinyResNet(in_channels, design=getattr(cfg.model, "tiny_design", "pooled-centred"))
@@ -258,5 +253,5 @@ def build_model(cfg: Any, n_classes: int, *, in_channels: int | None = None,
         encoder, dim = _torchvision_backbone(backbone, in_channels)
     model = SoundCLRModel(encoder, dim, n_classes, cfg.model.projection_dim, normalize=normalize)
     if state is not None:
-        _load_into(model, state, backbone, source, getattr(cfg.model, "mono_first_conv", "fresh"))
+        load_into(model, state, backbone, source, getattr(cfg.model, "mono_first_conv", "fresh"))
     return model

@@ -133,12 +133,14 @@ register(Scheme("hybrid", "Hybrid (SoundCLR)", _hybrid, heads=("classifier", "pr
 
 # -- plugins ------------------------------------------------------------------------------------
 def load_plugin(path: str | os.PathLike) -> list[str]:
-    """Import the plugin file ``path`` (it registers schemes) once per process, and name it in the
-    environment for the processes this one starts. Returns the names it registered."""
+    """Import the plugin file ``path`` once per process (it registers schemes, and claims with
+    :func:`soundclr.analysis.claims.register`), and name it in the environment for the processes this
+    one starts. Returns the names of the schemes it registered."""
     p = Path(path).expanduser().resolve()
     if not p.is_file() or p.suffix != ".py":
         raise FileNotFoundError(f"plugin {path}: no such Python file (give the path of a .py file that calls "
-                                "soundclr.schemes.register, e.g. examples/label_smoothing.py)")
+                                "soundclr.schemes.register or soundclr.analysis.claims.register, e.g. "
+                                "examples/label_smoothing.py)")
     key = str(p)
     if key not in _LOADED:
         digest = hashlib.sha256(p.read_bytes()).hexdigest()
@@ -165,6 +167,12 @@ def load_plugins(paths) -> list[str]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [x for x in str(paths).split(",") if x.strip()]
     return [name for path in paths or () for name in load_plugin(str(path).strip())]
+
+
+def plugin_files() -> list[str]:
+    """The plugin files this process has loaded or its environment names (resolved paths)."""
+    _load_from_env()
+    return list(_LOADED)
 
 
 def _env_paths() -> list[str]:

@@ -26,7 +26,7 @@ class WeightsError(Exception):
     """Backbone weights that cannot be found, downloaded or loaded."""
 
 
-def _imagenet_weights(name: str):
+def imagenet_weights(name: str):
     # V1 everywhere: the released code's `pretrained=True` meant IMAGENET1K_V1.
     enum = {"resnet18": torchvision.models.ResNet18_Weights,
             "resnet34": torchvision.models.ResNet34_Weights,
@@ -36,11 +36,11 @@ def _imagenet_weights(name: str):
 
 def imagenet_cache_path(backbone: str) -> Path:
     """Where the ImageNet weights of ``backbone`` are looked for: ``torch.hub.get_dir()/checkpoints/<file>``."""
-    url = _imagenet_weights(backbone).url
+    url = imagenet_weights(backbone).url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _download(url: str, dst: Path, timeout: float) -> None:
+def download_file(url: str, dst: Path, timeout: float) -> None:
     """Download ``url`` to ``dst`` with torch's own downloader (a progress bar, a temporary file
     renamed on success, and torchvision's sha256 prefix checked); a stalled network gives up
     after ``timeout`` seconds."""
@@ -60,12 +60,12 @@ def _download(url: str, dst: Path, timeout: float) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def _load_imagenet(backbone: str, timeout: float) -> dict[str, torch.Tensor]:
-    weights = _imagenet_weights(backbone)
+def load_imagenet(backbone: str, timeout: float) -> dict[str, torch.Tensor]:
+    weights = imagenet_weights(backbone)
     path = imagenet_cache_path(backbone)
     if not path.exists():
         try:
-            _download(weights.url, path, timeout)
+            download_file(weights.url, path, timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise WeightsError(
                 f"ImageNet weights for {backbone} ({weights}) are not in the torch hub cache and could not be "
@@ -73,10 +73,10 @@ def _load_imagenet(backbone: str, timeout: float) -> dict[str, torch.Tensor]:
                 f"{path.name} in {path.parent} (that is torch.hub.get_dir()/checkpoints; set TORCH_HOME to "
                 f"move it), or set weights='none' or weights=<path to a state dict>."
             ) from None
-    return _read_state_dict(path)
+    return read_state_dict(path)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated download, a pickle of something else, ...
@@ -124,7 +124,7 @@ def _fit_first_conv(state: dict[str, torch.Tensor], key: str, want: int, source:
     return False
 
 
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], backbone: str, source: str,
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], backbone: str, source: str,
                mono_first_conv: str = "fresh") -> None:
     in_channels = model.encoder.conv1.in_channels
     if any(k.startswith("encoder.") for k in state):

@@ -35,3 +35,25 @@ def synthetic_bank(synthetic_root):
     from soundclr import preset
     from soundclr.data.bank import load_bank
     return load_bank(preset("quick", dataset="synthetic", data_root=str(synthetic_root)), progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registries_as_found():
+    """What a test module registers (plugin schemes and claims, dataset folders) and names in the environment
+    for its child processes is undone after the module: the next module sees the paper's schemes and claims
+    and the built-in datasets only, as a fresh process does."""
+    import os
+
+    from soundclr import datasets, schemes
+    from soundclr.analysis import claims
+    saved = (dict(schemes._REGISTRY), dict(schemes._LOADED), dict(claims.CLAIMS), dict(datasets._REGISTRY),
+             {k: os.environ.get(k) for k in (schemes.PLUGIN_ENV, datasets.FOLDER_ENV)})
+    yield
+    for registry, old in zip((schemes._REGISTRY, schemes._LOADED, claims.CLAIMS, datasets._REGISTRY), saved):
+        registry.clear()
+        registry.update(old)
+    for key, value in saved[4].items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bookcheck  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-HAND_WRITTEN = ["intro", "method", "differences", "synthetic", "results", "tuning", "reproduce", "api", "references"]
+HAND_WRITTEN = ["intro", "method", "differences", "synthetic", "results", "tuning", "reproduce", "own-method", "api", "references"]
 NOTEBOOK_PAGES = ["claims", "augmentations", "training-ce", "training-supcon", "training-hybrid", "results",
                   "representations", "robustness", "ablation"]
 # The paper's figures and tables that the executed notebooks must show, per dataset.
@@ -99,6 +99,7 @@ def fake_book(tmp_path_factory):
     shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
     # autodoc imports the library and the method page includes its source.
     shutil.copytree(ROOT / "soundclr", src / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "examples", src / "examples")          # the chapter on your own method includes its example
     for dataset, notebooks in FAKE.items():
         folder = src / "book" / "generated" / dataset
         folder.mkdir(parents=True)
@@ -583,14 +584,14 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     """_ledger_problems on a ledger table made by soundclr.analysis.evidence: clean, then with each piece removed."""
     import pandas as pd
 
-    from soundclr.analysis import evidence
+    from soundclr.analysis import rows
     from soundclr.analysis.stats import fold_interval
     from soundclr.book import conclusions, prose
     from soundclr.config import preset
 
     class Plan:
         config = preset("quick")
-    L = evidence._Claims(Plan())
+    L = rows.Evidence(Plan())
     L.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, reference=1.0), runs=20, same_schedule=True)
     L.untestable("C5a", "not testable offline")
     led = pd.DataFrame(L.rows)
@@ -607,7 +608,7 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     # an interval whose label is not its level, and one whose width is not the labelled level's
     assert "labelled 90 % but computed at 95 %" in " ".join(_ledger_problems(page.replace("(95 %)", "(90 %)"), "s"))
     wide = fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, level=0.99)
-    L2 = evidence._Claims(Plan())
+    L2 = rows.Evidence(Plan())
     L2.add("C1", wide, runs=20, same_schedule=True)
     mislabelled = prose.ledger_html(pd.DataFrame(L2.rows), "synthetic").replace('data-level="0.99"', 'data-level="0.95"')
     assert "is not the 95 % t interval's" in " ".join(_ledger_problems(mislabelled.replace("(99 %)", "(95 %)"), "s"))

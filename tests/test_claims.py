@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from soundclr.analysis import claims, evidence, ledger
+from soundclr.analysis import claims, evidence, ledger, rows as ledger_rows
 from soundclr.analysis import convergence as convergence_module
 from soundclr.analysis.convergence import convergence, epochs_to_reach, spread_tolerance
 from soundclr.book import conclusions, decisive
@@ -179,7 +179,7 @@ def _c3(acc: dict) -> dict:
 
     class Plan:
         config = preset("quick")
-    L = evidence._Claims(Plan())
+    L = ledger_rows.Evidence(Plan())
     evidence.add_alpha(L, _alpha_rows(acc))
     return L.rows[0]
 

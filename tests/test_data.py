@@ -75,19 +75,19 @@ def esc_cfg(root: Path, dataset: str = "esc50", **kw) -> DataConfig:
 
 def count_decodes(monkeypatch) -> list:
     calls = []
-    real = data_cache._decode
+    real = data_cache.decode_file
 
     def counting(path, sample_rate):
         calls.append(path)
         return real(path, sample_rate)
-    monkeypatch.setattr(data_cache, "_decode", counting)
+    monkeypatch.setattr(data_cache, "decode_file", counting)
     return calls
 
 
 def forbid_decoding(monkeypatch) -> None:
     def fail(path, sample_rate):
         raise AssertionError(f"decoded {path} again instead of using the cache")
-    monkeypatch.setattr(data_cache, "_decode", fail)
+    monkeypatch.setattr(data_cache, "decode_file", fail)
 
 
 def clip(bank: WaveBank, name: str) -> np.ndarray:
@@ -319,18 +319,18 @@ def test_cache_dir_outside_the_dataset(esc, tmp_path_factory, monkeypatch):
 
 def test_crash_mid_decode_leaves_no_valid_looking_cache(esc, monkeypatch):
     root = esc[0]
-    real, calls = data_cache._decode, []
+    real, calls = data_cache.decode_file, []
 
     def crash_on_third(path, sample_rate):
         calls.append(path)
         if len(calls) == 3:
             raise RuntimeError("simulated crash")
         return real(path, sample_rate)
-    monkeypatch.setattr(data_cache, "_decode", crash_on_third)
+    monkeypatch.setattr(data_cache, "decode_file", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load_bank(esc_cfg(root), progress=False)
     assert cache_files(root) == []
-    monkeypatch.setattr(data_cache, "_decode", real)
+    monkeypatch.setattr(data_cache, "decode_file", real)
     assert len(load_bank(esc_cfg(root), progress=False)) == 30
 
 

@@ -33,7 +33,7 @@ def no_work(monkeypatch, tmp_path):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(soundclr.train.state, "load_bank", decoding)
-    monkeypatch.setattr(soundclr.train.checks, "_download", offline)
+    monkeypatch.setattr(soundclr.train.checks, "download_file", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("SOUNDCLR_INTERFACE", raising=False)
     return tmp_path

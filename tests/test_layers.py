@@ -76,3 +76,14 @@ def test_imports_inside_functions_are_only_for_heavy_optional_packages():
                 elif "#" not in lines[node.lineno - 1]:
                     found.append(f"{where}: `{name}` imported inside a function without a comment saying why")
     assert not found, "\n".join(found)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Between modules only public names: a name with a leading underscore is its module's own (issue 26)."""
+    found = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name} from {'.' * node.level}{node.module or ''}"
+                          for a in node.names if a.name.startswith("_") and not a.name.endswith("__")]   # dunders: public
+    assert found == [], "\n".join(found)

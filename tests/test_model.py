@@ -243,7 +243,7 @@ def _serve(tmp_path, monkeypatch, payload: bytes, name: str):
     served = tmp_path / "server" / name
     served.parent.mkdir()
     served.write_bytes(payload)
-    monkeypatch.setattr(model_module, "_imagenet_weights", lambda backbone: _FakeWeights(served.as_uri()))
+    monkeypatch.setattr(model_module, "imagenet_weights", lambda backbone: _FakeWeights(served.as_uri()))
     return served
 
 

@@ -86,8 +86,8 @@ def put_stand_in_imagenet_weights(torch_home: Path, backbone: str) -> Path:
     import torch
     import torchvision
 
-    from soundclr.weights import _imagenet_weights
-    path = torch_home / "hub" / "checkpoints" / os.path.basename(_imagenet_weights(backbone).url)
+    from soundclr.weights import imagenet_weights
+    path = torch_home / "hub" / "checkpoints" / os.path.basename(imagenet_weights(backbone).url)
     path.parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(getattr(torchvision.models, backbone)(weights=None).state_dict(), path)

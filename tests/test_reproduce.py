@@ -1,7 +1,12 @@
 """End to end, with the smallest settings: every notebook through papermill, the book built
 from them, every page and figure present, and no broken image or link in headless Chromium;
 then nbval runs each notebook (parameterised with the same tiny settings) and checks every
-cell executes."""
+cell executes.
+
+The tiny book is built as a researcher builds one with a method of their own beside the paper's
+(``soundclr reproduce --plugin examples/label_smoothing.py --schemes label_smoothing``): the example
+plugin's scheme gets its training page, its rows and bars, and its claim LS1 joins the ledger; every
+check of the book then covers the fourth scheme too. ``make book`` keeps the paper's three."""
 import os
 import shutil
 import subprocess
@@ -12,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"size": "tiny", "preset": "quick", "dataset": "synthetic", "device": "cpu"}
+EXAMPLE = ROOT / "examples" / "label_smoothing.py"
+OWN = {"plugins": [str(EXAMPLE)], "schemes": ["label_smoothing"]}
 TRAIN_ONLY = [sys.executable, "-m", "soundclr", "reproduce", "--dataset", "synthetic", "--preset", "quick", "--size", "tiny",
               "--device", "cpu", "--workers", "1", "--train-only"]
 
@@ -24,13 +31,16 @@ def tiny_book(tmp_path_factory, synthetic_root):
         shutil.copy(ROOT / name, site / name)
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("generated", "__pycache__"))
     shutil.copytree(ROOT / "soundclr", site / "soundclr", ignore=shutil.ignore_patterns("__pycache__"))  # the method page includes its code
+    shutil.copytree(ROOT / "examples", site / "examples")         # and the chapter on your own method its example
     results = site / "results"
     generated = site / "book" / "generated"
     # as `soundclr reproduce` does: every run first, then the notebooks (which then only read the store)
+    from soundclr.schemes import load_plugins
+    load_plugins(OWN["plugins"])
     train_plan("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
-               workers=1)
+               workers=1, schemes=OWN["schemes"])
     run_notebooks("synthetic", "quick", size="tiny", device="cpu", results=str(results), data_root=str(synthetic_root),
-                  out_dir=generated / "synthetic")
+                  out_dir=generated / "synthetic", **OWN)
     html = build_book(site)
     return site, html, results
 
@@ -41,6 +51,39 @@ def test_tiny_book_has_every_page_table_and_figure(tiny_book):
     site, html, _ = tiny_book
     problems = real_book_problems(html, site / "book" / "generated", convergence=False)   # 2-epoch runs: not converged
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_a_scheme_and_claim_of_your_own_appear_beside_the_papers(tiny_book):
+    """The example plugin's scheme has a training page of its own, in the book's order after the paper's three; it
+    is a row of Table III and of Fig. 4's numbers; its claim LS1 is a row of the ledger on the Claims page, tested
+    with the same statistics as C1 (an interval, a power, the same schedule on both sides), and the Results page
+    concludes on it."""
+    import re
+
+    from soundclr.analysis.ledger import ledger
+    from soundclr.book.plan import make_plan
+    site, html, results = tiny_book
+    pages = html / "book" / "generated" / "synthetic"
+    own = pages / "training-label_smoothing.html"
+    assert own.is_file()
+    training = own.read_text()
+    assert "CE, label smoothing" in training and "smoothed by 0.1" in training
+    index = (html / "book" / "generated" / "synthetic" / "results.html").read_text()
+    toc = [m for m in re.findall(r'href="(training-[a-z_]+)\.html"', index)]
+    assert list(dict.fromkeys(toc)) == ["training-ce", "training-supcon", "training-hybrid", "training-label_smoothing"]
+    text = re.sub(r"<[^>]+>", " ", index)
+    assert text.count("CE, label smoothing") >= 3, "Table III, Fig. 4's numbers and the confused pairs"
+    assert "LS1" in text and "label smoothing beats cross-entropy" in text
+    claims = re.sub(r"<[^>]+>", " ", (pages / "claims.html").read_text())
+    assert "LS1" in claims and "label smoothing beats cross-entropy" in claims
+
+    plan = make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(results),
+                     data_root=str(site / ".." / "unused"), schemes=["label_smoothing"])
+    row = ledger(plan, device="cpu").set_index("id").loc["LS1"]
+    c1 = ledger(plan, device="cpu").set_index("id").loc["C1"]
+    assert row.verdict in ("supported", "contradicted", "inconclusive") and row.same_schedule
+    assert row.runs == c1.runs and row.n == c1.n and row.low_nb < row.effect < row.high_nb
 
 
 @pytest.mark.slow

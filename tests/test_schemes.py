@@ -100,7 +100,8 @@ def test_a_plugin_schemes_runs_are_identified_by_its_file(planted, tmp_path):
     paper's schemes' identities are unchanged by the registry: test_train and the book's stored runs)."""
     before = preset("quick", dataset="synthetic", scheme="label_smoothing").identity()
     edited = tmp_path / "label_smoothing_v2.py"
-    edited.write_text(EXAMPLE.read_text().replace('name="label_smoothing"', 'name="label_smoothing_v2"'))
+    edited.write_text(EXAMPLE.read_text().replace('name="label_smoothing"', 'name="label_smoothing_v2"')
+                      .replace('id="LS1"', 'id="LS2"'))            # a claim id, like a scheme name, is one plugin's
     schemes.load_plugin(edited)
     assert schemes.get("label_smoothing_v2").source.startswith("label_smoothing_v2.py@")
     other = preset("quick", dataset="synthetic", scheme="label_smoothing_v2")

@@ -123,7 +123,8 @@ def test_every_section_a_notebook_calls_exists():
 
 def _namespace(**given) -> dict:
     ns = {"dataset": "synthetic", "preset": "quick", "size": "tiny", "device": "cpu", "results": "results",
-          "data_root": "data", "epochs": None, "folds": None, "seeds": None, "interactive": False, "settings": {}}
+          "data_root": "data", "epochs": None, "folds": None, "seeds": None, "interactive": False, "settings": {},
+          "plugins": [], "schemes": None}
     return {**ns, **given}
 
 

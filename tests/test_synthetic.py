@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundclr.config import CLIP_SECONDS as CONFIG_CLIP_SECONDS
+from soundclr import datasets
 from soundclr.data import synthetic
 from soundclr.data.sounds import CLASSES, CLIP_SECONDS, CONFUSABLE_PAIRS, SAMPLE_RATE
 from soundclr.data.synthetic import ensure_synthetic, generate
@@ -103,7 +103,7 @@ def test_other_sizes_are_balanced_too(small):
 
 
 def test_files_are_16khz_mono_pcm16_and_at_most_a_clip_long(default):
-    assert CLIP_SECONDS == CONFIG_CLIP_SECONDS["synthetic"]
+    assert CLIP_SECONDS == datasets.get("synthetic").clip_seconds
     lengths = []
     for path in (default / "audio").iterdir():
         info = sf.info(path)

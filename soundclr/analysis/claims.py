@@ -2,6 +2,12 @@
 :class:`Claim` record per claim (C1 to C11) with the paper's effect and where it states it, what
 this build measures, and the page that holds the evidence.
 
+A claim of your own is one record more: a :class:`Claim` with a measurement function, registered with
+:func:`register` from a plugin file (``--plugin FILE``; ``examples/label_smoothing.py`` registers
+"label smoothing beats cross-entropy" with :func:`soundclr.analysis.rows.beats`). It joins the
+ledger after the paper's claims, with the same statistics, fairness check and Holm family, and the
+conclusion of its evidence page.
+
 Nothing here computes: :mod:`soundclr.analysis.evidence` tests each claim on the runs,
 :mod:`soundclr.analysis.ledger` puts the rows together, :mod:`soundclr.analysis.tables` sets the
 paper's numbers beside this build's. (The paper's *claims* are unrelated to the workers' run
@@ -9,7 +15,11 @@ paper's numbers beside this build's. (The paper's *claims* are unrelated to the 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..schemes import names as scheme_names
 
 # -- the paper's published numbers ---------------------------------------------------------------
 # Table III: (mean, sd, best) accuracy per scheme and dataset, over 5 seeds.
@@ -67,6 +77,9 @@ class Claim:
     paper_effect: dict[str, float] = field(default_factory=dict)
     unit: str = "points"
     by_design: str = ""         # why the claim holds by construction of the schemes (not a test), or ""
+    # A claim of your own: compute(evidence, claim_id) adds its one row to the ledger being built
+    # (soundclr.analysis.rows.Evidence: .compare(...) or .untestable(...)); the paper's are computed by evidence.py.
+    compute: Callable[[Any, str], None] | None = None
 
 
 def _table3(scheme: str, rival: str) -> dict[str, float]:
@@ -147,7 +160,37 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "Table IV: SoundCLR vs the best single model of the literature",
           {ds: _SINGLE[ds] - v for ds, v in _best_single_model().items()}),
 ]}
-CLAIM_IDS = list(CLAIMS)
+CLAIM_IDS = list(CLAIMS)        # the paper's, in the ledger's order
+
+
+def register(claim: Claim, *, replace: bool = False) -> Claim:
+    """Add a claim of your own to the ledger (a plugin file calls this at import): its ``compute`` function
+    (the measurement) adds its row. Its id must be new (letters, digits, ``_`` or ``-``) unless ``replace``; the paper's
+    claims cannot be replaced."""
+    if not isinstance(claim, Claim):
+        raise TypeError(f"register() takes a soundclr.analysis.claims.Claim, not {type(claim).__name__}")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", claim.id):
+        raise ValueError(f"claim id {claim.id!r} is not valid: use letters, digits, _ and -, starting with a letter")
+    if not callable(claim.compute):
+        raise TypeError(f"claim {claim.id!r}: compute must be a function compute(evidence, claim_id) that adds the "
+                        "claim's row (e.g. soundclr.analysis.rows.beats('my_scheme', 'ce'))")
+    old = CLAIMS.get(claim.id)
+    if old is not None and old != claim and (claim.id in CLAIM_IDS or not replace):
+        raise ValueError(f"claim id {claim.id!r} is taken" + (" by the paper's claims" if claim.id in CLAIM_IDS else
+                                                              ": choose another id or pass replace=True"))
+    CLAIMS[claim.id] = claim
+    return claim
+
+
+def claim_ids() -> list[str]:
+    """Every claim of the ledger: the paper's (C1 to C11), then those registered by plugins, in order."""
+    scheme_names()          # loads the plugins the environment names: a worker's or a kernel's register their claims too
+    return list(CLAIMS)
+
+
+def own_claims(page: str | None = None) -> list[str]:
+    """The claims registered by plugins (not the paper's), or those whose evidence is on ``page``."""
+    return [c for c in claim_ids() if c not in CLAIM_IDS and (page is None or CLAIMS[c].evidence == page)]
 
 # C11 in words: the numbers of Table IV it would compare.
 LITERATURE_CLAIM = ("ESC-50: SoundCLR 93.4 % vs DenseNet (Palanisamy et al.) 91.52 % (single models), 93.6 % vs "

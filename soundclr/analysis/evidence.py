@@ -1,7 +1,7 @@
-"""The evidence for each claim, computed from the runs: one function per family of claims adds its
-rows to the ledger being built (:class:`_Claims`), each with the effect, the fold-level intervals
-and power of :mod:`soundclr.analysis.stats`, its verdict, and whether both sides of the
-comparison trained the same schedule.
+"""The evidence for each claim of the paper, computed from the runs: one function per family of claims
+adds its rows to the ledger being built (:class:`soundclr.analysis.rows.Evidence`), each with the
+effect, the fold-level intervals and power of :mod:`soundclr.analysis.stats`, its verdict, and
+whether both sides of the comparison trained the same schedule.
 """
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..config import PAPER_DATASETS
 from ..schemes import PAPER_SCHEMES
 from ..data.bank import load_bank
-from ..runs.inference import clip_correctness, ensemble_accuracy, noise_accuracies
+from ..runs.inference import ensemble_accuracy, noise_accuracies
 from .claims import (
-    BY_DESIGN,
     CLAIMS,
     NEAR_FINAL,
     NOISE_DRAWS,
@@ -25,21 +23,11 @@ from .claims import (
     PROTOCOLS,
 )
 from .convergence import epochs_to_reach
-from .stats import (
-    clip_floor,
-    clip_interval,
-    cv_ratio,
-    fold_interval,
-    improvement_probability,
-    one_sided_p,
-    paper_position,
-    verdict,
-    verdict_words,
-)
-from .stats import verdict as stats_verdict
+from .stats import clip_interval, fold_interval, one_sided_p, verdict
+from .rows import Evidence, clip_correct, fold_differences, improvement, same_schedule
 
 
-def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
+def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
     """C3, Table II: alpha = 0.5 against every other alpha. The claim is an intersection: alpha = 0.5 is
     best only if it beats each other weight, so its test is the intersection-union test, whose p value is
     the largest of the comparisons' *one-sided* p values (alternative: alpha = 0.5 better), doubled to be
@@ -64,7 +52,7 @@ def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
     def intersection(value: str, rows: pd.DataFrame | None = None):
         rows = alpha if rows is None else rows
         b = rows[rows.variant == "alpha0.5"]
-        diffs = {v: _fold_differences(b, rows[rows.variant == v], value) for v in others}
+        diffs = {v: fold_differences(b, rows[rows.variant == v], value) for v in others}
         each = {v: fold_interval(d, ratio=L.ratio, reference=paper) for v, d in diffs.items()}
         joint = {v: fold_interval(d, ratio=L.ratio, level=simultaneous_level) for v, d in diffs.items()}
         if any(i.n < 2 for i in each.values()):
@@ -94,12 +82,12 @@ def add_alpha(L: _Claims, alpha: pd.DataFrame) -> None:
                         for v in others) +
               "; the claim's interval takes the smallest lower end of these and the smallest upper end at the "
               f"simultaneous level ({100 * simultaneous_level:.2f} % each)")
-    L.add("C3", main, runs=len(alpha), same_schedule=_schedules(alpha), note=note, protocols=protocols, conv=conv,
+    L.add("C3", main, runs=len(alpha), same_schedule=same_schedule(alpha), note=note, protocols=protocols, conv=conv,
           unconverged=int((~alpha.converged).sum()), verdict_=verdict(main), detail=detail,
-          improvement=_improvement(best, alpha[alpha.variant == closest], "acc"))
+          improvement=improvement(best, alpha[alpha.variant == closest], "acc"))
 
 
-def add_ablation(L: _Claims, plan, ab: pd.DataFrame) -> None:
+def add_ablation(L: Evidence, plan, ab: pd.DataFrame) -> None:
     """C4, C5: Fig. 3, each step against the one before it (cross-entropy)."""
     variant = {v: ab[ab.variant == v] for v in set(ab.variant)} if not ab.empty else {}
     imagenet = "imagenet-3ch" in plan.ablation
@@ -133,7 +121,7 @@ def noise_drop(run_dir, *, bank=None, device: str = "auto") -> float:
     return 100 * (clean - float(np.mean([acc[(s, d)] for s in PAPER_NOISE_LEVELS for d in range(NOISE_DRAWS)])))
 
 
-def add_noise(L: _Claims, main: pd.DataFrame) -> None:
+def add_noise(L: Evidence, main: pd.DataFrame) -> None:
     """C6, Fig. 5: the mean accuracy lost over the paper's noise levels, other scheme's minus SupCon's."""
     if main.empty:
         for cid in ("C6a", "C6b"):
@@ -148,7 +136,7 @@ def add_noise(L: _Claims, main: pd.DataFrame) -> None:
                   note="final models only (the noise is added to the final model's test clips)")
 
 
-def add_ensembles(L: _Claims, main: pd.DataFrame) -> None:
+def add_ensembles(L: Evidence, main: pd.DataFrame) -> None:
     """C7, Table IV: per fold, the hybrid models' ensemble against their mean single accuracy (C7a)
     and against the cross-entropy models' ensemble (C7b). Final models only."""
     hy, ce = main[main.scheme == "hybrid"], main[main.scheme == "ce"]
@@ -176,16 +164,16 @@ def add_ensembles(L: _Claims, main: pd.DataFrame) -> None:
     unconverged = int((~hy.converged).sum())
     note = f"ensembles of {k} models, the seeds of a fold (the paper: 5); final models only"
     L.add("C7a", fold_interval(a, ratio=L.ratio, reference=L.paper("C7a")[0]), runs=len(hy),
-          same_schedule=_schedules(hy), note=note, conv=fold_interval(ac, ratio=L.ratio), unconverged=unconverged)
+          same_schedule=same_schedule(hy), note=note, conv=fold_interval(ac, ratio=L.ratio), unconverged=unconverged)
     if ce.groupby("fold").size().min() < 2:
         L.untestable("C7b", "the main grid has fewer than two cross-entropy seeds per fold")
     else:
         L.add("C7b", fold_interval(b, ratio=L.ratio, reference=L.paper("C7b")[0]), runs=len(hy) + len(ce),
-              same_schedule=_schedules(hy, ce), note=note, conv=fold_interval(bc, ratio=L.ratio),
+              same_schedule=same_schedule(hy, ce), note=note, conv=fold_interval(bc, ratio=L.ratio),
               unconverged=unconverged + int((~ce.converged).sum()))
 
 
-def add_speed(L: _Claims, main: pd.DataFrame) -> None:
+def add_speed(L: Evidence, main: pd.DataFrame) -> None:
     """C8: epochs (and seconds) to a common target, 95 % of the lower of the two runs' final
     accuracies (the same fold and seed), other scheme's minus the hybrid's: positive = the hybrid is
     faster. The two-stage scheme counts both stages."""
@@ -221,33 +209,11 @@ def add_speed(L: _Claims, main: pd.DataFrame) -> None:
                     f"{len(set(hy.index) & set(oth.index))} pairs")
         else:
             note = "both schemes train the same schedule, so this is a test, not true by construction"
-        L.add(cid, fold_interval(d, ratio=L.ratio), runs=2 * len(p), same_schedule=_schedules(h_side, o_side),
+        L.add(cid, fold_interval(d, ratio=L.ratio), runs=2 * len(p), same_schedule=same_schedule(h_side, o_side),
               note=note, conv=fold_interval(dc, ratio=L.ratio), unconverged=int((~p.converged).sum()))
 
 
-def _correct(run) -> "np.ndarray":
-    return clip_correctness(run.directory)
-
-
-def _clip_floor(left: pd.DataFrame, right: pd.DataFrame) -> float:
-    """:func:`~soundclr.analysis.stats.clip_floor` of two sides (each side's seeds averaged per clip), over the
-    folds both hold. NaN without per-clip outputs."""
-    try:
-        return clip_floor([np.mean([_correct(r) for r in left[left.fold == f].run], axis=0)
-                           - np.mean([_correct(r) for r in right[right.fold == f].run], axis=0)
-                           for f in sorted(set(left.fold) & set(right.fold))])
-    except (OSError, KeyError, RuntimeError):
-        return math.nan
-
-
-def _improvement(left: pd.DataFrame, right: pd.DataFrame, value: str) -> tuple[float, int, int]:
-    """rliable's probability of improvement over the (fold, seed) pairs of two sides, and fold wins."""
-    folds = sorted(set(left.fold) & set(right.fold))
-    return improvement_probability([left[left.fold == f][value].dropna().tolist() for f in folds],
-                                   [right[right.fold == f][value].dropna().tolist() for f in folds])
-
-
-def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
+def add_per_fold(L: Evidence, main: pd.DataFrame) -> None:
     """C9, Fig. 4: on each fold, the hybrid against each other scheme, clip by clip (each clip's
     correctness averaged over the fold's seeds), with intervals simultaneous over every fold and both
     rivals (Bonferroni). Contradicted if on some fold a rival is better beyond the interval;
@@ -263,7 +229,7 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
     margin = NONINFERIORITY_MARGIN
     ints, ahead = {}, 0
     for f in folds:
-        mean_correct = {s: np.mean([_correct(r) for r in df[df.fold == f].run], axis=0) for s, df in schemes.items()}
+        mean_correct = {s: np.mean([clip_correct(r) for r in df[df.fold == f].run], axis=0) for s, df in schemes.items()}
         for rival in ("ce", "supcon"):
             ints[(f, rival)] = clip_interval(100 * (mean_correct["hybrid"] - mean_correct[rival]), level=level)
         ahead += all(ints[(f, r)].effect >= 0 for r in ("ce", "supcon"))
@@ -284,11 +250,11 @@ def add_per_fold(L: _Claims, main: pd.DataFrame) -> None:
     words = {"supported": "supported", "contradicted": "contradicted",
              "inconclusive": f"inconclusive: on some fold an interval reaches below -{margin:g} (the margin)"}[v]
     L.add("C9", replace(w, low_nb=w.low, high_nb=w.high, p=math.nan, p_plain=math.nan, p_signflip=math.nan),
-          runs=len(main), same_schedule=_schedules(main), design="clips per fold", note=note, verdict_=v,
+          runs=len(main), same_schedule=same_schedule(main), design="clips per fold", note=note, verdict_=v,
           unconverged=int((~main.converged).sum()), words=words)
 
 
-def add_masks(L: _Claims, plan, masking: pd.DataFrame) -> None:
+def add_masks(L: Evidence, plan, masking: pd.DataFrame) -> None:
     """C10, Table I: frequency masks alone against time masks alone (cross-entropy)."""
     if masking.empty:
         L.untestable("C10", "this build has no masking runs")
@@ -308,105 +274,3 @@ def _masks_words(variant: str) -> str:
     """A masking run's name (``F8T6f2t0``) as a reader says it: ``f = 2, t = 0``."""
     f, t = variant.rsplit("f", 1)[1].split("t")
     return f"f = {f}, t = {t}"
-
-
-def _fold_differences(left: pd.DataFrame, right: pd.DataFrame, value: str) -> list[float]:
-    """Per fold both sides hold: the mean over the left side's seeds minus the mean over the right's."""
-    lm = left.groupby("fold")[value].mean().dropna()
-    rm = right.groupby("fold")[value].mean().dropna()
-    return [float(lm[f] - rm[f]) for f in sorted(set(lm.index) & set(rm.index))]
-
-
-def _schedules(*sides: pd.DataFrame) -> bool:
-    """Whether every run of every side trained (its first stage) the same epochs, warm-up, decay,
-    learning rate and batch: the paper's fair comparison."""
-    return len({s for side in sides for s in side["schedule"]}) <= 1
-
-
-# The statistics a tested row carries beside its effect and intervals (NaN on a row not tested).
-EXTRA_STATS = ("p_plain", "p_signflip", "sd", "sd_floor", "sd_upper", "sd_conservative", "detectable_conservative",
-               "power_conservative", "level", "ratio", "prob_improvement", "folds_won", "folds")
-
-
-class _Claims:
-    """Builds the ledger's rows for one plan (one dataset)."""
-
-    def __init__(self, plan, *, bank=None, device: str = "auto"):
-        self.plan, self.bank, self.device = plan, bank, device
-        self.dataset = plan.config.data.dataset
-        self.ratio = cv_ratio(plan.config.n_folds)
-        self.rows: list[dict] = []
-
-    def paper(self, cid: str) -> tuple[float | None, str]:
-        effects = CLAIMS[cid].paper_effect
-        if self.dataset in effects:
-            return effects[self.dataset], self.dataset
-        if self.dataset not in PAPER_DATASETS and "esc50" in effects:
-            return effects["esc50"], "esc50"
-        return None, self.dataset
-
-    def base(self, cid: str) -> dict:
-        paper, where = self.paper(cid)
-        c = CLAIMS[cid]
-        return {"id": cid, "claim": c.text, "measure": c.measure, "unit": c.unit, "paper": paper, "paper_dataset": where,
-                "paper_source": c.source, "evidence": c.evidence}
-
-    def untestable(self, cid: str, why: str) -> None:
-        nan = math.nan
-        self.rows.append({**self.base(cid), **{k: nan for k in EXTRA_STATS}, "paper_position": "", "effect": nan, "low": nan, "high": nan, "low_nb": nan, "high_nb": nan,
-                          "p": nan, "n": 0, "runs": 0, "detectable": nan, "power": nan, "verdict": "not testable",
-                          "verdict_text": "not testable", "same_schedule": True, "design": "", "note": why, "detail": "",
-                          **{f"{p}_{k}": nan for p in ("best_test", "best_val", "conv")
-                             for k in ("effect", "low_nb", "high_nb")},
-                          **{f"{p}_verdict": "" for p in ("best_test", "best_val", "conv")}, "unconverged": 0})
-
-    def add(self, cid: str, interval, *, runs: int, same_schedule: bool, design: str = "folds", note: str = "",
-            protocols: dict | None = None, conv=None, unconverged: int = 0, verdict_: str | None = None,
-            detail: str = "", improvement: tuple[float, int, int] | None = None, words: str | None = None) -> None:
-        """A tested (or, for a claim whose record says so, by-design) row. A claim true by construction keeps its
-        measurement but gets the verdict "holds by design" and no p value: it leaves the counts and the Holm family."""
-        base = self.base(cid)
-        by_design = bool(CLAIMS[cid].by_design)
-        v = BY_DESIGN if by_design else verdict_ or stats_verdict(interval)
-        nan = math.nan
-        prob, won, folds = improvement or (nan, nan, nan)
-        row = {**base, "effect": interval.effect, "low": interval.low, "high": interval.high, "low_nb": interval.low_nb,
-               "high_nb": interval.high_nb, "p": nan if by_design else interval.p, "n": interval.n, "runs": runs,
-               "detectable": interval.detectable, "power": nan if interval.power is None else interval.power,
-               "p_plain": nan if by_design else interval.p_plain,
-               "p_signflip": nan if by_design else interval.p_signflip, "sd": interval.sd, "sd_floor": interval.sd_floor,
-               "sd_upper": interval.sd_upper, "sd_conservative": interval.sd_conservative,
-               "detectable_conservative": interval.detectable_conservative,
-               "power_conservative": nan if interval.power_conservative is None else interval.power_conservative,
-               "level": interval.level, "ratio": interval.ratio, "prob_improvement": prob, "folds_won": won, "folds": folds,
-               "paper_position": paper_position(interval.low_nb, interval.high_nb, base["paper"]),
-               "verdict": v, "verdict_text": (f"{BY_DESIGN} (not a test): {CLAIMS[cid].by_design}" if by_design else
-                                              words or verdict_words(interval, v, base["paper"])),
-               "same_schedule": same_schedule, "design": design, "note": note, "detail": detail, "unconverged": unconverged}
-        for name in ("best_test", "best_val", "conv"):
-            other = conv if name == "conv" else (protocols or {}).get(name)
-            row[f"{name}_effect"] = other.effect if other is not None else nan
-            row[f"{name}_low_nb"] = other.low_nb if other is not None else nan
-            row[f"{name}_high_nb"] = other.high_nb if other is not None else nan
-            row[f"{name}_verdict"] = "" if other is None else BY_DESIGN if by_design else stats_verdict(other)
-        self.rows.append(row)
-
-    # -- a comparison of two sets of runs on a value of each run -----------------------------------
-    def compare(self, cid: str, left: pd.DataFrame, right: pd.DataFrame, *, value: str = "acc", note: str = "",
-                protocols: bool = True) -> None:
-        paper = self.paper(cid)[0]
-        if left.empty or right.empty:
-            self.untestable(cid, "this build has no finished runs on one side of the comparison")
-            return
-        floor = _clip_floor(left, right) if value == "acc" else math.nan
-        main = fold_interval(_fold_differences(left, right, value), ratio=self.ratio, reference=paper, floor=floor)
-        others = {}
-        if protocols:
-            for name in ("best_test", "best_val"):
-                d = _fold_differences(left, right, PROTOCOLS[name])
-                others[name] = fold_interval(d, ratio=self.ratio, reference=paper) if d else None
-        lc, rc = left[left.converged], right[right.converged]
-        conv = fold_interval(_fold_differences(lc, rc, value), ratio=self.ratio, reference=paper)
-        unconverged = int((~left.converged).sum() + (~right.converged).sum())
-        self.add(cid, main, runs=len(left) + len(right), same_schedule=_schedules(left, right), note=note,
-                 protocols=others, conv=conv, unconverged=unconverged, improvement=_improvement(left, right, value))

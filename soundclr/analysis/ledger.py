@@ -12,7 +12,7 @@ statistics (:mod:`soundclr.analysis.stats`):
 - the effect this design detects with 80 % power, and its power at the paper's effect, at the
   measured SD and at a conservative one; the exact sign-flip p beside the t test's, and the
   probability of improvement;
-- Holm's adjustment over the family of claims tested (``p_holm``);
+- Holm's adjustment over the family of claims tested (``p_holm``), a plugin's claims included;
 - the same comparison under the paper's protocol (the best epoch on the test fold) and, where the
   runs hold a validation fold, the best epoch chosen on it;
 - the primary analysis uses every finished run; converged runs only is a sensitivity check;
@@ -30,13 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..schemes import PAPER_SCHEMES
+from ..schemes import PAPER_SCHEMES, plugin_files
 from ..files import atomic_write_bytes
 from ..runs import inference
-from .claims import CLAIM_IDS, LITERATURE_CLAIM
+from .claims import CLAIMS, LITERATURE_CLAIM, claim_ids, own_claims
 from .convergence import run_table
 from .evidence import (
-    _Claims,
     add_ablation,
     add_alpha,
     add_ensembles,
@@ -45,6 +44,7 @@ from .evidence import (
     add_per_fold,
     add_speed,
 )
+from .rows import Evidence
 from .stats import holm
 
 
@@ -78,6 +78,7 @@ def _ledger_cache(plan, device: str):
 
     h = hashlib.sha256()
     code = sorted(Path(__file__).parent.glob("*.py")) + [Path(inspect.getfile(inference))]   # all of analysis, and the noise evaluation
+    code += [Path(p) for p in plugin_files()]         # and the plugins' (their claims' measurement functions)
     for path in code:
         h.update(path.read_bytes())
     h.update(device.encode())
@@ -89,8 +90,8 @@ def _ledger_cache(plan, device: str):
 
 
 def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
-    L = _Claims(plan, bank=bank, device=device)
-    main = run_table(plan.main_runs())
+    L = Evidence(plan, bank=bank, device=device)
+    main = L.main[L.main.scheme.isin(PAPER_SCHEMES)]      # the paper's claims read the paper's schemes only
     by = {s: main[main.scheme == s] for s in PAPER_SCHEMES}
 
     # C1, C2: Table III
@@ -107,6 +108,13 @@ def _compute_ledger(plan, *, bank=None, device: str = "auto") -> pd.DataFrame:
                         "build does not have. "
                         "The paper preset on ESC-50, ESC-10 and UrbanSound8K tests it, on a GPU (the chapter Reproducing, under Using "
                         "the code, gives its cost).")
-    out = pd.DataFrame(L.rows).set_index("id").loc[CLAIM_IDS].reset_index()
+    for cid in own_claims():          # the claims plugins registered: their own measurement functions
+        before = len(L.rows)
+        CLAIMS[cid].compute(L, cid)
+        if [r["id"] for r in L.rows[before:]] != [cid]:
+            raise ValueError(f"claim {cid}: its measurement function must add exactly one row for {cid!r} (with "
+                             "evidence.compare(...) or evidence.untestable(...)); it added "
+                             f"{[r['id'] for r in L.rows[before:]] or 'none'}")
+    out = pd.DataFrame(L.rows).set_index("id").loc[claim_ids()].reset_index()
     out["p_holm"] = holm(out["p"].tolist())
     return out

@@ -31,7 +31,7 @@ class AudioError(ValueError):
     """An audio file that cannot be used; the message names the file and what to do."""
 
 
-class _BadFile(Exception):
+class BadFile(Exception):
     """One unusable audio file; the message says why."""
 
 
@@ -66,36 +66,36 @@ def _wav_shortfall(path: Path) -> str | None:
             f.seek(length + (length & 1), os.SEEK_CUR)
 
 
-def _probe(path: Path) -> tuple[int, int]:
-    """``(frames, sample_rate)`` from the header, or _BadFile."""
+def probe_file(path: Path) -> tuple[int, int]:
+    """``(frames, sample_rate)`` from the header, or BadFile."""
     if not path.is_file():
-        raise _BadFile("listed in the metadata but missing")
+        raise BadFile("listed in the metadata but missing")
     if path.stat().st_size == 0:
-        raise _BadFile("empty file (0 bytes)")
+        raise BadFile("empty file (0 bytes)")
     try:
         info = sf.info(str(path))
     except Exception as err:  # libsndfile's errors are RuntimeErrors with a reason
-        raise _BadFile(f"not readable as audio ({err})") from None
+        raise BadFile(f"not readable as audio ({err})") from None
     if info.frames <= 0:
-        raise _BadFile("empty audio (0 frames)")
+        raise BadFile("empty audio (0 frames)")
     shortfall = _wav_shortfall(path)
     if shortfall:
-        raise _BadFile(shortfall)
+        raise BadFile(shortfall)
     return info.frames, info.samplerate
 
 
-def _decode(path: Path, sample_rate: int) -> torch.Tensor:
+def decode_file(path: Path, sample_rate: int) -> torch.Tensor:
     """One file as float32 ``(samples,)``: mono, resampled to ``sample_rate``, in [-1, 1]."""
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:
-        raise _BadFile(f"not readable as audio ({err})") from None
+        raise BadFile(f"not readable as audio ({err})") from None
     if data.shape[0] == 0:
-        raise _BadFile("empty audio (0 frames)")
+        raise BadFile("empty audio (0 frames)")
     wave = torch.from_numpy(data).mean(dim=1)          # stereo and multichannel are averaged
     finite = torch.isfinite(wave)
     if not bool(finite.all()):
-        raise _BadFile(f"{int((~finite).sum())} of its samples are NaN or infinite")
+        raise BadFile(f"{int((~finite).sum())} of its samples are NaN or infinite")
     peak = float(wave.abs().max())
     if peak > 1.0:                                     # only float files can exceed full scale
         wave = wave / peak
@@ -112,12 +112,12 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     """
     path = Path(path)
     try:
-        _probe(path)
-        return _decode(path, sample_rate)
-    except _BadFile as err:
+        probe_file(path)
+        return decode_file(path, sample_rate)
+    except BadFile as err:
         raise AudioError(f"cannot use the audio file {path}: {err}. Check the path, or re-export the file "
                            f"as WAV (e.g. `ffmpeg -i {path.name} out.wav`).") from None
 
 
-def _to_int16(wave: torch.Tensor) -> np.ndarray:
+def to_int16(wave: torch.Tensor) -> np.ndarray:
     return (wave * INT16_SCALE).round_().clamp_(-32768, 32767).to(torch.int16).numpy()

@@ -9,6 +9,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from ..config import MASK_FILLS, TRIM_RULES
 from .functional import (
     BLOCK,
     check_waves,
@@ -45,7 +46,7 @@ class SilenceTrim(nn.Module):
 
     def __init__(self, rule: str = "zeros", trim_db: float = 60.0):
         super().__init__()
-        if rule not in ("zeros", "threshold", "none"):
+        if rule not in TRIM_RULES:
             raise ValueError(f"SilenceTrim: rule (config field 'trim') must be 'zeros', 'threshold' or 'none', found {rule!r}")
         self.rule, self.trim_db = rule, float(trim_db)
 
@@ -285,7 +286,7 @@ class FreqTimeMask(nn.Module):
     def __init__(self, freq_masks: int = 2, freq_mask_width: int = 32, time_masks: int = 1,
                  time_mask_width: int = 32, fill: str = "zero"):
         super().__init__()
-        if fill not in ("zero", "min", "mean"):
+        if fill not in MASK_FILLS:
             raise ValueError(f"FreqTimeMask: fill (config field 'mask_fill') must be 'zero', 'min' or 'mean', found {fill!r}")
         for name, value in (("freq_masks", freq_masks), ("freq_mask_width", freq_mask_width),
                             ("time_masks", time_masks), ("time_mask_width", time_mask_width)):

@@ -16,25 +16,27 @@ from ..analysis.convergence import (
     SPREAD_SES,
     spread_tolerance,
 )
-from ..config import DATASET_TITLE
+from ..datasets import get as dataset_of
 from ..schemes import PAPER_SCHEMES, label_of
 from ..schemes import get as scheme_of
 from ..files import SOURCE_ROOT
 from .plan import FILL_LABELS
-from .prose import _is_number, _num, interval_text
+from .prose import is_number, number_text, interval_text
 
 
 def likely_reason(cid: str, plan) -> str:
     """One sentence on why a result here may differ from the paper's, from what this build is."""
     c = plan.config
-    if c.model.backbone == "tiny" or c.model.weights != "imagenet" or c.data.dataset == "synthetic":
+    if c.model.backbone == "tiny" or c.model.weights != "imagenet" or not dataset_of(c.data.dataset).paper:
         parts = []
         if c.model.weights != "imagenet":
             parts.append("no ImageNet pretraining")
         if c.model.backbone == "tiny":
             parts.append("a tiny network instead of ResNet-50")
-        if c.data.dataset == "synthetic":
+        if dataset_of(c.data.dataset).generated:
             parts.append("a toy dataset with a few hundred training clips per fold")
+        elif not dataset_of(c.data.dataset).paper:
+            parts.append(f"another dataset ({dataset_of(c.data.dataset).title}) than the paper's")
         parts.append(f"{c.optim.epochs} epochs instead of 800")
         return f"this build differs from the paper's setting: {', '.join(parts)}."
     return ("the paper reports the best epoch on the test fold and one run per fold, while this build scores the "
@@ -47,7 +49,7 @@ def conclusion(led: pd.DataFrame, ids: Sequence[str], plan, reasons: dict[str, s
     or :func:`likely_reason`)."""
     lines = []
     for _, r in led[led.id.isin(ids)].iterrows():
-        paper = (f"the paper: {_num(r['paper'], r['unit'])} {r['unit']}, {r['paper_source']}" if _is_number(r["paper"])
+        paper = (f"the paper: {number_text(r['paper'], r['unit'])} {r['unit']}, {r['paper_source']}" if is_number(r["paper"])
                  else f"the paper: {r['paper_source']}")
         if r["verdict"] == "not testable":
             why = str(r["note"] or "").rstrip(".")       # the note holds the reason only (the verdict says "not testable")
@@ -230,13 +232,13 @@ def scope_text(plan) -> str:
     how to test the rest."""
     c = plan.config.resolved()
     runs = plan.all_runs()
-    title = "the synthetic set" if c.data.dataset == "synthetic" else DATASET_TITLE[c.data.dataset]
+    title = "the synthetic set" if dataset_of(c.data.dataset).generated else dataset_of(c.data.dataset).title
     net = ("ResNet-50 pretrained on ImageNet" if (c.model.backbone, c.model.weights) == ("resnet50", "imagenet")
            else f"the `{c.model.backbone}` network ({'ImageNet weights' if c.model.weights == 'imagenet' else 'random initialisation'})")
     text = (f"**What this build ran**: {len(runs)} training runs on {title} ({c.n_folds} folds, "
             f"{len(plan.seeds)} seed{'s' if len(plan.seeds) != 1 else ''} per fold in the main grid), {net}, "
             f"{c.optim.epochs} epochs per scheme.")
-    if c.data.dataset == "synthetic" or c.model.backbone != "resnet50":
+    if not dataset_of(c.data.dataset).paper or c.model.backbone != "resnet50":
         text += (" **What it can test**: whether each of the paper's claims holds *for this network on these data*, "
                  "with statistics that say how large an effect this size can see. **What it cannot test**: any claim "
                  "about ESC-50, ESC-10 or UrbanSound8K, or about ResNet-50 and ImageNet transfer; a verdict here is "

@@ -21,14 +21,17 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import schemes
+from .. import datasets, schemes
 from ..config import frames
 from ..model import build_model
 from .plan import make_plan
 
-# Clips per official fold.
-FOLD_SIZES = {"esc50": [400] * 5, "esc10": [80] * 5, "synthetic": [80] * 5,
-              "us8k": [873, 888, 925, 990, 936, 823, 838, 806, 816, 837]}
+
+
+def fold_sizes(dataset: str) -> list[int]:
+    """Clips per official fold, from the dataset's record (soundclr.datasets)."""
+    return list(datasets.get(dataset).fold_sizes)
+
 EXPERIMENTS = {"main": "Table III, Fig. 4, 5, UMAPs", "alpha": "Table II", "ablation": "Fig. 3",
                "masking": "Table I", "mask-fill": "mask fill"}
 
@@ -44,7 +47,7 @@ class Throughput:
 
 def run_counts(cfg) -> dict:
     """Clip counts of one run: ``train`` (training steps), ``stage2`` (stage-2 steps), ``evaluate``."""
-    sizes = FOLD_SIZES[cfg.data.dataset]
+    sizes = fold_sizes(cfg.data.dataset)
     r = cfg.run
     test = sizes[r.test_fold - 1]
     val = sizes[r.val_fold - 1] if r.val_fold else 0

@@ -34,7 +34,8 @@ from scipy.stats import norm
 from ..analysis.claims import CLAIMS, PAPER_ACCURACY, PAPER_TABLE3, POWER_TARGET
 from ..analysis.convergence import run_table
 from ..analysis.stats import clip_floor, cv_ratio, power
-from ..config import DATASET_TITLE, PAPER_DATASETS, preset
+from ..config import preset
+from ..datasets import PAPER_DATASETS, title_of
 from ..runs.inference import clip_correctness
 from . import cost
 
@@ -81,7 +82,7 @@ def variance_terms(m: dict, ds: str, rival: str, effect: float) -> dict:
     """The three variance terms of one fold's difference on dataset ``ds`` (points squared): ``clip`` (one
     fold's test clips), ``seed`` (one seed), ``train`` (training sets), from this build's noise ``m``."""
     acc = PAPER_ACCURACY[ds]
-    n = float(np.mean(cost.FOLD_SIZES[ds]))
+    n = float(np.mean(cost.fold_sizes(ds)))
     errors = (100 - acc["hybrid"] + 100 - acc[rival]) / 100
     discord = max(m["discord"] * errors, abs(effect) / 100)
     train = m["fold_var"] - m["clip_var"] - m["seed_var"] / m["seeds"]
@@ -111,7 +112,7 @@ def grid_hours(ds: str, rival: str, seeds: int, speed) -> float:
     """GPU-hours of ``seeds`` runs per fold of the hybrid and ``rival`` on every official fold of ``ds``, the
     paper preset, at ``speed(cfg)`` (a :class:`~soundclr.book.cost.Throughput` per configuration)."""
     total = 0.0
-    k = len(cost.FOLD_SIZES[ds])
+    k = len(cost.fold_sizes(ds))
     for s in ("hybrid", rival):
         cfg = preset("paper", dataset=ds, scheme=s)
         counts = pd.DataFrame([cost.run_counts(cfg.override(test_fold=f)) for f in range(1, k + 1)])
@@ -137,7 +138,7 @@ def decisive_rows(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> list[d
             continue
         for ds in PAPER_DATASETS:
             effect = CLAIMS[cid].paper_effect[ds]
-            k, n = len(cost.FOLD_SIZES[ds]), float(np.mean(cost.FOLD_SIZES[ds]))
+            k, n = len(cost.fold_sizes(ds)), float(np.mean(cost.fold_sizes(ds)))
             terms = variance_terms(m, ds, rival, effect)
             need = next((r for r in range(1, max_seeds + 1) if fold_power(terms, effect, k, r) >= POWER_TARGET), None)
             seeds = need or PAPER_SEEDS
@@ -154,7 +155,7 @@ def decisive_rows(plan, *, max_seeds: int = 200, tflops: float = 60.0) -> list[d
 def decisive_cost(plan, *, rows: list[dict] | None = None, **kwargs) -> pd.DataFrame:
     """:func:`decisive_rows` (of ``plan``, or ``rows`` already computed) as a table of short labels."""
     return pd.DataFrame([{
-        "claim": r["claim"], "dataset": f"{DATASET_TITLE[r['dataset']]} ({r['folds']} x {r['clips']:.0f})",
+        "claim": r["claim"], "dataset": f"{title_of(r['dataset'])} ({r['folds']} x {r['clips']:.0f})",
         "paper's effect": f"{r['effect']:+.2f}",
         "power, 5 seeds (fold; clip)": f"{_pct(r['fold_power'])}; {_pct(r['clip_power'])}",
         "seeds per fold for 80 %": str(r["need"]) if r["need"] else f"none (at most {_pct(r['ceiling'])})",
@@ -173,7 +174,7 @@ def decisive_meaning(rows: list[dict]) -> str:
         return ""
     low, high = min(r["fold_power"] for r in rows), max(r["fold_power"] for r in rows)
     need = [r["need"] for r in rows if r["need"]]
-    none = [f"{r['claim']} on {DATASET_TITLE[r['dataset']]}" for r in rows if not r["need"]]
+    none = [f"{r['claim']} on {title_of(r['dataset'])}" for r in rows if not r["need"]]
     hours = [r["gpu_hours"] for r in rows if r["need"]]
     text = (f"**What this means for the paper**: with its five seeds, the fold-level test of the paper's own design "
             f"would have had {100 * low:.0f} to {100 * high:.0f} % power to detect the Table III effects it reports")
@@ -194,7 +195,7 @@ def decisive_meaning(rows: list[dict]) -> str:
 
 def decisive_terms(rows: list[dict]) -> pd.DataFrame:
     """The variance terms of :func:`decisive_rows` (points squared, one fold, one seed), per claim and dataset."""
-    return pd.DataFrame([{"claim": r["claim"], "dataset": DATASET_TITLE[r["dataset"]], "clip": r["clip"],
+    return pd.DataFrame([{"claim": r["claim"], "dataset": title_of(r["dataset"]), "clip": r["clip"],
                           "seed": r["seed"], "train": r["train"], "train_build": r["train_build"]} for r in rows],
                         columns=["claim", "dataset", "clip", "seed", "train", "train_build"])
 

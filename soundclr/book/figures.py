@@ -172,7 +172,7 @@ def fold_bars(df: pd.DataFrame, metric: str = "final_acc"):
         break_axis(bottom, top, cut, vertical=True)
     else:
         top.set_ylim(0, 100)
-    fig.legend(*top.get_legend_handles_labels(), loc="outside upper center", ncol=len(schemes), frameon=False)
+    fig.legend(*top.get_legend_handles_labels(), loc="outside upper center", ncol=panel_grid(len(schemes))[1], frameon=False)
     return fig
 
 
@@ -251,24 +251,37 @@ def confusion_panels(df: pd.DataFrame):
     """A confusion matrix per scheme of ``df`` (summary rows; summed over its folds and seeds, rows normalised),
     side by side in the registry's order, one colour bar. Returns the figure."""
     shown = in_order(df.scheme)
-    fig, axes = plt.subplots(1, len(shown), figsize=(WIDTH, 2.9), squeeze=False)
-    axes = list(axes[0])
-    for ax, scheme in zip(axes, shown, strict=True):
+    rows, cols = panel_grid(len(shown))
+    fig, grid = plt.subplots(rows, cols, figsize=(WIDTH, 2.9 * rows), squeeze=False)
+    axes = list(grid.flat)[:len(shown)]
+    for ax in list(grid.flat)[len(shown):]:
+        ax.set_visible(False)                        # the last row's empty places
+    for i, (ax, scheme) in enumerate(zip(axes, shown, strict=True)):
         cm, names = tables.confusion(df[df.scheme == scheme])
         im = confusion(ax, cm, names, label_of(scheme))
-        if ax is not axes[0]:
+        if i % cols:
             ax.set_ylabel("")
             ax.set_yticklabels([])
+        if i + cols < len(shown):                    # a panel below it shows the predicted classes
+            ax.set_xlabel("")
+            ax.set_xticklabels([])
     fig.colorbar(im, ax=axes, fraction=0.03, label="share of the true class")
     return fig
 
 
-def class_legend(ax, names: Sequence[str], cmap) -> None:
+def panel_grid(n: int, most: int = 3) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels of one kind with at most ``most`` to a row, the rows as even as can be:
+    3 -> (1, 3), 4 -> (2, 2), 5 -> (2, 3)."""
+    rows = max(1, math.ceil(n / most))
+    return rows, max(1, math.ceil(n / rows))
+
+
+def class_legend(ax, names: Sequence[str], cmap, *, below: bool = False) -> None:
     """The classes' colours: right of ``ax`` for a few classes; under the whole figure, in columns,
-    for many (ESC-50's 50 would not fit beside it)."""
+    for many (ESC-50's 50 would not fit beside it), or wherever ``below``."""
     handles = [Line2D([], [], marker=class_marker(i, len(names)), ls="", color=cmap(i), markersize=5, label=n)
                for i, n in enumerate(names)]
-    if len(names) <= 12:
+    if len(names) <= 12 and not below:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     else:
         fig = ax.figure

@@ -4,7 +4,7 @@ A notebook of the book holds three kinds of cell, and nothing else:
 
 1. **the parameters** (tagged ``parameters``, which papermill overrides): ``dataset``, ``preset``, ``size``,
    ``device``, ``results``, ``data_root``, ``epochs``, ``folds``, ``seeds``, ``interactive``, ``settings``,
-   and the page's own (``alphas`` in ``results``, ``noise_stds`` in ``robustness``, ``scheme`` in
+   ``plugins`` (files of your own schemes and claims) and ``schemes`` (yours beside the paper's), and the page's own (``alphas`` in ``results``, ``noise_stds`` in ``robustness``, ``scheme`` in
    ``training``), each with its default and a comment;
 2. **the set-up** (tagged ``remove-input``), the imports and this call::
 
@@ -41,12 +41,13 @@ from ..config import ConfigError
 from ..data.bank import load_bank
 from ..runs.store import frame
 from . import figures
-from .plan import Plan, make_plan
+from ..schemes import load_plugins
+from .plan import Plan, make_plan, project_path
 from .reproduce import PER_RUN, check_settings
 
 # Every notebook's parameters, and each page's own.
 PARAMETERS = ("dataset", "preset", "size", "device", "results", "data_root", "epochs", "folds", "seeds",
-              "interactive", "settings")
+              "interactive", "settings", "plugins", "schemes")
 PAGE_PARAMETERS = {"results": ("alphas",), "robustness": ("noise_stds",), "training": ("scheme",)}
 
 # The runs each page reads (its Runs line).
@@ -171,7 +172,7 @@ def merge_settings(params: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     for key in list(settings):
         bare = str(key).replace("-", "_").split(".")[-1]
         if bare in ("dataset", "device", "data_root", "preset", "size", "results", "folds", "seeds",
-                    "interactive", "alphas", "noise_stds") and bare in params:
+                    "interactive", "alphas", "noise_stds", "plugins", "schemes") and bare in params:
             raise ConfigError(f"settings={{{key!r}: {settings[key]!r}}} names the notebook's parameter {bare!r} "
                               f"(now {params[bare]!r}): set {bare} = ... in the parameters cell instead")
         if bare in PER_RUN:
@@ -196,11 +197,12 @@ def setup(name: str, namespace: Mapping[str, Any]) -> Page:
     warnings.filterwarnings("ignore", message="IProgress not found")   # umap imports tqdm.auto; no bars on these pages
     _inline_figures()
     figures.style()
+    load_plugins([project_path(p) for p in params["plugins"] or []])   # before any name of theirs is read
     settings, epochs = merge_settings(params)
     extra = {k: params[k] for k in ("alphas", "noise_stds") if k in params}
     plan = make_plan(params["dataset"], params["preset"], size=params["size"], device=params["device"],
                      results=params["results"], data_root=params["data_root"], epochs=epochs, folds=params["folds"],
-                     seeds=params["seeds"], **extra, **settings)
+                     seeds=params["seeds"], schemes=params["schemes"], **extra, **settings)
     page = Page(name, plan, params)
     if name != "claims":               # the Claims page puts its scope first (sections.claims.scope shows these after it)
         show_lines(page)

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..config import EXECUTION_FIELDS, Config, frames, preset
 from ..schemes import PAPER_SCHEMES
+from ..schemes import get as scheme_of
 from ..files import read_json
-from ..runs.grid import _reuse_twin, grid, run_grid
+from ..runs.grid import reuse_twin, grid, run_grid
 from ..weights import imagenet_cache_path
 
 PAPER_ALPHAS = (0.01, 0.25, 0.5, 0.75, 0.99)
@@ -74,15 +75,16 @@ class Plan:
     ensemble_k: int
     results: str
     reductions: list[str] = field(default_factory=list)
+    schemes: list[str] = field(default_factory=lambda: list(PAPER_SCHEMES))   # the main grid's: the paper's, then yours
 
     # -- the grids -------------------------------------------------------------------------
     def _grid(self, experiment: str, schemes, folds, seeds, variants=None):
         return grid(self.config, experiment, schemes=list(schemes), folds=folds, seeds=seeds, variants=variants,
                     results=Path(self.results))
 
-    def main_runs(self, schemes=PAPER_SCHEMES):
-        """Table III, Table IV, Fig. 4, Fig. 5, the UMAPs: every scheme x fold x seed."""
-        return self._grid("main", schemes, self.folds, self.seeds)
+    def main_runs(self, schemes=None):
+        """Table III, Table IV, Fig. 4, Fig. 5, the UMAPs: every scheme of the plan (or of ``schemes``) x fold x seed."""
+        return self._grid("main", self.schemes if schemes is None else schemes, self.folds, self.seeds)
 
     def alpha_runs(self):
         """Table II: the hybrid loss for each alpha."""
@@ -150,7 +152,7 @@ class Plan:
         experiment of the store (the book trains each computation once) is copied into place first."""
         for run in runs:
             if not run.finished:
-                _reuse_twin(run, lambda *args, **kwargs: None, "")
+                reuse_twin(run, lambda *args, **kwargs: None, "")
         return all(run.finished for run in runs)
 
     # -- words for the pages -------------------------------------------------------------------
@@ -283,16 +285,21 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
               device: str = "auto", results: str = "results", data_root: str = "data",
               epochs: int | None = None, folds: list[int] | None = None, seeds: list[int] | None = None,
               alphas: list[float] | None = None, noise_stds: list[float] | None = None, imagenet: bool | None = None,
-              **settings: Any) -> Plan:
+              schemes: list[str] | str | None = None, **settings: Any) -> Plan:
     """The configuration and the grids a notebook runs.
 
     ``size``: ``None`` (the preset's own), or ``"tiny"`` (smallest settings, for tests).
     ``epochs``, ``folds``, ``seeds``, ``alphas``, ``noise_stds`` and any configuration setting
     override the plan. ``imagenet``: whether ImageNet weights can be had (default: whether
     they are in the torch hub cache); without them Fig. 3's transfer-learning bars are left out.
+    ``schemes``: the main grid's schemes (a list, or a comma-separated string); None: the paper's three. A
+    scheme of your own (registered by a plugin, :mod:`soundclr.schemes`) is trained and shown beside them,
+    under the same schedule, folds, seeds and statistics; the paper's three are always kept, so that every
+    claim of the paper stays testable.
     A relative ``results`` or ``data_root`` is taken from the project root (:func:`project_path`).
     """
     results, data_root = project_path(results), project_path(data_root)
+    schemes = plan_schemes(schemes)
     cfg = preset(preset_name, dataset=dataset, device=device, data_root=data_root, **settings)
     size = size or preset_name
     if size not in ("paper", "quick", "tiny"):
@@ -364,4 +371,13 @@ def make_plan(dataset: str = "synthetic", preset_name: str = "quick", *, size: s
                           f"steps are shown on a randomly initialised {ch}-channel backbone instead")
     return Plan(config=cfg, size=size, ablation=ablation, ablation_skipped=skipped,
                 noise_stds=list(noise_stds) if noise_stds is not None else list(PAPER_NOISE),
-                ensemble_k=len(p["seeds"]), results=results, reductions=reductions, **p)
+                ensemble_k=len(p["seeds"]), results=results, reductions=reductions, schemes=schemes, **p)
+
+
+def plan_schemes(schemes: list[str] | str | None) -> list[str]:
+    """The main grid's schemes: the paper's three, then each other scheme of ``schemes`` (a list or a
+    comma-separated string) in the order given; an unregistered name is a ValueError saying how to load it."""
+    given = [s.strip() for s in (schemes.split(",") if isinstance(schemes, str) else schemes or []) if s.strip()]
+    for name in given:
+        scheme_of(name)                     # unknown: the registry's error (names the schemes, says --plugin FILE)
+    return [*PAPER_SCHEMES, *dict.fromkeys(s for s in given if s not in PAPER_SCHEMES)]

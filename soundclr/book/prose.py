@@ -10,18 +10,18 @@ import re
 import pandas as pd
 
 from ..analysis.claims import BY_DESIGN, PROTOCOL_LABEL
-from ..config import DATASET_TITLE
+from ..datasets import title_of
 
 # -- words for the pages -------------------------------------------------------------------------
 
 
-def _num(x: float, unit: str = "points") -> str:
+def number_text(x: float, unit: str = "points") -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     return f"{x:+.0f}" if unit == "seconds" else f"{x:+.2f}"
 
 
-def _is_number(x) -> bool:
+def is_number(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
@@ -37,15 +37,15 @@ def interval_text(row, *, plain: bool = True) -> str:
     if r["verdict"] == "not testable":
         return "not testable"
     if not (math.isfinite(r["low_nb"]) and math.isfinite(r["high_nb"])):
-        return f"{_num(r['effect'], unit)} {unit} (n = {r['n']}: no interval)"
+        return f"{number_text(r['effect'], unit)} {unit} (n = {r['n']}: no interval)"
     level = r.get("level", 0.95)
-    level = 0.95 if not _is_number(level) else level
+    level = 0.95 if not is_number(level) else level
     n = f"{r['n']} folds" if r["design"] == "folds" else "clips per fold"
     each = " each, simultaneous" if r["design"] != "folds" else ""
-    text = (f"{_num(r['effect'], unit)} {unit} [{_num(r['low_nb'], unit)}, {_num(r['high_nb'], unit)}] "
+    text = (f"{number_text(r['effect'], unit)} {unit} [{number_text(r['low_nb'], unit)}, {number_text(r['high_nb'], unit)}] "
             f"({level_label(level)}{each})")
     if plain and r["design"] == "folds":
-        text += f"; uncorrected [{_num(r['low'], unit)}, {_num(r['high'], unit)}] ({level_label(level)})"
+        text += f"; uncorrected [{number_text(r['low'], unit)}, {number_text(r['high'], unit)}] ({level_label(level)})"
     return text + f", {n}"
 
 
@@ -59,11 +59,11 @@ def power_text(row) -> str:
     def size(x):
         return "n/a" if not math.isfinite(x) else f"{abs(x):.0f}" if unit == "seconds" else f"{abs(x):.2f}"
     cons = row.get("detectable_conservative", math.nan)
-    text = f"detects {size(row['detectable'])} {unit} (conservatively {size(cons) if _is_number(cons) else 'n/a'})"
-    if _is_number(row["power"]) and _is_number(row["paper"]):
+    text = f"detects {size(row['detectable'])} {unit} (conservatively {size(cons) if is_number(cons) else 'n/a'})"
+    if is_number(row["power"]) and is_number(row["paper"]):
         pc = row.get("power_conservative", math.nan)
         text += (f"; power at the paper's {row['paper']:.2f}: {100 * row['power']:.0f} % (conservatively "
-                 + (f"{100 * pc:.0f} %)" if _is_number(pc) else "n/a)"))
+                 + (f"{100 * pc:.0f} %)" if is_number(pc) else "n/a)"))
     return text
 
 
@@ -71,11 +71,11 @@ def tests_text(row) -> str:
     """The p values beside the verdict (corrected t, and the exact sign-flip test where there is one) and the
     probability of improvement with the folds won: what a reader needs to weigh a verdict on five folds."""
     parts = []
-    if _is_number(row.get("p")):
+    if is_number(row.get("p")):
         parts.append(f"p = {row['p']:.3f} (corrected t)")
-    if _is_number(row.get("p_signflip")):
+    if is_number(row.get("p_signflip")):
         parts.append(f"{row['p_signflip']:.3f} (exact sign-flip; smallest possible {2 / 2 ** int(row['n']):.3f})")
-    if _is_number(row.get("prob_improvement")):
+    if is_number(row.get("prob_improvement")):
         parts.append(f"P(improvement) {row['prob_improvement']:.2f}, ahead on {int(row['folds_won'])} of "
                      f"{int(row['folds'])} folds")
     return "; ".join(parts)
@@ -83,10 +83,10 @@ def tests_text(row) -> str:
 
 def _paper_cell(r) -> str:
     p = r["paper"]
-    if not _is_number(p):
+    if not is_number(p):
         return r["paper_source"]
-    where = "" if r["paper_dataset"] == r.get("dataset") else f", {DATASET_TITLE[r['paper_dataset']]}"
-    return f"{_num(p, r['unit'])} {r['unit']} ({r['paper_source']}{where})"
+    where = "" if r["paper_dataset"] == r.get("dataset") else f", {title_of(r['paper_dataset'])}"
+    return f"{number_text(p, r['unit'])} {r['unit']} ({r['paper_source']}{where})"
 
 
 SHORT_WORDS = {   # the verdict's words in the ledger table (the page's "How to read" says the rest)
@@ -154,12 +154,12 @@ def _row_data(r) -> str:
 def _short(r, prefix: str = "", verdict: bool = True) -> str:
     """``+0.88 [-1.90, +3.66] inconclusive``: an effect, its corrected interval and (``verdict``) verdict."""
     e, lo, hi, v = (r[f"{prefix}effect"], r[f"{prefix}low_nb"], r[f"{prefix}high_nb"], r[f"{prefix}verdict"])
-    if not _is_number(e) or not v:
+    if not is_number(e) or not v:
         return "n/a"
     unit = r["unit"]
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{_num(e, unit)} (no interval)"
-    return f"{_num(e, unit)} [{_num(lo, unit)}, {_num(hi, unit)}]" + (f" {v}" if verdict else "")
+        return f"{number_text(e, unit)} (no interval)"
+    return f"{number_text(e, unit)} [{number_text(lo, unit)}, {number_text(hi, unit)}]" + (f" {v}" if verdict else "")
 
 
 def protocol_table(led: pd.DataFrame) -> pd.DataFrame:
@@ -169,13 +169,13 @@ def protocol_table(led: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in led[led.verdict != "not testable"].iterrows():
         for name, prefix in (("final", ""), ("best_test", "best_test_"), ("best_val", "best_val_")):
-            if not _is_number(r[f"{prefix}effect"]) or not r[f"{prefix}verdict" if prefix else "verdict"]:
+            if not is_number(r[f"{prefix}effect"]) or not r[f"{prefix}verdict" if prefix else "verdict"]:
                 continue
             unit = r["unit"]
             lo, hi = r[f"{prefix}low_nb"], r[f"{prefix}high_nb"]
             rows.append({"claim": r["id"], "protocol": PROTOCOL_LABEL[name],
-                         "effect [corrected interval]": f"{_num(r[f'{prefix}effect'], unit)} [{_num(lo, unit)}, {_num(hi, unit)}]"
-                         if math.isfinite(lo) and math.isfinite(hi) else f"{_num(r[f'{prefix}effect'], unit)} (no interval)",
+                         "effect [corrected interval]": f"{number_text(r[f'{prefix}effect'], unit)} [{number_text(lo, unit)}, {number_text(hi, unit)}]"
+                         if math.isfinite(lo) and math.isfinite(hi) else f"{number_text(r[f'{prefix}effect'], unit)} (no interval)",
                          "verdict": r[f"{prefix}verdict" if prefix else "verdict"]})
     return pd.DataFrame(rows, columns=["claim", "protocol", "effect [corrected interval]", "verdict"]).set_index(
         ["claim", "protocol"])

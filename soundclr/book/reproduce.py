@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..analysis.ledger import ledger
-from ..config import DATASET_TITLE, ConfigError
+from ..config import ConfigError
+from ..datasets import get as dataset_of
 from ..schemes import label_of
 from ..config import preset as make_preset
 from ..data.bank import load_bank
@@ -28,11 +29,21 @@ from ..files import SOURCE_ROOT
 from ..runs.pool import train_in_processes, work
 from ..runs.threads import thread_env, worker_threads
 from ..train.checks import preflight
-from .plan import make_plan
+from ..schemes import PAPER_SCHEMES, load_plugins
+from .plan import make_plan, plan_schemes
 
 ROOT = SOURCE_ROOT
 
-# (output name, notebook source, extra parameters): the training notebook runs once per scheme.
+
+def notebooks_for(schemes) -> list[tuple[str, str, dict]]:
+    """:data:`NOTEBOOKS` for a plan of ``schemes``: a training page for each scheme not among the paper's,
+    after the paper's three."""
+    extra = [(f"training-{s}", "training", {"scheme": s}) for s in plan_schemes(schemes) if s not in PAPER_SCHEMES]
+    last = max(i for i, (name, _, _) in enumerate(NOTEBOOKS) if name.startswith("training-"))
+    return [*NOTEBOOKS[:last + 1], *extra, *NOTEBOOKS[last + 1:]]
+
+# (output name, notebook source, extra parameters): the training notebook runs once per scheme of the plan
+# (the paper's three here; a scheme of your own, --schemes, adds its page after them: see notebooks_for).
 NOTEBOOKS = [
     ("augmentations", "augmentations", {}),
     ("training-ce", "training", {"scheme": "ce"}),
@@ -114,22 +125,28 @@ def repo_root() -> Path:
 
 def run_notebooks(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
                   data_root: str = "data", size: str | None = None, only: list[str] | None = None,
-                  out_dir: Path | None = None, jobs: int | None = None, settings: dict | None = None) -> list[Path]:
+                  out_dir: Path | None = None, jobs: int | None = None, settings: dict | None = None,
+                  plugins: list[str] | None = None, schemes: list[str] | None = None) -> list[Path]:
     """Execute every notebook (or those in ``only``) with papermill into ``out_dir``, ``jobs`` at a
     time (default: 2 on a machine with 2 or more cores), each in its own process and kernel. A
     failed notebook stops the rest with the failing cell's error; its executed copy is kept as
     ``<name>.failed.ipynb``. ``settings``: any setting of the configuration on top of the preset
     (each notebook's ``settings`` parameter; ``epochs`` goes to its ``epochs`` parameter), checked
-    before the first notebook starts."""
+    before the first notebook starts. ``plugins``: files of your own schemes and claims, loaded here and by
+    every notebook; ``schemes``: yours, trained and shown beside the paper's three (a training page each)."""
 
+    plugins = [str(Path(p).resolve()) for p in plugins or []]
+    load_plugins(plugins)
+    schemes = [s for s in plan_schemes(schemes) if s not in PAPER_SCHEMES] or None
     settings, epochs = check_settings(dataset, preset, settings)
     root = repo_root()
     out_dir = Path(out_dir) if out_dir else root / "book" / "generated" / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"dataset": dataset, "preset": preset, "device": device, "size": size, "interactive": False,
               "results": str(Path(results).resolve()), "data_root": str(Path(data_root).resolve()),
-              "settings": settings, **({"epochs": epochs} if epochs is not None else {})}
-    todo = [(name, source, extra) for name, source, extra in NOTEBOOKS if not only or name in only]
+              "settings": settings, "plugins": plugins, "schemes": schemes,
+              **({"epochs": epochs} if epochs is not None else {})}
+    todo = [(name, source, extra) for name, source, extra in notebooks_for(schemes) if not only or name in only]
     jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo) or 1))
     # each kernel gets its share of the cores, as the training workers do: two kernels evaluating with a
     # thread per core each ran the first claims ledger of a build 15 times slower (270 s against 18 s)
@@ -195,7 +212,7 @@ def _for_the_book(nb, dataset: str, scheme: str | None = None) -> None:
     (the notebook's defaults, and papermill's injected values with machine paths): the page states
     the values it ran in its Settings line."""
 
-    label = DATASET_TITLE[dataset] + (" dataset" if dataset == "synthetic" else "")
+    label = dataset_of(dataset).title + (" dataset" if dataset_of(dataset).generated else "")
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             first, _, rest = cell.source.lstrip().partition("\n")
@@ -258,7 +275,7 @@ def default_workers(device: str = "auto") -> int:
 
 def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", results: str = "results",
                data_root: str = "data", size: str | None = None, workers: int | None = None,
-               settings: dict | None = None) -> int:
+               settings: dict | None = None, schemes: list[str] | None = None) -> int:
     """Train every run the book needs (``Plan.all_runs``) with ``workers`` processes on this machine;
     the run leases give each run to one of them. Streams their progress lines; returns the number
     of runs. ``settings``: any setting of the configuration on top of the preset (``--set``). The
@@ -267,7 +284,7 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
 
     settings, epochs = check_settings(dataset, preset, settings)
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
-                     data_root=str(Path(data_root).resolve()), epochs=epochs, **settings)
+                     data_root=str(Path(data_root).resolve()), epochs=epochs, schemes=schemes, **settings)
     runs = plan.all_runs()
     todo = [r for r in runs if not r.finished]
     workers = max(1, min(workers or default_workers(device), len(todo) or 1))
@@ -282,7 +299,8 @@ def train_plan(dataset: str, preset: str = "quick", *, device: str = "auto", res
         work(runs)
     else:
         args = json.dumps(dict(dataset=dataset, preset=preset, device=device, results=str(Path(results).resolve()),
-                               data_root=str(Path(data_root).resolve()), size=size, settings=settings, epochs=epochs))
+                               data_root=str(Path(data_root).resolve()), size=size, settings=settings, epochs=epochs,
+                               schemes=schemes))
         try:
             train_in_processes([sys.executable, "-m", "soundclr.book.reproduce", "--train-worker", args], workers, plan.config)
         except RuntimeError as err:
@@ -299,28 +317,34 @@ def _train_worker(args: dict) -> int:
     """One training worker of ``train_plan`` (a separate process), registered as a worker of this host
     for its life (its threads: ``OMP_NUM_THREADS``, set by ``run_workers``)."""
     plan = make_plan(args["dataset"], args["preset"], size=args["size"], device=args["device"], results=args["results"],
-                     data_root=args["data_root"], epochs=args.get("epochs"), **args.get("settings", {}))
+                     data_root=args["data_root"], epochs=args.get("epochs"), schemes=args.get("schemes"),
+                     **args.get("settings", {}))
     work(plan.all_runs())
     return 0
 
 
 def reproduce(dataset: str = "synthetic", preset: str = "quick", *, device: str = "auto", results: str = "results",
               data_root: str = "data", size: str | None = None, build: bool = True, workers: int | None = None,
-              settings: dict | None = None) -> Path | None:
+              settings: dict | None = None, plugins: list[str] | None = None,
+              schemes: list[str] | None = None) -> Path | None:
     """Train every run of the book, run every notebook, build the book. ``settings``: any setting of the
-    configuration on top of the preset (``soundclr reproduce --set KEY=VALUE``), checked before any work."""
+    configuration on top of the preset (``soundclr reproduce --set KEY=VALUE``), checked before any work.
+    ``plugins`` and ``schemes``: your own schemes and claims beside the paper's (``--plugin``, ``--schemes``)."""
     t0 = time.time()
+    load_plugins([str(Path(p).resolve()) for p in plugins or []])      # the workers and kernels load them from the environment
+    plan_schemes(schemes)                                               # an unknown scheme: an error before any work
     checked, epochs = check_settings(dataset, preset, settings)
     train_plan(dataset, preset, device=device, results=results, data_root=data_root, size=size, workers=workers,
-               settings=settings)
+               settings=settings, schemes=schemes)
     # The claims ledger, once, here: every page reads it from its cache (soundclr.analysis.ledger) instead of
     # computing it again, two notebook kernels at a time.
     t1 = time.time()
     plan = make_plan(dataset, preset, size=size, device=device, results=str(Path(results).resolve()),
-                     data_root=str(Path(data_root).resolve()), epochs=epochs, **checked)
+                     data_root=str(Path(data_root).resolve()), epochs=epochs, schemes=schemes, **checked)
     ledger(plan, device=device)
     print(f"[reproduce] {dataset}: the claims ledger in {time.time() - t1:.0f} s", flush=True)
-    run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size, settings=settings)
+    run_notebooks(dataset, preset, device=device, results=results, data_root=data_root, size=size, settings=settings,
+                  plugins=plugins, schemes=schemes)
     html = build_book() if build else None
     print(f"[reproduce] done in {time.time() - t0:.0f} s" + (f": open {html / 'index.html'}" if html else ""), flush=True)
     return html

@@ -2,8 +2,8 @@
 and decoding once into a :class:`WaveBank` cached on disk."""
 from .bank import Split, WaveBank, load_bank
 from .fetch import download
-from .layouts import LAYOUTS, SOURCES, DatasetError, dataset_folder
+from .layouts import SOURCES, DatasetError, dataset_folder, layout
 from .verify import DownloadError, verify_contents
 
-__all__ = ["load_bank", "WaveBank", "Split", "DatasetError", "dataset_folder", "LAYOUTS", "SOURCES", "download",
+__all__ = ["load_bank", "WaveBank", "Split", "DatasetError", "dataset_folder", "layout", "SOURCES", "download",
            "DownloadError", "verify_contents"]

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from ..config import setting_spelling
-from .cache import CACHE_DIRNAME, _bad_files_message, _load_source
+from .cache import CACHE_DIRNAME, bad_files_message, load_source
 from .layouts import (
-    LAYOUTS,
     DatasetError,
-    _missing_folder,
-    _read_metadata,
-    _refetch,
+    layout,
+    missing_folder,
+    read_metadata,
+    refetch_advice,
     dataset_folder,
     dataset_rows,
 )
@@ -144,31 +144,31 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
     if sample_rate <= 0:
         raise DatasetError(f"sample_rate={sample_rate} is not valid: it must be positive")
     folder = dataset_folder(data)
-    layout = LAYOUTS[dataset]
-    if dataset == "synthetic":
+    record = layout(dataset)
+    if record.generated:
         # The generator owns its folder: it makes it on first use and remakes it if incomplete or outdated
         # (a remade folder has a new fingerprint, so the cache follows).
         ensure_synthetic(folder, seed=data.synthetic_draw)
     if not folder.is_dir():
-        raise _missing_folder(dataset, folder)
-    meta = _read_metadata(dataset, folder)
+        raise missing_folder(dataset, folder)
+    meta = read_metadata(dataset, folder)
     # ESC-10 needs only its own 400 files: others that are bad do not stop it (they are left out of the shared cache).
     in_dataset = dataset_rows(dataset, meta, folder)
     fatal = in_dataset & (on_bad_file == "error")
-    source = "esc50" if dataset == "esc10" else dataset
+    source = record.subset_of or dataset        # ESC-10 decodes ESC-50's folder (one cache for both)
     if cache_dir is None:
         cache, tag = folder / CACHE_DIRNAME, source
     else:   # a cache folder outside the dataset may serve several data roots: tell them apart
         cache = Path(cache_dir).expanduser()
         tag = f"{source}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]}"
-    array, side = _load_source(source, tag, folder, meta, sample_rate, fatal, cache, progress)
+    array, side = load_source(source, tag, folder, meta, sample_rate, fatal, cache, progress)
 
     names = {name: i for i, name in enumerate(meta.files)}
     bad = [(name, reason) for name, reason in side["skipped"] if in_dataset[names[name]]]
     if bad and on_bad_file == "error":
-        raise DatasetError(_bad_files_message(folder, dataset, bad))
+        raise DatasetError(bad_files_message(folder, dataset, bad))
     if bad:
-        warnings.warn(setting_spelling("on_bad_file", "skip") + ": left out " + _bad_files_message(folder, dataset, bad, advice=False),
+        warnings.warn(setting_spelling("on_bad_file", "skip") + ": left out " + bad_files_message(folder, dataset, bad, advice=False),
                       stacklevel=2)
     kept = np.array(side["kept"], np.int64)
     with warnings.catch_warnings():
@@ -179,15 +179,15 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
                     labels=torch.from_numpy(meta.labels[kept]), folds=torch.from_numpy(meta.folds[kept]),
                     class_names=list(meta.class_names), filenames=[meta.files[i] for i in kept],
                     sample_rate=sample_rate, dataset=source)
-    if dataset == "esc10":
+    if record.subset_of:
         # The ESC-10 rows (a prefix of the bank), targets remapped to 0..9 in ascending ESC-50 order.
         bank = bank.subset(torch.nonzero(torch.from_numpy(meta.esc10[kept])).flatten())
         targets = sorted(set(meta.labels[meta.esc10].tolist()))
         remap = torch.full((len(meta.class_names),), -1, dtype=torch.long)
         remap[targets] = torch.arange(len(targets))
         bank = replace(bank, labels=remap[bank.labels], class_names=[meta.class_names[t] for t in targets],
-                       dataset="esc10")
+                       dataset=dataset)
     if len(bank) == 0:
-        raise DatasetError(f"no usable clip is left in {folder}: every file listed in {folder / layout.metadata} "
-                           f"was unusable. {_refetch(dataset, folder)}.")
+        raise DatasetError(f"no usable clip is left in {folder}: every file listed in {folder / record.metadata} "
+                           f"was unusable. {refetch_advice(dataset, folder)}.")
     return bank

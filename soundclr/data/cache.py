@@ -23,10 +23,10 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from ..audio.io import _BadFile, _decode, _probe, _to_int16
+from ..audio.io import BadFile, decode_file, probe_file, to_int16
 from ..config import INTERFACE_ENV, setting_spelling
 from ..files import atomic_path, atomic_write_json, is_temporary
-from .layouts import LAYOUTS, DatasetError, _Meta, _refetch
+from .layouts import DatasetError, Meta, layout, refetch_advice
 
 # Bump when the decoding changes what is stored, so old caches are rebuilt.
 FORMAT_VERSION = 1
@@ -38,7 +38,7 @@ CACHE_DIRNAME = ".soundclr-cache"
 DECODE_THREADS = 4
 
 
-def _fingerprint(folder: Path, meta: _Meta) -> str:
+def _fingerprint(folder: Path, meta: Meta) -> str:
     """Changes when the metadata or any listed audio file (name, size, mtime) changes."""
     digest = hashlib.sha256(meta.content)
     for name in meta.files:
@@ -155,8 +155,8 @@ def _ordered(pool: ThreadPoolExecutor, fn, items: Iterable, window: int):
         yield future
 
 
-def _bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], advice: bool = True) -> str:
-    layout = LAYOUTS[dataset]
+def bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], advice: bool = True) -> str:
+    record = layout(dataset)
     lines = [f"  {folder / name}: {reason}" for name, reason in bad[:20]]
     if len(bad) > 20:
         lines.append(f"  ... and {len(bad) - 20} more")
@@ -164,11 +164,11 @@ def _bad_files_message(folder: Path, dataset: str, bad: list[tuple[str, str]], a
     if not advice:
         return listing
     how = ("run again with " if os.environ.get(INTERFACE_ENV) == "cli" else "pass ") + setting_spelling("on_bad_file", "skip")
-    return (f"{listing}\n{_refetch(dataset, folder)}, remove these rows from {folder / layout.metadata}, "
+    return (f"{listing}\n{refetch_advice(dataset, folder)}, remove these rows from {folder / record.metadata}, "
             f"or {how} to leave them out.")
 
 
-def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
+def _decode_into(npy: Path, folder: Path, meta: Meta, sample_rate: int, fatal: np.ndarray,
                  dataset: str, progress: bool) -> dict:
     """Decode every clip into a new .npy at ``npy``; return the sidecar (kept rows, lengths, skipped files).
 
@@ -182,30 +182,30 @@ def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: 
 
     def probe(path: Path):
         try:
-            return _probe(path)
-        except _BadFile as err:
+            return probe_file(path)
+        except BadFile as err:
             return err
 
     workers = min(DECODE_THREADS, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         probes = list(pool.map(probe, paths))
-        bad = [(i, str(p)) for i, p in enumerate(probes) if isinstance(p, _BadFile)]
+        bad = [(i, str(p)) for i, p in enumerate(probes) if isinstance(p, BadFile)]
         if any(fatal[i] for i, _ in bad):
-            raise DatasetError(_bad_files_message(folder, dataset, [(meta.files[i], r) for i, r in bad if fatal[i]]))
+            raise DatasetError(bad_files_message(folder, dataset, [(meta.files[i], r) for i, r in bad if fatal[i]]))
         skipped += bad
-        rows = [i for i, p in enumerate(probes) if not isinstance(p, _BadFile)]
+        rows = [i for i, p in enumerate(probes) if not isinstance(p, BadFile)]
         # Output length of the resampler: ceil(frames * new / old).
         width = max((-(-frames * sample_rate // rate) for frames, rate in (probes[i] for i in rows)), default=1)
         array = np.lib.format.open_memmap(npy, mode="w+", dtype=np.int16, shape=(max(len(rows), 1), width))
         kept, lengths = [], []
         bar = tqdm(total=len(rows), desc=f"decoding {dataset} at {sample_rate} Hz", unit="clip", disable=not progress)
         try:
-            for i, future in zip(rows, _ordered(pool, lambda i: _decode(paths[i], sample_rate), rows, 2 * workers)):
+            for i, future in zip(rows, _ordered(pool, lambda i: decode_file(paths[i], sample_rate), rows, 2 * workers)):
                 try:
-                    wave = _to_int16(future.result())
-                except _BadFile as err:
+                    wave = to_int16(future.result())
+                except BadFile as err:
                     if fatal[i]:
-                        raise DatasetError(_bad_files_message(folder, dataset, [(meta.files[i], str(err))])) from None
+                        raise DatasetError(bad_files_message(folder, dataset, [(meta.files[i], str(err))])) from None
                     skipped.append((i, str(err)))
                     continue
                 n = min(len(wave), width)
@@ -221,7 +221,7 @@ def _decode_into(npy: Path, folder: Path, meta: _Meta, sample_rate: int, fatal: 
             "skipped": [[meta.files[i], reason] for i, reason in sorted(skipped)]}
 
 
-def _load_source(source: str, tag: str, folder: Path, meta: _Meta, sample_rate: int, fatal: np.ndarray,
+def load_source(source: str, tag: str, folder: Path, meta: Meta, sample_rate: int, fatal: np.ndarray,
                  cache_dir: Path, progress: bool) -> tuple[np.ndarray, dict]:
     """The decoded array (memory-mapped) and its sidecar, from the cache or by decoding once.
 

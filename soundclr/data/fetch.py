@@ -30,8 +30,8 @@ import urllib.request
 from tqdm.auto import tqdm
 
 from .layouts import Source
-from .unpack import _remove_if_empty, _unpack
-from .verify import _CHUNK, DownloadError, _check_archive, _lookup, verify_contents
+from .unpack import remove_if_empty, unpack_archive
+from .verify import CHUNK, DownloadError, check_archive, source_for, verify_contents
 
 __all__ = ["download"]
 
@@ -58,7 +58,7 @@ def download(name: str, root: str | os.PathLike, *, source: Source | None = None
             archive member, or contents that do not verify. Nothing is left
             half-unpacked.
     """
-    src = source if source is not None else _lookup(name)
+    src = source if source is not None else source_for(name)
     root = pathlib.Path(root).expanduser()
     dest = root / src.name
     if dest.exists():
@@ -77,18 +77,18 @@ def download(name: str, root: str | os.PathLike, *, source: Source | None = None
     placed = archive.exists()  # put there by hand or kept by an earlier call: never ours to delete
     try:
         if placed:
-            _check_archive(src, archive, delete_on_error=False)
+            check_archive(src, archive, delete_on_error=False)
         else:
             cache.mkdir(exist_ok=True)
             part = cache / (src.archive_name + ".part")
             _fetch(src, part, dest=dest, archive=archive, progress=progress, timeout=timeout, retries=retries)
-            _check_archive(src, part, delete_on_error=True)
+            check_archive(src, part, delete_on_error=True)
             os.replace(part, archive)
-        _unpack(src, archive, dest, progress=progress)
+        unpack_archive(src, archive, dest, progress=progress)
     finally:
         if not placed and not keep_archive:
             archive.unlink(missing_ok=True)
-        _remove_if_empty(cache)  # still holds a .part to resume, or a kept archive, if not empty
+        remove_if_empty(cache)  # still holds a .part to resume, or a kept archive, if not empty
     return dest
 
 
@@ -180,7 +180,7 @@ def _fetch_once(src: Source, part: pathlib.Path, *, progress: bool, timeout: flo
                                             leave=False) as bar:
             while True:
                 try:
-                    chunk = response.read(_CHUNK)
+                    chunk = response.read(CHUNK)
                 except (OSError, http.client.HTTPException) as err:
                     raise _Interrupted(f"connection lost after {received} bytes: {err!r}") from None
                 if not chunk:

@@ -13,7 +13,7 @@ import zipfile
 from tqdm.auto import tqdm
 
 from .layouts import Source
-from .verify import _CHUNK, DownloadError, verify_contents
+from .verify import CHUNK, DownloadError, verify_contents
 
 
 def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
@@ -83,10 +83,10 @@ def _unzip(zf: zipfile.ZipFile, base: pathlib.Path, infos) -> None:
             os.symlink(member.linkname, target)
         else:
             with zf.open(info) as data, os.fdopen(os.open(target, _CREATE, member.mode or 0o644), "wb") as out:
-                shutil.copyfileobj(data, out, _CHUNK)
+                shutil.copyfileobj(data, out, CHUNK)
 
 
-def _unpack(src: Source, archive: pathlib.Path, dest: pathlib.Path, *, progress: bool) -> None:
+def unpack_archive(src: Source, archive: pathlib.Path, dest: pathlib.Path, *, progress: bool) -> None:
     """Unpack into a temporary folder beside ``dest``, verify, then rename into place."""
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{src.name}-unpacking-", dir=dest.parent))
@@ -123,7 +123,7 @@ def _unpack(src: Source, archive: pathlib.Path, dest: pathlib.Path, *, progress:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove_if_empty(folder: pathlib.Path) -> None:
+def remove_if_empty(folder: pathlib.Path) -> None:
     try:
         folder.rmdir()
     except OSError:

@@ -11,9 +11,10 @@ import warnings
 
 import soundfile
 
-from .layouts import _ALIASES, SOURCES, Source
+from ..datasets import names as dataset_names
+from .layouts import Source, source_of
 
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 
 
 _PROBLEMS_SHOWN = 10
@@ -32,7 +33,7 @@ def verify_contents(name_or_source: str | Source, folder: str | os.PathLike) -> 
     :func:`soundfile.info` (no decoding) and checks rate, channels and
     duration; for ``exact_files`` sources, that ``audio/`` holds no other WAV.
     """
-    src = name_or_source if isinstance(name_or_source, Source) else _lookup(name_or_source)
+    src = name_or_source if isinstance(name_or_source, Source) else source_for(name_or_source)
     folder = pathlib.Path(folder)
     meta = folder / src.metadata
     if not meta.is_file():
@@ -79,13 +80,13 @@ def verify_contents(name_or_source: str | Source, folder: str | os.PathLike) -> 
                             + "; ".join(problems))
 
 
-def _lookup(name: str) -> Source:
-    key = _ALIASES.get(name, name)
-    if key not in SOURCES:
-        valid = sorted(set(SOURCES) | set(_ALIASES))
+def source_for(name: str) -> Source:
+    src = source_of(name)
+    if src is None:
+        valid = sorted(n for n in dataset_names() if source_of(n) is not None)
         raise DownloadError(f"unknown dataset {name!r}: choose one of {', '.join(valid)} "
                             "(or pass source=Source(...) for another archive)")
-    return SOURCES[key]
+    return src
 
 
 def _some(items: list[str]) -> str:
@@ -123,13 +124,13 @@ def _digests(path: pathlib.Path, src: Source) -> dict[str, str]:
     hashes = {k: hashlib.new(k) for k, want in (("md5", src.md5), ("sha256", src.sha256)) if want}
     if hashes:
         with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
+            while chunk := f.read(CHUNK):
                 for h in hashes.values():
                     h.update(chunk)
     return {k: h.hexdigest() for k, h in hashes.items()}
 
 
-def _check_archive(src: Source, path: pathlib.Path, *, delete_on_error: bool) -> None:
+def check_archive(src: Source, path: pathlib.Path, *, delete_on_error: bool) -> None:
     """Compare size and checksums with the source's; error or warn as the source says."""
     wrong = []
     size = path.stat().st_size

@@ -114,7 +114,7 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, leases, r
     summaries = []
     for n, run in enumerate(mine, 1):
         if rank == 0 and not run.finished:
-            _reuse_twin(run, say, f"[{n}/{len(mine)}]")
+            reuse_twin(run, say, f"[{n}/{len(mine)}]")
         if run.finished:
             summaries.append(read_json(run.directory / "summary.json"))
             continue
@@ -197,7 +197,7 @@ def _why_skipped(run_dir: Path) -> str:
     return "skipped"
 
 
-def _reuse_twin(run: Run, say, prefix: str) -> None:
+def reuse_twin(run: Run, say, prefix: str) -> None:
     """The same computation, finished in another experiment: copy it instead of training it."""
     if run.directory.exists():
         return

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import datasets
 from ..config import INTERFACE_ENV, Config, ConfigError, setting_spelling
 from ..data.layouts import (
     DatasetError,
-    _missing_folder,
-    _read_metadata,
+    missing_folder,
+    read_metadata,
     dataset_folder,
     dataset_rows,
 )
-from ..weights import WeightsError, _download, _imagenet_weights, imagenet_cache_path
+from ..weights import WeightsError, download_file, imagenet_weights, imagenet_cache_path
 from .runtime import resolve_device
 
 
@@ -69,15 +70,15 @@ _CHECKED: dict = {}
 
 def _check_dataset(cfg: Config) -> None:
     d, r = cfg.data, cfg.run
-    if d.dataset == "synthetic":
+    if datasets.get(d.dataset).generated:
         return                                    # generated on first use (soundclr.data.synthetic)
     folder = dataset_folder(cfg)
     key = ("data", d.dataset, str(folder.resolve()))
     meta = _CHECKED.get(key)
     if meta is None:
         if not folder.is_dir():
-            raise _missing_folder(d.dataset, folder)
-        meta = _read_metadata(d.dataset, folder)
+            raise missing_folder(d.dataset, folder)
+        meta = read_metadata(d.dataset, folder)
         _CHECKED[key] = meta
     rows = dataset_rows(d.dataset, meta, folder)
     folds = sorted(set(meta.folds[rows].tolist()))
@@ -102,9 +103,9 @@ def _check_weights(cfg: Config) -> None:
         if ("weights", str(path)) in _CHECKED or path.exists():
             _CHECKED[("weights", str(path))] = True
             return
-        url = _imagenet_weights(backbone).url
+        url = imagenet_weights(backbone).url
         try:
-            _download(url, path, 10.0)
+            download_file(url, path, 10.0)
         except WeightsError:
             raise
         except Exception as err:                  # offline: URLError, OSError, TimeoutError

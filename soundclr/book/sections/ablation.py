@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 
 from ...analysis import tables
 from .. import figures
+from ...analysis.claims import own_claims
 from ..conclusions import fill_reason, page_conclusion
 from ..plan import ABLATION_LABELS, FILL_LABELS
 
@@ -62,5 +63,5 @@ def fills(page) -> None:
 
 def conclusion(page) -> None:
     """C4a, C4b, C5a, C5b and C10; C4b's reason from the fill table when the paper's fill is the cause."""
-    page.show(page_conclusion(page.ledger, ["C4a", "C4b", "C5a", "C5b", "C10"], page.plan,
+    page.show(page_conclusion(page.ledger, ["C4a", "C4b", "C5a", "C5b", "C10", *own_claims("ablation")], page.plan,
                               reasons={"C4b": fill_reason(fill_table(page), page.plan)}))

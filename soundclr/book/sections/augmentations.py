@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle
 
 from ...audio.io import to_float
 from ...audio.pipeline import Pipeline
+from ...datasets import get as dataset_of
 from .. import figures
 from ..conclusions import page_conclusion
 from ..plan import PAPER_MASKS
@@ -188,7 +189,7 @@ def classes(page, most: int = 10) -> None:
     """One clip of each of the first ``most`` classes, each under its name, to listen to."""
     from IPython.display import Audio  # IPython: the book extra's (a notebook's kernel)
     bank = page.bank
-    if page.dataset == "synthetic":
+    if dataset_of(page.dataset).generated:
         page.show("The synthetic classes are generated procedurally by `soundclr.data.synthetic` (see its "
                   "docstring), in ESC-50's layout, with confusable pairs on purpose.")
     shown = min(most, bank.n_classes)

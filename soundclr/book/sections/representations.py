@@ -3,6 +3,7 @@ their silhouette scores, and the conclusion."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -73,18 +74,20 @@ def umap_figure(p: dict):
     schemes = in_order(k[0] for k in p if k != "names" and k[1] == "representation")
     fig, axes = plt.subplots(2, len(schemes), figsize=(figures.WIDTH, 5.0), squeeze=False)
     cmap = figures.class_colors(len(p["names"]))
+    many = len(schemes) > 3            # narrower columns: titles on two lines, the classes' legend under the figure
+    name = (lambda s: textwrap.fill(label_of(s), 14)) if many else label_of
     for col, scheme in enumerate(schemes):
         for row, (space, symbol) in enumerate(SPACES):
             d, ax = p[(scheme, space)], axes[row, col]
             faded = untrained((scheme, space))
             figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=faded)
             if faded:
-                ax.set_title(f"{symbol}: {label_of(scheme)}", color="#555555")
+                ax.set_title(f"{symbol}: {name(scheme)}", color="#555555")
                 ax.set_xlabel(f"untrained: a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
             else:
-                ax.set_title(f"{symbol}: {label_of(scheme)}")
+                ax.set_title(f"{symbol}: {name(scheme)}")
                 ax.set_xlabel(f"silhouette {d['score']:.2f}")
-    figures.class_legend(axes[0, -1], p["names"], cmap)
+    figures.class_legend(axes[0, -1], p["names"], cmap, below=many)
     return fig
 
 
@@ -135,7 +138,7 @@ def silhouette_table(scores: dict) -> pd.DataFrame:
     sil = figures.tidy(sil)
     for column in faded:
         sil.loc["projection z", column] += " (untrained: not ranked)"
-    return sil
+    return sil.T if len(sil.columns) > 3 else sil      # more schemes than fit side by side: a row each
 
 
 def silhouettes(page) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ...analysis import tables
-from ...config import PAPER_DATASETS
 from .. import figures
+from ...analysis.claims import own_claims
 from ..conclusions import page_conclusion
 
 
@@ -69,4 +69,4 @@ def confusions(page, k: int = 5) -> None:
 
 def conclusion(page) -> None:
     """C1, C2, C3, C7a, C7b, C9 and C11."""
-    page.show(page_conclusion(page.ledger, ["C1", "C2", "C3", "C7a", "C7b", "C9", "C11"], page.plan))
+    page.show(page_conclusion(page.ledger, ["C1", "C2", "C3", "C7a", "C7b", "C9", "C11", *own_claims("results")], page.plan))

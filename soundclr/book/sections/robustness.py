@@ -9,6 +9,7 @@ from ...analysis import tables
 from ...audio.io import to_float
 from ...schemes import color_of, in_order, label_of
 from .. import figures
+from ...analysis.claims import own_claims
 from ..conclusions import page_conclusion
 
 
@@ -87,4 +88,4 @@ def figure_5(page) -> None:
 
 def conclusion(page) -> None:
     """C6a and C6b."""
-    page.show(page_conclusion(page.ledger, ["C6a", "C6b"], page.plan))
+    page.show(page_conclusion(page.ledger, ["C6a", "C6b", *own_claims("robustness")], page.plan))

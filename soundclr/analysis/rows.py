@@ -1,0 +1,177 @@
+"""The ledger's rows: :class:`Evidence` builds them, one per claim, each with the effect, the fold-level
+intervals and power of :mod:`soundclr.analysis.stats`, its verdict, and whether both sides of the
+comparison trained the same schedule; :func:`beats` is the measurement of a claim "X beats Y" of
+your own (:func:`soundclr.analysis.claims.register`). The paper's claims are measured by
+:mod:`soundclr.analysis.evidence`, with the fold-level helpers below.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..datasets import PAPER_DATASETS
+from ..runs.inference import clip_correctness
+from .claims import BY_DESIGN, CLAIMS, PROTOCOLS
+from .convergence import run_table
+from .stats import clip_floor, cv_ratio, fold_interval, improvement_probability, paper_position, verdict_words
+from .stats import verdict as stats_verdict
+
+
+def clip_correct(run) -> "np.ndarray":
+    return clip_correctness(run.directory)
+
+
+def sides_clip_floor(left: pd.DataFrame, right: pd.DataFrame) -> float:
+    """:func:`~soundclr.analysis.stats.clip_floor` of two sides (each side's seeds averaged per clip), over the
+    folds both hold. NaN without per-clip outputs."""
+    try:
+        return clip_floor([np.mean([clip_correct(r) for r in left[left.fold == f].run], axis=0)
+                           - np.mean([clip_correct(r) for r in right[right.fold == f].run], axis=0)
+                           for f in sorted(set(left.fold) & set(right.fold))])
+    except (OSError, KeyError, RuntimeError):
+        return math.nan
+
+
+def improvement(left: pd.DataFrame, right: pd.DataFrame, value: str) -> tuple[float, int, int]:
+    """rliable's probability of improvement over the (fold, seed) pairs of two sides, and fold wins."""
+    folds = sorted(set(left.fold) & set(right.fold))
+    return improvement_probability([left[left.fold == f][value].dropna().tolist() for f in folds],
+                                   [right[right.fold == f][value].dropna().tolist() for f in folds])
+
+
+def fold_differences(left: pd.DataFrame, right: pd.DataFrame, value: str) -> list[float]:
+    """Per fold both sides hold: the mean over the left side's seeds minus the mean over the right's."""
+    lm = left.groupby("fold")[value].mean().dropna()
+    rm = right.groupby("fold")[value].mean().dropna()
+    return [float(lm[f] - rm[f]) for f in sorted(set(lm.index) & set(rm.index))]
+
+
+def same_schedule(*sides: pd.DataFrame) -> bool:
+    """Whether every run of every side trained (its first stage) the same epochs, warm-up, decay,
+    learning rate and batch: the paper's fair comparison."""
+    return len({s for side in sides for s in side["schedule"]}) <= 1
+
+
+# The statistics a tested row carries beside its effect and intervals (NaN on a row not tested).
+EXTRA_STATS = ("p_plain", "p_signflip", "sd", "sd_floor", "sd_upper", "sd_conservative", "detectable_conservative",
+               "power_conservative", "level", "ratio", "prob_improvement", "folds_won", "folds")
+
+
+def beats(scheme: str, rival: str = "ce"):
+    """The measurement (``compute``) function of a claim "``scheme`` beats ``rival``" (a claim of your own,
+    :func:`soundclr.analysis.claims.register`): ``scheme`` minus ``rival`` in final-epoch accuracy on the
+    main grid, tested as the paper's C1 is (seeds averaged within a fold, the fold as the unit, the
+    Nadeau-Bengio corrected interval, power, the paper's protocol beside it, converged runs only as a
+    sensitivity check, and whether both sides trained the same schedule)."""
+
+    def compute(evidence: Evidence, cid: str) -> None:
+        missing = [s for s in (scheme, rival) if s not in evidence.plan.schemes]
+        if missing:
+            evidence.untestable(cid, f"the main grid of this build has no {' or '.join(missing)} runs (train "
+                                     f"{'it' if len(missing) == 1 else 'them'} beside the paper's schemes: --schemes "
+                                     f"{','.join(missing)} with the plugin that registers {'it' if len(missing) == 1 else 'them'})")
+            return
+        evidence.compare(cid, evidence.scheme_runs(scheme), evidence.scheme_runs(rival))
+
+    compute.__qualname__ = f"beats({scheme!r}, {rival!r})"
+    return compute
+
+
+class Evidence:
+    """Builds the ledger's rows for one plan (one dataset). A claim's measurement function adds its row
+    with :meth:`compare` (two sets of runs, fold by fold) or :meth:`untestable`; :meth:`scheme_runs` gives
+    the main grid's finished runs of a scheme (:func:`soundclr.analysis.convergence.run_table`)."""
+
+    def __init__(self, plan, *, bank=None, device: str = "auto"):
+        self.plan, self.bank, self.device = plan, bank, device
+        self.dataset = plan.config.data.dataset
+        self.ratio = cv_ratio(plan.config.n_folds)
+        self.rows: list[dict] = []
+        self._main: pd.DataFrame | None = None
+
+    @property
+    def main(self) -> pd.DataFrame:
+        """The main grid's runs (:func:`~soundclr.analysis.convergence.run_table`), read once."""
+        if self._main is None:
+            self._main = run_table(self.plan.main_runs())
+        return self._main
+
+    def scheme_runs(self, scheme: str) -> pd.DataFrame:
+        """The main grid's runs of ``scheme``."""
+        return self.main[self.main.scheme == scheme]
+
+    def paper(self, cid: str) -> tuple[float | None, str]:
+        effects = CLAIMS[cid].paper_effect
+        if self.dataset in effects:
+            return effects[self.dataset], self.dataset
+        if self.dataset not in PAPER_DATASETS and "esc50" in effects:
+            return effects["esc50"], "esc50"
+        return None, self.dataset
+
+    def base(self, cid: str) -> dict:
+        paper, where = self.paper(cid)
+        c = CLAIMS[cid]
+        return {"id": cid, "claim": c.text, "measure": c.measure, "unit": c.unit, "paper": paper, "paper_dataset": where,
+                "paper_source": c.source, "evidence": c.evidence}
+
+    def untestable(self, cid: str, why: str) -> None:
+        nan = math.nan
+        self.rows.append({**self.base(cid), **{k: nan for k in EXTRA_STATS}, "paper_position": "", "effect": nan, "low": nan, "high": nan, "low_nb": nan, "high_nb": nan,
+                          "p": nan, "n": 0, "runs": 0, "detectable": nan, "power": nan, "verdict": "not testable",
+                          "verdict_text": "not testable", "same_schedule": True, "design": "", "note": why, "detail": "",
+                          **{f"{p}_{k}": nan for p in ("best_test", "best_val", "conv")
+                             for k in ("effect", "low_nb", "high_nb")},
+                          **{f"{p}_verdict": "" for p in ("best_test", "best_val", "conv")}, "unconverged": 0})
+
+    def add(self, cid: str, interval, *, runs: int, same_schedule: bool, design: str = "folds", note: str = "",
+            protocols: dict | None = None, conv=None, unconverged: int = 0, verdict_: str | None = None,
+            detail: str = "", improvement: tuple[float, int, int] | None = None, words: str | None = None) -> None:
+        """A tested (or, for a claim whose record says so, by-design) row. A claim true by construction keeps its
+        measurement but gets the verdict "holds by design" and no p value: it leaves the counts and the Holm family."""
+        base = self.base(cid)
+        by_design = bool(CLAIMS[cid].by_design)
+        v = BY_DESIGN if by_design else verdict_ or stats_verdict(interval)
+        nan = math.nan
+        prob, won, folds = improvement or (nan, nan, nan)
+        row = {**base, "effect": interval.effect, "low": interval.low, "high": interval.high, "low_nb": interval.low_nb,
+               "high_nb": interval.high_nb, "p": nan if by_design else interval.p, "n": interval.n, "runs": runs,
+               "detectable": interval.detectable, "power": nan if interval.power is None else interval.power,
+               "p_plain": nan if by_design else interval.p_plain,
+               "p_signflip": nan if by_design else interval.p_signflip, "sd": interval.sd, "sd_floor": interval.sd_floor,
+               "sd_upper": interval.sd_upper, "sd_conservative": interval.sd_conservative,
+               "detectable_conservative": interval.detectable_conservative,
+               "power_conservative": nan if interval.power_conservative is None else interval.power_conservative,
+               "level": interval.level, "ratio": interval.ratio, "prob_improvement": prob, "folds_won": won, "folds": folds,
+               "paper_position": paper_position(interval.low_nb, interval.high_nb, base["paper"]),
+               "verdict": v, "verdict_text": (f"{BY_DESIGN} (not a test): {CLAIMS[cid].by_design}" if by_design else
+                                              words or verdict_words(interval, v, base["paper"])),
+               "same_schedule": same_schedule, "design": design, "note": note, "detail": detail, "unconverged": unconverged}
+        for name in ("best_test", "best_val", "conv"):
+            other = conv if name == "conv" else (protocols or {}).get(name)
+            row[f"{name}_effect"] = other.effect if other is not None else nan
+            row[f"{name}_low_nb"] = other.low_nb if other is not None else nan
+            row[f"{name}_high_nb"] = other.high_nb if other is not None else nan
+            row[f"{name}_verdict"] = "" if other is None else BY_DESIGN if by_design else stats_verdict(other)
+        self.rows.append(row)
+
+    # -- a comparison of two sets of runs on a value of each run -----------------------------------
+    def compare(self, cid: str, left: pd.DataFrame, right: pd.DataFrame, *, value: str = "acc", note: str = "",
+                protocols: bool = True) -> None:
+        paper = self.paper(cid)[0]
+        if left.empty or right.empty:
+            self.untestable(cid, "this build has no finished runs on one side of the comparison")
+            return
+        floor = sides_clip_floor(left, right) if value == "acc" else math.nan
+        main = fold_interval(fold_differences(left, right, value), ratio=self.ratio, reference=paper, floor=floor)
+        others = {}
+        if protocols:
+            for name in ("best_test", "best_val"):
+                d = fold_differences(left, right, PROTOCOLS[name])
+                others[name] = fold_interval(d, ratio=self.ratio, reference=paper) if d else None
+        lc, rc = left[left.converged], right[right.converged]
+        conv = fold_interval(fold_differences(lc, rc, value), ratio=self.ratio, reference=paper)
+        unconverged = int((~left.converged).sum() + (~right.converged).sum())
+        self.add(cid, main, runs=len(left) + len(right), same_schedule=same_schedule(left, right), note=note,
+                 protocols=others, conv=conv, unconverged=unconverged, improvement=improvement(left, right, value))
