@@ -83,7 +83,8 @@ def umap_figure(p: dict):
             figures.class_scatter(ax, d["xy"], d["labels"], cmap, untrained=faded)
             if faded:
                 ax.set_title(f"{symbol}: {name(scheme)}", color="#555555")
-                ax.set_xlabel(f"untrained: a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
+                ax.set_xlabel(f"untrained (not ranked)\nsilhouette {d['score']:.2f}" if many else
+                              f"untrained: a random map of $h$\nsilhouette {d['score']:.2f} (not ranked)", color="#555555")
             else:
                 ax.set_title(f"{symbol}: {name(scheme)}")
                 ax.set_xlabel(f"silhouette {d['score']:.2f}")
