@@ -26,12 +26,16 @@ from soundclr.analysis.claims import register as register_claim
 from soundclr.analysis.rows import beats
 from soundclr.schemes import Scheme, register
 
-EPSILON = 0.1      # the smoothing of Szegedy et al.; part of this file, so part of its runs' identity
+# The smoothing of Szegedy et al.: part of this file, so part of its runs'
+# identity (an edited file trains again).
+EPSILON = 0.1
 
 
 def loss(cfg, out, labels):
-    """Cross-entropy against the smoothed targets, in float32 (as the paper's Eq. 2 is computed)."""
-    return F.cross_entropy(out.logits.float(), labels, label_smoothing=EPSILON)
+    """Cross-entropy against the smoothed targets, in float32 (as the
+    paper's Eq. 2 is computed)."""
+    return F.cross_entropy(out.logits.float(), labels,
+                           label_smoothing=EPSILON)
 
 
 register(Scheme(
@@ -39,18 +43,20 @@ register(Scheme(
     label="CE, label smoothing",
     loss=loss,
     heads=("classifier",),
-    minimises=f"the cross-entropy of a linear classifier on h against targets smoothed by {EPSILON:g} (Szegedy et al. "
-              "2016); its projection head is built but no loss trains it",
+    minimises=f"the cross-entropy of a linear classifier on h against "
+              f"targets smoothed by {EPSILON:g} (Szegedy et al. 2016); its "
+              "projection head is built but no loss trains it",
     color="#c44e52",
-    claims=("LS1",),                   # the claim its training page concludes on
+    claims=("LS1",),       # the claim its training page concludes on
 ))
 
-# The claim, tested as the paper's C1 is (hybrid vs cross-entropy): the fold is the unit, seeds averaged within it.
+# The claim, tested as the paper's C1 is (hybrid vs cross-entropy): the
+# fold is the unit, with the seeds averaged within it.
 register_claim(Claim(
     id="LS1",
     text="label smoothing beats cross-entropy",
     measure="label smoothing minus cross-entropy, final-epoch accuracy",
-    evidence="results",                # the page whose conclusion lists it (and the Claims page's ledger)
+    evidence="results",    # the page whose conclusion lists it
     source="examples/label_smoothing.py (not a claim of the paper)",
     compute=beats("label_smoothing", "ce"),
 ))

@@ -69,11 +69,13 @@ def test_a_scheme_and_claim_of_your_own_appear_beside_the_papers(tiny_book):
     assert own.is_file()
     training = own.read_text()
     assert "CE, label smoothing" in training and "smoothed by 0.1" in training
-    index = (html / "book" / "generated" / "synthetic" / "results.html").read_text()
-    nav = index[index.index("bd-docs-nav"):]
+    page = (pages / "augmentations.html").read_text()
+    nav = page[page.index("bd-docs-nav"):]
     nav = nav[:nav.index("</nav>")]                          # the book's navigation: its pages in reading order
-    toc = re.findall(r'href="(training-[a-z_]+)\.html"', nav)
-    assert list(dict.fromkeys(toc)) == ["training-ce", "training-supcon", "training-hybrid", "training-label_smoothing"]
+    toc = re.findall(r'href="((?:training-[a-z_]+|results|ablation))\.html"', nav)
+    assert list(dict.fromkeys(toc)) == ["training-ce", "training-supcon", "training-hybrid", "training-label_smoothing",
+                                        "results", "ablation"]
+    index = (pages / "results.html").read_text()
     text = re.sub(r"<[^>]+>", " ", index)
     assert text.count("CE, label smoothing") >= 3, "Table III, Fig. 4's numbers and the confused pairs"
     assert "LS1" in text and "label smoothing beats cross-entropy" in text
