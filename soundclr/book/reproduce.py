@@ -22,25 +22,17 @@ import torch
 from ..analysis.ledger import ledger
 from ..config import ConfigError
 from ..datasets import get as dataset_of
-from ..schemes import label_of
 from ..config import preset as make_preset
 from ..data.bank import load_bank
 from ..files import SOURCE_ROOT
 from ..runs.pool import train_in_processes, work
 from ..runs.threads import thread_env, worker_threads
 from ..train.checks import preflight
-from ..schemes import PAPER_SCHEMES, load_plugins
+from ..schemes import PAPER_SCHEMES, label_of, load_plugins
 from .plan import make_plan, plan_schemes
 
 ROOT = SOURCE_ROOT
 
-
-def notebooks_for(schemes) -> list[tuple[str, str, dict]]:
-    """:data:`NOTEBOOKS` for a plan of ``schemes``: a training page for each scheme not among the paper's,
-    after the paper's three."""
-    extra = [(f"training-{s}", "training", {"scheme": s}) for s in plan_schemes(schemes) if s not in PAPER_SCHEMES]
-    last = max(i for i, (name, _, _) in enumerate(NOTEBOOKS) if name.startswith("training-"))
-    return [*NOTEBOOKS[:last + 1], *extra, *NOTEBOOKS[last + 1:]]
 
 # (output name, notebook source, extra parameters): the training notebook runs once per scheme of the plan
 # (the paper's three here; a scheme of your own, --schemes, adds its page after them: see notebooks_for).
@@ -55,6 +47,15 @@ NOTEBOOKS = [
     ("ablation", "ablation", {}),
     ("claims", "claims", {}),          # last: it reads every run (its page comes right after the introduction)
 ]
+
+
+def notebooks_for(schemes) -> list[tuple[str, str, dict]]:
+    """:data:`NOTEBOOKS` for a plan of ``schemes``: a training page for each scheme not among the paper's,
+    after the paper's three."""
+    extra = [(f"training-{s}", "training", {"scheme": s}) for s in plan_schemes(schemes) if s not in PAPER_SCHEMES]
+    last = max(i for i, (name, _, _) in enumerate(NOTEBOOKS) if name.startswith("training-"))
+    return [*NOTEBOOKS[:last + 1], *extra, *NOTEBOOKS[last + 1:]]
+
 
 # href="results.ipynb" or href="results.ipynb#table-ii" in an HTML output (a sibling notebook, as Jupyter Lab opens
 # it), with the book's page named in data-book-page where it differs (training.ipynb: training-hybrid.html)
