@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import html as htmllib
+import math
 import os
 import re
 import shutil
@@ -481,12 +482,19 @@ def _ledger_problems(page: str, dataset: str) -> list[str]:
             problems.append(f"{dataset}: claim {cid} lacks its fold-level interval")
         if not re.search(r"[-+]?\d[\d.,]* \w+ \[[-+]?\d", cells[2]) and "no interval" not in cells[2]:
             problems.append(f"{dataset}: claim {cid} lacks its corrected interval")
-        if "detects" not in cells[2] and "no interval" not in cells[2]:
+        if "detects" not in cells[2] and "not detectable" not in cells[2] and "no interval" not in cells[2]:
             problems.append(f"{dataset}: claim {cid} lacks the effect it could detect")
         for figure in ("detects", "power at the paper's"):
-            for m in re.finditer(re.escape(figure), cells[2]):
-                if not cells[2][m.end():m.end() + 60].split(";")[0].count("conservatively"):
-                    problems.append(f"{dataset}: claim {cid}: '{figure}' has no conservative counterpart")
+            if figure in cells[2] and "(simulated)" not in cells[2]:
+                problems.append(f"{dataset}: claim {cid}: '{figure}' is not the simulated figure of the ledger's rule")
+        detectable = data.get("detectable", "")
+        try:
+            too_big = abs(float(detectable)) > 100 and "not detectable" not in cells[2]
+        except ValueError:
+            too_big = False
+        if too_big or re.search(r"detects (\d{3,}|[1-9]\d{2,})\.\d+", cells[2]):
+            problems.append(f"{dataset}: claim {cid} states a detectable effect above 100 points instead of "
+                            "'not detectable with N folds'")
         problems += _level_problems(cells[2], data, f"{dataset}: claim {cid}", scipy.stats)
     summary = re.search(r"Supported: ([^.]*)\.", htmllib.unescape(re.sub(r"<[^>]+>", "", page)))
     if summary:
@@ -511,7 +519,11 @@ def _level_problems(cell: str, data: dict, where: str, stats) -> list[str]:
     if data.get("design") != "folds" or abs((high - effect) - (effect - low)) > 0.02:    # asymmetric: a composite bound
         return []
     n, sd, ratio = int(float(data["n"])), float(data["sd"]), float(data["ratio"])
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd * (1 / n + ratio) ** 0.5
+    rule = data.get("rule") or "nb"
+    floor = float(data.get("floor") or "nan")
+    if rule.startswith("floor") and floor == floor:       # the rule's SD: never below the noise floor
+        sd = max(sd, floor)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd * (1 / n + (ratio if rule.endswith("nb") else 0.0)) ** 0.5
     if abs((high - low) / 2 - half) > 0.011 + 1e-3 * half:
         return [f"{where}: the interval's half-width {(high - low) / 2:.2f} is not the {label:g} % t interval's {half:.2f}"]
     return []
@@ -592,7 +604,10 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     class Plan:
         config = preset("quick")
     L = rows.Evidence(Plan())
-    L.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, reference=1.0), runs=20, same_schedule=True)
+    figures = {"power": 0.31, "power_mc": 0.01, "detectable": 4.2, "size": 0.02, "size_mc": 0.003,
+               "power_band": (0.2, 0.4), "detectable_band": (3.5, 6.0)}
+    L.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, floor_var=1.0).with_figures(figures), runs=20,
+          same_schedule=True)
     L.untestable("C5a", "not testable offline")
     led = pd.DataFrame(L.rows)
     led["p_holm"] = led["p"]
@@ -602,12 +617,20 @@ def test_the_ledger_check_finds_missing_statistics_and_unfair_comparisons():
     assert "claim C1 lacks its fold-level interval" in " ".join(_ledger_problems(page.replace("uncorrected", "plain"), "s"))
     unfair = page + conclusions.fairness_text(led.assign(same_schedule=False), Plan())
     assert any("different schedules" in p for p in _ledger_problems(unfair, "s"))
-    # a power figure without its conservative counterpart
-    bare = page.replace(" (conservatively", " (")
-    assert "'detects' has no conservative counterpart" in " ".join(_ledger_problems(bare, "s"))
+    # a power figure that is not the simulated one, and a detectable effect above 100 points
+    bare = page.replace(" (simulated)", "")
+    assert "'detects' is not the simulated figure" in " ".join(_ledger_problems(bare, "s"))
+    huge = {**figures, "detectable": 199.39, "detectable_band": (150.0, math.inf)}
+    L3 = rows.Evidence(Plan())
+    L3.add("C1", fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25).with_figures(huge), runs=20, same_schedule=True)
+    ok = prose.ledger_html(pd.DataFrame(L3.rows), "synthetic")
+    assert "not detectable with 5 folds" in ok and _ledger_problems(ok, "s") == []
+    planted = ok.replace("not detectable with 5 folds (no effect up to 100 points reaches 80 % power)",
+                         "detects 199.39 points with 80 % power")
+    assert "detectable effect above 100 points" in " ".join(_ledger_problems(planted, "s"))
     # an interval whose label is not its level, and one whose width is not the labelled level's
     assert "labelled 90 % but computed at 95 %" in " ".join(_ledger_problems(page.replace("(95 %)", "(90 %)"), "s"))
-    wide = fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, level=0.99)
+    wide = fold_interval([1.0, 2.0, 0.5, 1.5, 3.0], ratio=0.25, level=0.99, floor_var=1.0)
     L2 = rows.Evidence(Plan())
     L2.add("C1", wide, runs=20, same_schedule=True)
     mislabelled = prose.ledger_html(pd.DataFrame(L2.rows), "synthetic").replace('data-level="0.99"', 'data-level="0.95"')

@@ -23,20 +23,22 @@ from .claims import (
     PROTOCOLS,
 )
 from .convergence import epochs_to_reach
-from .stats import clip_interval, fold_interval, one_sided_p, verdict
-from .rows import Evidence, clip_correct, fold_differences, improvement, same_schedule
+from . import rule
+from .noise import fit
+from .power import CRN, value_figures
+from .simulate import SEARCH_SIMS, SIMS, Design, clip_experiments, detectable, rate
+from .stats import FoldInterval, one_sided_p, verdict
+from .rows import Evidence, fold_differences, improvement, same_schedule, side_clips
 
 
 def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
-    """C3, Table II: alpha = 0.5 against every other alpha. The claim is an intersection: alpha = 0.5 is
-    best only if it beats each other weight, so its test is the intersection-union test, whose p value is
-    the largest of the comparisons' *one-sided* p values (alternative: alpha = 0.5 better), doubled to be
-    read against 5 % like the two-sided tests of the other claims. Its interval, for min_j (0.5 - alpha_j)
-    whichever rival is closest: the lower end is the smallest of the comparisons' own 95 % lower ends
-    (the bound the intersection-union test needs, no multiplicity correction); the upper end the smallest
-    of their Bonferroni upper ends (simultaneous over the other weights). So the interval excludes zero
-    from below exactly when the test rejects, and "contradicted" needs some weight to beat 0.5 beyond a
-    simultaneous bound."""
+    """C3, Table II: alpha = 0.5 against every other alpha. The claim is an intersection: alpha = 0.5 is best only
+    if it beats each other weight, so its test is the intersection-union test (:func:`soundclr.analysis.rule.intersection`):
+    it is supported only where every comparison's own 95 % interval lies above zero (no multiplicity correction:
+    each must reject); its p value is the largest one-sided p, doubled; its interval runs from the smallest of the
+    comparisons' lower ends to the smallest of their simultaneous upper ends, so "contradicted" needs some weight
+    to beat 0.5 beyond a simultaneous bound. Its power is simulated with every other weight the paper's effect
+    below alpha = 0.5 (the least favourable case for an intersection)."""
 
     if alpha.empty or "alpha0.5" not in set(alpha.variant):
         L.untestable("C3", "the alpha sweep has no alpha = 0.5 runs in this build")
@@ -49,22 +51,26 @@ def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
     simultaneous_level = 1 - 0.05 / len(others)
     paper = L.paper("C3")[0]
 
-    def intersection(value: str, rows: pd.DataFrame | None = None):
+    def intersection(value: str, rows: pd.DataFrame | None = None, figures: bool = False):
         rows = alpha if rows is None else rows
         b = rows[rows.variant == "alpha0.5"]
-        diffs = {v: fold_differences(b, rows[rows.variant == v], value) for v in others}
-        each = {v: fold_interval(d, ratio=L.ratio, reference=paper) for v, d in diffs.items()}
-        joint = {v: fold_interval(d, ratio=L.ratio, level=simultaneous_level) for v, d in diffs.items()}
+        each = {v: L.measure(b, rows[rows.variant == v], value=value, figures=False)[0] for v in others}
+        joint = {v: L.measure(b, rows[rows.variant == v], value=value, figures=False, level=simultaneous_level)[0]
+                 for v in others}
         if any(i.n < 2 for i in each.values()):
             return None, each
-        closest = min(each, key=lambda v: each[v].effect)
+        res = rule.intersection([_arrays(i) for i in each.values()], [_arrays(j) for j in joint.values()])
+        closest = list(each)[int(res["closest"][0])]
         doubled = lambda ps: min(1.0, 2 * max(ps))                       # noqa: E731
-        return replace(each[closest], low=min(i.low for i in each.values()), high=min(i.high for i in joint.values()),
-                       low_nb=min(i.low_nb for i in each.values()), high_nb=min(i.high_nb for i in joint.values()),
-                       p=doubled([one_sided_p(i) for i in each.values()]), p_plain=doubled([one_sided_p(i, plain=True) for i in each.values()]),
-                       p_signflip=math.nan, level=0.95), each
+        main = replace(each[closest], low=min(i.low for i in each.values()), high=min(i.high for i in joint.values()),
+                       low_nb=float(res["low"][0]), high_nb=float(res["high"][0]), p=float(res["p"][0]),
+                       p_plain=doubled([one_sided_p(i, plain=True) for i in each.values()]), p_signflip=math.nan,
+                       level=0.95)
+        if figures:
+            main = main.with_figures(alpha_figures(L, rows, others, paper, simultaneous_level))
+        return main, each
 
-    main, ints = intersection("acc")
+    main, ints = intersection("acc", figures=True)
     if main is None:
         L.untestable("C3", "the alpha sweep's other weights share fewer than two folds with alpha = 0.5")
         return
@@ -74,9 +80,11 @@ def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
     protocols = {name: intersection(PROTOCOLS[name])[0] for name in ("best_test", "best_val")}
     conv = intersection("acc", alpha[alpha.converged])[0]
     note = (f"the closest other weight here is alpha = {closest[5:]}; alpha = 0.5 ranks {rank} of {len(means)} by mean "
-            f"final accuracy over the folds; {int(best.seed.nunique())} seed{'s' if best.seed.nunique() > 1 else ''} per fold. The p value is the "
-            "intersection-union test's (the largest one-sided p, doubled); the interval takes the smallest lower end "
-            "of the comparisons with each other weight and the smallest of their simultaneous upper ends (Results lists each)")
+            f"final accuracy over the folds; {int(best.seed.nunique())} seed{'s' if best.seed.nunique() > 1 else ''} per fold. "
+            "An intersection-union test: alpha = 0.5 is best only if it beats every other weight, so each comparison "
+            "must reject on its own (at 5 %, no multiplicity correction); its p value is the largest one-sided p, "
+            "doubled, and the interval takes the smallest lower end of the comparisons and the smallest of their "
+            "simultaneous upper ends (Results lists each)")
     detail = ("against each other weight, corrected 95 % intervals (each on its own): " +
               ", ".join(f"alpha = {v[5:]}: {ints[v].effect:+.2f} [{ints[v].low_nb:+.2f}, {ints[v].high_nb:+.2f}]"
                         for v in others) +
@@ -85,6 +93,47 @@ def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
     L.add("C3", main, runs=len(alpha), same_schedule=same_schedule(alpha), note=note, protocols=protocols, conv=conv,
           unconverged=int((~alpha.converged).sum()), verdict_=verdict(main), detail=detail,
           improvement=improvement(best, alpha[alpha.variant == closest], "acc"))
+
+
+def _arrays(i) -> dict:
+    """One comparison's interval as the (batch of one) arrays :func:`soundclr.analysis.rule.intersection` reads."""
+    return {"effect": np.array([i.effect]), "low": np.array([i.low_nb]), "high": np.array([i.high_nb]),
+            "p": np.array([i.p])}
+
+
+def alpha_figures(L: Evidence, alpha: pd.DataFrame, others: list[str], paper: float | None, level: float) -> dict | None:
+    """C3's simulated figures: the intersection-union test on experiments drawn from one model of every weight's
+    runs (one seed per fold: their seed terms borrowed from the main grid's hybrid runs)."""
+    folds = sorted(set.intersection(*(set(alpha[alpha.variant == v].fold) for v in ["alpha0.5", *others])))
+    sides = {v: side_clips(alpha[alpha.variant == v], folds) for v in ["alpha0.5", *others]}
+    lent = L.scheme_side("hybrid")
+    borrow = {v: lent for v in sides} if lent is not None else {}
+    try:
+        model = fit(sides, train_pairs=[("alpha0.5", v) for v in others], borrow=borrow, shared=L.shared)
+    except ValueError:
+        return None
+    design = Design(clips=tuple(int(f.shape[1]) for f in sides["alpha0.5"]),
+                    runs={v: int(min(f.shape[0] for f in sides[v])) for v in sides})
+
+    def decide(fs):
+        each = [rule.compare([f["alpha0.5"] for f in fs], [f[v] for f in fs], clips=True, ratio=L.ratio) for v in others]
+        joint = [rule.compare([f["alpha0.5"] for f in fs], [f[v] for f in fs], clips=True, ratio=L.ratio, level=level)
+                 for v in others]
+        return rule.intersection(each, joint)["verdict"]
+
+    top = float(np.mean([s.acc for s in model.sides.values()]))
+
+    def at(effect, sims=SIMS, verdicts=(1,)):
+        acc = {"alpha0.5": min(top + effect / 200, 0.995), **{v: max(top - effect / 200, 0.005) for v in others}}
+        m = model.with_accuracy(acc)
+        return rate(lambda b, rng: clip_experiments(m, design, b, rng), decide, verdicts=verdicts, sims=sims, seed=CRN)
+
+    size = at(0.0, verdicts=(1, -1))
+    out = {"size": size["rate"], "size_mc": size["mc"], "detectable": detectable(lambda e: at(e, SEARCH_SIMS)["rate"])}
+    if paper is not None and math.isfinite(paper) and paper > 0:
+        p = at(paper)
+        out.update(power=p["rate"], power_mc=p["mc"])
+    return out
 
 
 def add_ablation(L: Evidence, plan, ab: pd.DataFrame) -> None:
@@ -163,13 +212,13 @@ def add_ensembles(L: Evidence, main: pd.DataFrame) -> None:
     (a, b), (ac, bc) = per_fold(False), per_fold(True)
     unconverged = int((~hy.converged).sum())
     note = f"ensembles of {k} models, the seeds of a fold (the paper: 5); final models only"
-    L.add("C7a", fold_interval(a, ratio=L.ratio, reference=L.paper("C7a")[0]), runs=len(hy),
-          same_schedule=same_schedule(hy), note=note, conv=fold_interval(ac, ratio=L.ratio), unconverged=unconverged)
+    L.add("C7a", L.paired([[x] for x in a], paper=L.paper("C7a")[0]), runs=len(hy),
+          same_schedule=same_schedule(hy), note=note, conv=L.paired([[x] for x in ac], figures=False), unconverged=unconverged)
     if ce.groupby("fold").size().min() < 2:
         L.untestable("C7b", "the main grid has fewer than two cross-entropy seeds per fold")
     else:
-        L.add("C7b", fold_interval(b, ratio=L.ratio, reference=L.paper("C7b")[0]), runs=len(hy) + len(ce),
-              same_schedule=same_schedule(hy, ce), note=note, conv=fold_interval(bc, ratio=L.ratio),
+        L.add("C7b", L.paired([[x] for x in b], paper=L.paper("C7b")[0]), runs=len(hy) + len(ce),
+              same_schedule=same_schedule(hy, ce), note=note, conv=L.paired([[x] for x in bc], figures=False),
               unconverged=unconverged + int((~ce.converged).sum()))
 
 
@@ -196,8 +245,8 @@ def add_speed(L: Evidence, main: pd.DataFrame) -> None:
             L.untestable(cid, f"no fold and seed holds both a hybrid and a {other} run")
             continue
         p = pd.DataFrame(pairs)
-        d = p.groupby("fold").d.mean().tolist()
-        dc = p[p.converged].groupby("fold").d.mean().tolist()
+        d = [g.d.to_numpy() for _, g in p.groupby("fold")]
+        dc = [g.d.to_numpy() for _, g in p[p.converged].groupby("fold")]
         h_side, o_side = main[main.scheme == "hybrid"], main[main.scheme == other]
         if CLAIMS[cid].by_design:
             stage2 = [sum(r.get("seconds", 0.0) for r in rows if r.get("stage", 1) == 2) for rows in o_side.rows]
@@ -209,49 +258,92 @@ def add_speed(L: Evidence, main: pd.DataFrame) -> None:
                     f"{len(set(hy.index) & set(oth.index))} pairs")
         else:
             note = "both schemes train the same schedule, so this is a test, not true by construction"
-        L.add(cid, fold_interval(d, ratio=L.ratio), runs=2 * len(p), same_schedule=same_schedule(h_side, o_side),
-              note=note, conv=fold_interval(dc, ratio=L.ratio), unconverged=int((~p.converged).sum()))
+        L.add(cid, L.paired(d, figures=not CLAIMS[cid].by_design), runs=2 * len(p),
+              same_schedule=same_schedule(h_side, o_side), note=note, conv=L.paired(dc, figures=False),
+              unconverged=int((~p.converged).sum()))
+
+
+def c9_margin(clips: int) -> float:
+    """C9's non-inferiority margin on folds of ``clips`` test clips: the paper's scale (NONINFERIORITY_MARGIN, one
+    point), but never below one clip of the fold, the smallest difference a fold can show."""
+    return max(NONINFERIORITY_MARGIN, 100.0 / clips)
 
 
 def add_per_fold(L: Evidence, main: pd.DataFrame) -> None:
-    """C9, Fig. 4: on each fold, the hybrid against each other scheme, clip by clip (each clip's
-    correctness averaged over the fold's seeds), with intervals simultaneous over every fold and both
-    rivals (Bonferroni). Contradicted if on some fold a rival is better beyond the interval;
-    supported only if the hybrid is better on every fold; inconclusive otherwise."""
+    """C9, Fig. 4: on each fold, the hybrid against each other scheme, as a non-inferiority intersection-union test
+    (:func:`soundclr.analysis.rule.noninferior`): supported only if on every fold the hybrid's one-sided 95 % lower
+    bound against each rival lies above minus the margin; contradicted if on some fold a rival is better by more
+    than the margin beyond a simultaneous bound; inconclusive otherwise. Its power is simulated at equal schemes
+    (the non-inferiority power), with the margin at which it would reach 80 %."""
 
     folds = sorted(set(main.fold)) if not main.empty else []
     schemes = {s: main[main.scheme == s] for s in PAPER_SCHEMES}
     if not folds or any(df.empty for df in schemes.values()):
         L.untestable("C9", "the main grid lacks a scheme")
         return
-    m = 2 * len(folds)
-    level = 1 - 0.05 / m
-    margin = NONINFERIORITY_MARGIN
-    ints, ahead = {}, 0
-    for f in folds:
-        mean_correct = {s: np.mean([clip_correct(r) for r in df[df.fold == f].run], axis=0) for s, df in schemes.items()}
-        for rival in ("ce", "supcon"):
-            ints[(f, rival)] = clip_interval(100 * (mean_correct["hybrid"] - mean_correct[rival]), level=level)
-        ahead += all(ints[(f, r)].effect >= 0 for r in ("ce", "supcon"))
-    worst = min(ints, key=lambda k: (ints[k].low, ints[k].effect))      # the comparison closest to failing
-    w = ints[worst]
-    tied = sum(1 for k, i in ints.items() if k != worst and abs(i.effect - w.effect) < 1e-9)
-    v = ("contradicted" if any(i.high < -margin for i in ints.values()) else
-         "supported" if all(i.low > -margin for i in ints.values()) else "inconclusive")
+    rivals = ("ce", "supcon")
+    sides = {s: side_clips(df, folds) for s, df in schemes.items()}
+    n = int(min(f.shape[1] for f in sides["hybrid"]))
+    margin = c9_margin(n)
+
+    def decide_on(fs, margin_=margin):
+        pairs = [rule.fold_terms([f["hybrid"] for f in fs], [f[r] for f in fs], clips=True) for r in rivals]
+        return rule.noninferior(pairs, margin=margin_)
+
+    res = decide_on([{s: sides[s][i] for s in sides} for i in range(len(folds))])
+    v = rule.verdict_name(res["verdict"][0])
+    keys = [(f, r) for r in rivals for f in folds]
+    lows, highs, ds = res["low"][0], res["high"][0], res["d"][0]
+    worst = int(np.argmin(lows))
+    ahead = sum(all(ds[keys.index((f, r))] >= 0 for r in rivals) for f in folds)
+    figures = c9_figures(L, sides, rivals, margin, decide_on)
     label = {"ce": "cross-entropy", "supcon": "two-stage SupCon"}
-    note = (f"non-inferiority with a margin of {margin:g} point: supported if on every fold the hybrid's lower bound "
-            f"against each rival lies above -{margin:g}, contradicted if on some fold a rival is better by more than "
-            f"{margin:g} beyond the interval. The hybrid's estimate is at least the rival's on {ahead} of {len(folds)} "
-            f"folds; closest to failing: fold {worst[0]} against {label[worst[1]]}"
-            + (f" (its estimate is tied with {tied} other comparison{'s' if tied > 1 else ''})" if tied else "")
-            + f". Each interval is over the fold's test clips ({int(main.n_test.iloc[0])}, seeds averaged), "
-            f"simultaneous over the {m} comparisons; it counts clip sampling, not seed-to-seed variation (the "
-            "calibration page measures what that costs). Not in the Holm family. Final models only")
+    m = len(keys)
+    ni = figures.get("power", math.nan)
+    note = (f"non-inferiority with a margin of {margin:g} point{'s' if margin != 1 else ''} (the paper's one point, "
+            f"but at least one clip of a {n}-clip fold, the smallest difference a fold can show): supported if on "
+            f"every fold the hybrid's one-sided 95 % lower bound against each rival lies above -{margin:g} (an "
+            "intersection-union test: each comparison must pass at 5 % on its own, no multiplicity correction), "
+            f"contradicted if on some fold a rival is better by more than {margin:g} beyond a bound simultaneous over "
+            f"the {m} comparisons. Each fold's standard error holds its clip sampling and its seeds. The hybrid's "
+            f"estimate is at least the rival's on {ahead} of {len(folds)} folds; closest to failing: fold "
+            f"{keys[worst][0]} against {label[keys[worst][1]]}. At equal schemes this design would pass the test "
+            f"(non-inferiority power) in {_pct(ni)} of experiments"
+            + (f"; it would need a margin of {figures['margin80']:.1f} points for 80 %" if math.isfinite(
+                figures.get("margin80", math.nan)) else "")
+            + ". Not in the Holm family (its verdict is not a p value). Final models only")
     words = {"supported": "supported", "contradicted": "contradicted",
-             "inconclusive": f"inconclusive: on some fold an interval reaches below -{margin:g} (the margin)"}[v]
-    L.add("C9", replace(w, low_nb=w.low, high_nb=w.high, p=math.nan, p_plain=math.nan, p_signflip=math.nan),
-          runs=len(main), same_schedule=same_schedule(main), design="clips per fold", note=note, verdict_=v,
-          unconverged=int((~main.converged).sum()), words=words)
+             "inconclusive": f"inconclusive: on some fold a lower bound reaches below -{margin:g} (the margin)"}[v]
+    d_w = float(ds[worst])
+    interval = FoldInterval(effect=d_w, low=float(lows[worst]), high=math.inf, low_nb=float(lows[worst]),
+                            high_nb=float(d_w + (d_w - lows[worst])), p=math.nan, n=len(folds), sd=math.nan,
+                            level=0.95, rule="non-inferiority, per fold").with_figures(figures)
+    L.add("C9", interval, runs=len(main), same_schedule=same_schedule(main), design="clips per fold", note=note,
+          verdict_=v, unconverged=int((~main.converged).sum()), words=words)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %" if math.isfinite(x) else "n/a"
+
+
+def c9_figures(L: Evidence, sides: dict, rivals, margin: float, decide_on) -> dict:
+    """C9's simulated non-inferiority power: experiments of the main grid's design at equal schemes (each at the
+    schemes' mean accuracy), drawn from one model of the three; and the margin at which it reaches 80 %."""
+    try:
+        model = fit(sides, train_pairs=[("hybrid", r) for r in rivals], shared=L.shared)
+    except ValueError:
+        return {}
+    design = Design(clips=tuple(int(f.shape[1]) for f in sides["hybrid"]),
+                    runs={s: int(min(f.shape[0] for f in sides[s])) for s in sides})
+    mean = float(np.mean([v.acc for v in model.sides.values()]))
+    equal = model.with_accuracy({s: mean for s in sides})
+
+    def at(margin_, sims=SIMS):
+        return rate(lambda b, rng: clip_experiments(equal, design, b, rng),
+                    lambda fs: decide_on(fs, margin_)["verdict"], verdicts=(1,), sims=sims, seed=CRN)
+
+    p = at(margin)
+    return {"power": p["rate"], "power_mc": p["mc"], "margin80": detectable(lambda x: at(x, SEARCH_SIMS)["rate"])}
 
 
 def add_masks(L: Evidence, plan, masking: pd.DataFrame) -> None:

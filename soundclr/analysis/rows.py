@@ -15,7 +15,10 @@ from ..datasets import PAPER_DATASETS
 from ..runs.inference import clip_correctness
 from .claims import BY_DESIGN, CLAIMS, PROTOCOLS
 from .convergence import run_table
-from .stats import clip_floor, cv_ratio, fold_interval, improvement_probability, paper_position, verdict_words
+from . import rule
+from .noise import SideNoise, fit
+from .power import clip_figures, value_figures
+from .stats import cv_ratio, fold_interval, improvement_interval, improvement_probability, paper_position, verdict_words
 from .stats import verdict as stats_verdict
 
 
@@ -23,22 +26,23 @@ def clip_correct(run) -> "np.ndarray":
     return clip_correctness(run.directory)
 
 
-def sides_clip_floor(left: pd.DataFrame, right: pd.DataFrame) -> float:
-    """:func:`~soundclr.analysis.stats.clip_floor` of two sides (each side's seeds averaged per clip), over the
-    folds both hold. NaN without per-clip outputs."""
-    try:
-        return clip_floor([np.mean([clip_correct(r) for r in left[left.fold == f].run], axis=0)
-                           - np.mean([clip_correct(r) for r in right[right.fold == f].run], axis=0)
-                           for f in sorted(set(left.fold) & set(right.fold))])
-    except (OSError, KeyError, RuntimeError):
-        return math.nan
+def side_clips(side: pd.DataFrame, folds) -> list[np.ndarray]:
+    """Per fold of ``folds``, the (runs, clips) per-clip correctness of ``side``'s runs of that fold."""
+    return [np.stack([clip_correct(r) for r in side[side.fold == f].run]) for f in folds]
 
 
-def improvement(left: pd.DataFrame, right: pd.DataFrame, value: str) -> tuple[float, int, int]:
-    """rliable's probability of improvement over the (fold, seed) pairs of two sides, and fold wins."""
+def side_values(side: pd.DataFrame, folds, value: str) -> list[np.ndarray]:
+    """Per fold of ``folds``, the values ``value`` of ``side``'s runs of that fold."""
+    return [side[side.fold == f][value].dropna().to_numpy(dtype=float) for f in folds]
+
+
+def improvement(left: pd.DataFrame, right: pd.DataFrame, value: str) -> tuple:
+    """rliable's probability of improvement over the (fold, seed) pairs of two sides, the folds won, the folds,
+    and its stratified-bootstrap 95 % interval."""
     folds = sorted(set(left.fold) & set(right.fold))
-    return improvement_probability([left[left.fold == f][value].dropna().tolist() for f in folds],
-                                   [right[right.fold == f][value].dropna().tolist() for f in folds])
+    a = [left[left.fold == f][value].dropna().tolist() for f in folds]
+    b = [right[right.fold == f][value].dropna().tolist() for f in folds]
+    return (*improvement_probability(a, b), *improvement_interval(a, b))
 
 
 def fold_differences(left: pd.DataFrame, right: pd.DataFrame, value: str) -> list[float]:
@@ -55,8 +59,9 @@ def same_schedule(*sides: pd.DataFrame) -> bool:
 
 
 # The statistics a tested row carries beside its effect and intervals (NaN on a row not tested).
-EXTRA_STATS = ("p_plain", "p_signflip", "sd", "sd_floor", "sd_upper", "sd_conservative", "detectable_conservative",
-               "power_conservative", "level", "ratio", "prob_improvement", "folds_won", "folds")
+EXTRA_STATS = ("p_plain", "p_signflip", "sd", "sd_floor", "power_mc", "power_low", "power_high", "detectable_low",
+               "detectable_high", "size", "size_mc", "level", "ratio", "prob_improvement", "prob_low", "prob_high",
+               "folds_won", "folds")
 
 
 def beats(scheme: str, rival: str = "ce"):
@@ -90,6 +95,10 @@ class Evidence:
         self.ratio = cv_ratio(plan.config.n_folds)
         self.rows: list[dict] = []
         self._main: pd.DataFrame | None = None
+        self._noise: dict = {}
+        # the training-set term's part shared by the folds of one dataset, as a multiple of its fold-to-fold part:
+        # the Nadeau-Bengio argument's n_test / n_train (soundclr.analysis.noise; the draws study measures it)
+        self.shared = self.ratio
 
     @property
     def main(self) -> pd.DataFrame:
@@ -118,7 +127,7 @@ class Evidence:
 
     def untestable(self, cid: str, why: str) -> None:
         nan = math.nan
-        self.rows.append({**self.base(cid), **{k: nan for k in EXTRA_STATS}, "paper_position": "", "effect": nan, "low": nan, "high": nan, "low_nb": nan, "high_nb": nan,
+        self.rows.append({**self.base(cid), **{k: nan for k in EXTRA_STATS}, "paper_position": "", "rule": "", "effect": nan, "low": nan, "high": nan, "low_nb": nan, "high_nb": nan,
                           "p": nan, "n": 0, "runs": 0, "detectable": nan, "power": nan, "verdict": "not testable",
                           "verdict_text": "not testable", "same_schedule": True, "design": "", "note": why, "detail": "",
                           **{f"{p}_{k}": nan for p in ("best_test", "best_val", "conv")
@@ -134,16 +143,16 @@ class Evidence:
         by_design = bool(CLAIMS[cid].by_design)
         v = BY_DESIGN if by_design else verdict_ or stats_verdict(interval)
         nan = math.nan
-        prob, won, folds = improvement or (nan, nan, nan)
+        prob, won, folds, prob_low, prob_high = (tuple(improvement) + (nan, nan))[:5] if improvement else (nan,) * 5
         row = {**base, "effect": interval.effect, "low": interval.low, "high": interval.high, "low_nb": interval.low_nb,
                "high_nb": interval.high_nb, "p": nan if by_design else interval.p, "n": interval.n, "runs": runs,
                "detectable": interval.detectable, "power": nan if interval.power is None else interval.power,
                "p_plain": nan if by_design else interval.p_plain,
                "p_signflip": nan if by_design else interval.p_signflip, "sd": interval.sd, "sd_floor": interval.sd_floor,
-               "sd_upper": interval.sd_upper, "sd_conservative": interval.sd_conservative,
-               "detectable_conservative": interval.detectable_conservative,
-               "power_conservative": nan if interval.power_conservative is None else interval.power_conservative,
-               "level": interval.level, "ratio": interval.ratio, "prob_improvement": prob, "folds_won": won, "folds": folds,
+               "power_mc": interval.power_mc, "power_low": interval.power_band[0], "power_high": interval.power_band[1],
+               "detectable_low": interval.detectable_band[0], "detectable_high": interval.detectable_band[1],
+               "size": interval.size, "size_mc": interval.size_mc, "prob_low": prob_low, "prob_high": prob_high,
+               "level": interval.level, "ratio": interval.ratio, "rule": interval.rule, "prob_improvement": prob, "folds_won": won, "folds": folds,
                "paper_position": paper_position(interval.low_nb, interval.high_nb, base["paper"]),
                "verdict": v, "verdict_text": (f"{BY_DESIGN} (not a test): {CLAIMS[cid].by_design}" if by_design else
                                               words or verdict_words(interval, v, base["paper"])),
@@ -157,21 +166,86 @@ class Evidence:
         self.rows.append(row)
 
     # -- a comparison of two sets of runs on a value of each run -----------------------------------
+    def scheme_side(self, scheme: str) -> SideNoise | None:
+        """The main grid's fitted noise of one scheme (its seed terms lend to a side with one run per fold)."""
+        key = ("side", scheme)
+        if key not in self._noise:
+            runs = self.scheme_runs(scheme)
+            folds = sorted(set(runs.fold))
+            self._noise[key] = None
+            if folds and runs.groupby("fold").size().min() > 1:
+                try:
+                    self._noise[key] = fit({scheme: side_clips(runs, folds)}).sides[scheme]
+                except (OSError, KeyError, RuntimeError, ValueError):
+                    pass
+        return self._noise[key]
+
+    def measure(self, left: pd.DataFrame, right: pd.DataFrame, *, value: str = "acc", paper: float | None = None,
+                figures: bool = True, level: float = rule.LEVEL):
+        """The ledger's rule on two sides, fold by fold (:mod:`soundclr.analysis.rule`), with the simulated power
+        figures (:mod:`soundclr.analysis.power`) where ``figures``. Per-clip correctness where the value is the
+        final accuracy and every run kept its outputs; the runs' values otherwise."""
+        folds = sorted(set(left.fold) & set(right.fold))
+        if not folds:
+            return fold_interval([], ratio=self.ratio, level=level), None
+        clips = None
+        if value == "acc":
+            try:
+                clips = side_clips(left, folds), side_clips(right, folds)
+            except (OSError, KeyError, RuntimeError):
+                clips = None
+        if clips is not None:
+            terms = rule.fold_terms(*clips, clips=True)
+        else:
+            terms = rule.fold_terms(side_values(left, folds, value), side_values(right, folds, value), clips=False)
+        interval = fold_interval(terms["d"][0], ratio=self.ratio, level=level,
+                                 floor_var=float(rule.floor_variance(terms)[0]))
+        if not figures or interval.n < 2:
+            return interval, None
+        if clips is not None:
+            borrow = {}
+            for name, side in (("left", left), ("right", right)):
+                if side.groupby("fold").size().min() < 2:
+                    lent = self.scheme_side(str(side.scheme.iloc[0]))
+                    if lent is not None:
+                        borrow[name] = SideNoise(lent.acc, lent.r_same, lent.r_run, lent.a,
+                                                 source=f"borrowed from the main grid's {side.scheme.iloc[0]} runs")
+            try:
+                figs = clip_figures({"left": clips[0], "right": clips[1]}, "left", "right", ratio=self.ratio,
+                                    paper=paper, borrow=borrow, shared=self.shared)
+            except ValueError:
+                figs = None
+        else:
+            figs = value_figures({"left": side_values(left, folds, value), "right": side_values(right, folds, value)},
+                                 ratio=self.ratio, paper=paper, shared=self.shared)
+        return interval.with_figures(figs), figs
+
+    def paired(self, values: list, *, paper: float | None = None, figures: bool = True):
+        """The ledger's rule on one side of paired differences (``values[f]``: fold f's differences, one per seed or
+        one per fold), with simulated figures where ``figures``."""
+        values = [np.asarray(v, dtype=float) for v in values if len(v)]
+        if not values:
+            return fold_interval([], ratio=self.ratio)
+        terms = rule.fold_terms(values, None, clips=False)
+        interval = fold_interval(terms["d"][0], ratio=self.ratio, floor_var=float(rule.floor_variance(terms)[0]))
+        if not figures or interval.n < 2:
+            return interval
+        return interval.with_figures(value_figures({"d": values}, ratio=self.ratio, paper=paper, shared=self.shared))
+
     def compare(self, cid: str, left: pd.DataFrame, right: pd.DataFrame, *, value: str = "acc", note: str = "",
                 protocols: bool = True) -> None:
         paper = self.paper(cid)[0]
         if left.empty or right.empty:
             self.untestable(cid, "this build has no finished runs on one side of the comparison")
             return
-        floor = sides_clip_floor(left, right) if value == "acc" else math.nan
-        main = fold_interval(fold_differences(left, right, value), ratio=self.ratio, reference=paper, floor=floor)
+        main, _ = self.measure(left, right, value=value, paper=paper)
         others = {}
         if protocols:
             for name in ("best_test", "best_val"):
                 d = fold_differences(left, right, PROTOCOLS[name])
-                others[name] = fold_interval(d, ratio=self.ratio, reference=paper) if d else None
+                others[name] = self.measure(left, right, value=PROTOCOLS[name], figures=False)[0] if d else None
         lc, rc = left[left.converged], right[right.converged]
-        conv = fold_interval(fold_differences(lc, rc, value), ratio=self.ratio, reference=paper)
+        conv = self.measure(lc, rc, value=value, figures=False)[0]
         unconverged = int((~left.converged).sum() + (~right.converged).sum())
         self.add(cid, main, runs=len(left) + len(right), same_schedule=same_schedule(left, right), note=note,
                  protocols=others, conv=conv, unconverged=unconverged, improvement=improvement(left, right, value))

@@ -1,25 +1,18 @@
 """Statistics for comparing schemes across cross-validation folds.
 
-The unit of analysis is the fold. Two runs that share a test fold share its clips, and every
-seed of a fold trains on the same clips, so seeds are averaged within a fold first; the
-comparison is then a paired *t* interval over the folds (``folds - 1`` degrees of freedom).
-Folds are not independent either: any two training sets of a k-fold cross-validation share
-most of their clips, which makes the plain interval too narrow. The Nadeau-Bengio correction
-(Nadeau & Bengio 2003, "Inference for the generalization error") widens the variance of the
-mean difference from ``s^2 / k`` to ``(1 / k + n_test / n_train) s^2``; the book's verdicts use
-the corrected interval. That correction is an approximation, derived for repeated random
-train/test splits; its behaviour on a single k-fold design is not a theorem but a measurement:
-``studies/calibrate_claims.py`` runs A/A comparisons on this design and reports the false-positive
-rate and coverage of each rule here (:mod:`soundclr.analysis.calibration`).
+The unit of analysis is the fold. Two runs that share a test fold share its clips, and every seed of a fold
+trains on the same clips, so seeds are averaged within a fold first; the comparison is then a paired *t*
+interval over the folds (``folds - 1`` degrees of freedom), decided by the ledger's rule
+(:mod:`soundclr.analysis.rule`: the interval's SD is never below the noise floor that clip sampling and the
+seeds guarantee, and it carries the Nadeau-Bengio factor ``1 / k + n_test / n_train`` for overlapping training
+sets). :func:`fold_interval` wraps that rule for one comparison and sets the plain t interval and the exact
+sign-flip test beside it.
 
-For each comparison this module also gives the effect that the same design detects with 80 %
-power (two-sided, 5 %) and the power at a given effect (the paper's), from the noncentral *t*
-distribution, at two standard deviations: the one measured (a 4-df estimate for five folds, itself
-uncertain) and a conservative one, the larger of its one-sided 95 % upper confidence bound and the
-clip-sampling floor of the test folds (two models tested on n clips differ by clip sampling alone by
-``sd(per-clip difference) / sqrt(n)``). Beside the t tests: the exact sign-flip test over the folds
-(which cannot go below ``2 / 2^k``: 0.0625 for five folds), Holm's step-down adjustment for a family
-of comparisons, Wilson's interval for a rate, and the probability of improvement.
+The power figures are not computed here: every power, detectable effect and size the pages print is simulated
+from the noise model (:mod:`soundclr.analysis.noise`, :mod:`soundclr.analysis.power`) and decided by the rule
+itself. :func:`power` and :func:`detectable_effect` (the noncentral t) remain as an analytic cross-check of the
+simulator in the tests. Beside them: Holm's step-down adjustment and Wilson's interval (statsmodels), and the
+probability of improvement with its stratified-bootstrap interval (as rliable computes it).
 
 Everything here is plain numbers in, numbers out (no tensors, no runs).
 """
@@ -31,26 +24,25 @@ from typing import Sequence
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import chi2
 from scipy.stats import nct as noncentral_t
 from scipy.stats import norm
 from scipy.stats import t as student_t
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 LEVEL = 0.95
 POWER = 0.80
-SD_BOUND = 0.95        # the one-sided level of the SD's upper confidence bound in the conservative power
 
 
 @dataclass
 class FoldInterval:
-    """A paired comparison over folds: ``effect`` (mean of the fold-level differences), the plain
-    paired t interval (``low``, ``high``), the Nadeau-Bengio corrected one (``low_nb``,
-    ``high_nb``), the two-sided p value of the corrected test, ``n`` folds, ``sd`` of the fold
-    differences, the effect ``detectable`` with 80 % power by the corrected test, and ``power``
-    at a reference effect (None without one). The conservative counterparts (``sd_conservative``,
-    ``detectable_conservative``, ``power_conservative``) use the larger of the SD's upper confidence
-    bound (``sd_upper``) and the clip-sampling floor (``sd_floor``, NaN where unknown). ``p_plain``: the
-    plain t test's p; ``p_signflip``: the exact sign-flip test's."""
+    """A paired comparison over folds: ``effect`` (mean of the fold-level differences), the plain paired t interval
+    (``low``, ``high``: s^2 / k, no correction, no floor), the ledger's rule's interval (``low_nb``, ``high_nb``:
+    :data:`soundclr.analysis.rule.RULE`, named "corrected" on the pages), its two-sided p value ``p``, ``n`` folds,
+    ``sd`` of the fold differences and ``sd_floor``, the noise floor of that SD (clips and seeds; NaN where
+    unknown). The power figures are simulated (:mod:`soundclr.analysis.power`): ``power`` at a reference effect
+    (the paper's), ``detectable`` (80 %), ``size`` (the rate of a verdict at zero effect), each with its Monte
+    Carlo error (``*_mc``) and a band from the components' uncertainty (``*_band``); NaN until filled in."""
     effect: float
     low: float
     high: float
@@ -59,24 +51,34 @@ class FoldInterval:
     p: float
     n: int
     sd: float
-    detectable: float
+    detectable: float = math.nan
     power: float | None = None
     ratio: float = 0.0          # n_test / n_train of the correction
     level: float = LEVEL
     p_plain: float = math.nan
     p_signflip: float = math.nan
     sd_floor: float = math.nan
-    sd_upper: float = math.inf
-    detectable_conservative: float = math.inf
-    power_conservative: float | None = None
-
-    @property
-    def sd_conservative(self) -> float:
-        return max(self.sd_upper, self.sd_floor) if math.isfinite(self.sd_floor) else self.sd_upper
+    power_mc: float = math.nan
+    power_band: tuple = (math.nan, math.nan)
+    detectable_band: tuple = (math.nan, math.nan)
+    size: float = math.nan
+    size_mc: float = math.nan
+    rule: str = ""
 
     @property
     def finite(self) -> bool:
         return self.n >= 2 and math.isfinite(self.low_nb) and math.isfinite(self.high_nb)
+
+    def with_figures(self, figures: dict | None) -> "FoldInterval":
+        """This interval with the simulated figures of :mod:`soundclr.analysis.power` filled in."""
+        if not figures:
+            return self
+        from dataclasses import replace
+        power = figures.get("power", math.nan)
+        return replace(self, power=None if not math.isfinite(power) else power, power_mc=figures.get("power_mc", math.nan),
+                       detectable=figures.get("detectable", math.nan), power_band=tuple(figures.get("power_band", (math.nan,) * 2)),
+                       detectable_band=tuple(figures.get("detectable_band", (math.nan,) * 2)),
+                       size=figures.get("size", math.nan), size_mc=figures.get("size_mc", math.nan))
 
 
 def _empty(n: int, effect: float = math.nan, ratio: float = 0.0, level: float = LEVEL) -> FoldInterval:
@@ -108,14 +110,6 @@ def detectable_effect(se: float, df: int, *, target: float = POWER, alpha: float
     return float(brentq(lambda d: power(d, se, df, alpha=alpha) - target, 0.0, hi, xtol=1e-10 * se))
 
 
-def sd_upper_bound(sd: float, df: int, *, level: float = SD_BOUND) -> float:
-    """The one-sided ``level`` upper confidence bound of a normal SD estimated as ``sd`` with ``df``
-    degrees of freedom: ``sd * sqrt(df / chi2_{1 - level}(df))`` (2.37 sd for 4 df at 95 %)."""
-    if df < 1 or not math.isfinite(sd):
-        return math.inf
-    return sd * math.sqrt(df / chi2.ppf(1 - level, df))
-
-
 def sign_flip_p(differences: Sequence[float]) -> float:
     """The exact two-sided sign-flip (paired permutation) test of a zero mean: the share of the 2^k
     sign patterns whose mean is at least as far from zero as the observed one. Its smallest value is
@@ -130,14 +124,11 @@ def sign_flip_p(differences: Sequence[float]) -> float:
 
 
 def wilson(successes: int, n: int, *, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson's score interval for a rate of ``successes`` in ``n`` independent trials."""
+    """Wilson's score interval for a rate of ``successes`` in ``n`` independent trials (statsmodels)."""
     if n == 0:
         return math.nan, math.nan
-    z = float(norm.ppf(0.5 + level / 2))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = proportion_confint(successes, n, alpha=1 - level, method="wilson")
+    return max(0.0, float(lo)), min(1.0, float(hi))
 
 
 def clip_floor(per_clip: Sequence[np.ndarray]) -> float:
@@ -167,13 +158,37 @@ def improvement_probability(left: Sequence[Sequence[float]], right: Sequence[Seq
     return (wins / pairs if pairs else math.nan), folds_won, folds
 
 
-def fold_interval(differences: Sequence[float], *, ratio: float, reference: float | None = None,
-                  level: float = LEVEL, floor: float = math.nan) -> FoldInterval:
-    """The paired comparison of fold-level differences ``differences`` (one per fold, seeds already
-    averaged). ``ratio``: n_test / n_train of one fold's split, for the Nadeau-Bengio correction
-    (1/4 for five folds, one of them tested; 0 for no correction). ``reference``: an effect whose
-    power is reported (the paper's). ``level``: of both intervals (a simultaneous family passes
-    1 - 0.05 / m). ``floor``: the clip-sampling floor of the fold differences' SD, where known."""
+def improvement_interval(left: Sequence[Sequence[float]], right: Sequence[Sequence[float]], *, reps: int = 2000,
+                         level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+    """rliable's stratified-bootstrap interval of :func:`improvement_probability`: each fold is a stratum, and
+    each side's runs of a fold are resampled with replacement (``reps`` times); the central ``level`` share of the
+    resampled probabilities."""
+    rng = np.random.default_rng(seed)
+    pairs = [(np.asarray(a, float), np.asarray(b, float)) for a, b in zip(left, right) if len(a) and len(b)]
+    if not pairs:
+        return math.nan, math.nan
+    wins = np.zeros(reps)
+    total = 0
+    for a, b in pairs:
+        ra = a[rng.integers(0, len(a), (reps, len(a)))]
+        rb = b[rng.integers(0, len(b), (reps, len(b)))]
+        gt = (ra[:, :, None] > rb[:, None, :]).sum(axis=(1, 2))
+        eq = (ra[:, :, None] == rb[:, None, :]).sum(axis=(1, 2))
+        wins += gt + 0.5 * eq
+        total += len(a) * len(b)
+    lo, hi = np.quantile(wins / total, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def fold_interval(differences: Sequence[float], *, ratio: float, level: float = LEVEL, floor_var: float = math.nan,
+                  rule_name: str | None = None) -> FoldInterval:
+    """The ledger's rule (:func:`soundclr.analysis.rule.interval`) on fold-level differences ``differences`` (one per
+    fold, seeds already averaged), with the noise floor ``floor_var`` of one fold difference's variance (points
+    squared, NaN where unknown), and beside it the plain t interval, its p and the exact sign-flip p. ``ratio``:
+    n_test / n_train of one fold's split (1/4 for five folds). ``level``: of both intervals (a simultaneous family
+    passes 1 - 0.05 / m). The power figures are left empty (:meth:`FoldInterval.with_figures`)."""
+    from . import rule as rules
+    name = rule_name or rules.RULE
     d = np.asarray(differences, dtype=float)
     k = len(d)
     if k == 0:
@@ -181,23 +196,14 @@ def fold_interval(differences: Sequence[float], *, ratio: float, reference: floa
     mean = float(d.mean())
     if k < 2:
         return _empty(k, mean, ratio, level)
-    sd = float(d.std(ddof=1))
-    crit = float(student_t.ppf(0.5 + level / 2, k - 1))
-    se = sd / math.sqrt(k)
-    se_nb = sd * math.sqrt(1 / k + ratio)
-    p, p_plain = (float(2 * student_t.sf(abs(mean) / s, k - 1)) if s > 0 else (0.0 if mean != 0 else 1.0)
-                  for s in (se_nb, se))
-    alpha = 1 - level
-    upper = sd_upper_bound(sd, k - 1)
-    sd_cons = max(upper, floor) if math.isfinite(floor) else upper
-    se_cons = sd_cons * math.sqrt(1 / k + ratio)
-    return FoldInterval(effect=mean, low=mean - crit * se, high=mean + crit * se, low_nb=mean - crit * se_nb,
-                        high_nb=mean + crit * se_nb, p=p, n=k, sd=sd,
-                        detectable=detectable_effect(se_nb, k - 1, alpha=alpha),
-                        power=None if reference is None else power(reference, se_nb, k - 1, alpha=alpha),
-                        ratio=ratio, level=level, p_plain=p_plain, p_signflip=sign_flip_p(d), sd_floor=floor,
-                        sd_upper=upper, detectable_conservative=detectable_effect(se_cons, k - 1, alpha=alpha),
-                        power_conservative=None if reference is None else power(reference, se_cons, k - 1, alpha=alpha))
+    res = rules.interval(d[None], None if not math.isfinite(floor_var) else np.array([floor_var]), ratio=ratio,
+                         rule=name, level=level)
+    plain = rules.interval(d[None], None, ratio=ratio, rule="plain", level=level)
+    return FoldInterval(effect=mean, low=float(plain["low"][0]), high=float(plain["high"][0]),
+                        low_nb=float(res["low"][0]), high_nb=float(res["high"][0]), p=float(res["p"][0]), n=k,
+                        sd=float(res["sd"][0]), ratio=ratio, level=level, p_plain=float(plain["p"][0]),
+                        p_signflip=sign_flip_p(d), sd_floor=math.sqrt(floor_var) if math.isfinite(floor_var) else math.nan,
+                        rule=name)
 
 
 def cv_ratio(n_folds: int, validation: bool = False) -> float:
@@ -210,15 +216,15 @@ def cv_ratio(n_folds: int, validation: bool = False) -> float:
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p values (NaN stays NaN and does not count in the family)."""
+    """Holm's step-down adjusted p values (statsmodels' ``multipletests``; NaN stays NaN and does not count in the
+    family)."""
     p = np.asarray(pvalues, dtype=float)
-    idx = [i for i in np.argsort(p, kind="stable") if not math.isnan(p[i])]
-    m = len(idx)
     out = [math.nan] * len(p)
-    running = 0.0
-    for rank, i in enumerate(idx):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    idx = [i for i in range(len(p)) if not math.isnan(p[i])]
+    if idx:
+        adjusted = multipletests(p[idx], method="holm")[1]
+        for i, v in zip(idx, adjusted):
+            out[i] = float(v)
     return out
 
 
@@ -235,16 +241,16 @@ def verdict(interval: FoldInterval) -> str:
 
 
 def verdict_words(interval: FoldInterval, verdict_: str, paper: float | None) -> str:
-    """The verdict in words a reader cannot misread. An inconclusive interval says whether this size
-    could have told: with less than 80 % power at the paper's effect (``paper``) at the conservative SD,
-    "cannot tell at this size". Where the paper's effect lies relative to the interval is a description
-    (:func:`paper_position`), not a second verdict."""
+    """The verdict in words a reader cannot misread. An inconclusive interval says whether this size could have
+    told: with less than 80 % simulated power at the paper's effect (``paper``), "cannot tell at this size". Where
+    the paper's effect lies relative to the interval is a description (:func:`paper_position`), not a second
+    verdict."""
     if verdict_ != "inconclusive":
         return verdict_
     if not interval.finite:
         return "inconclusive: no interval (fewer than two folds)"
-    pc = interval.power_conservative
-    if paper is not None and math.isfinite(paper) and pc is not None and math.isfinite(pc) and pc < POWER:
+    pw = interval.power
+    if paper is not None and math.isfinite(paper) and pw is not None and math.isfinite(pw) and pw < POWER:
         return "inconclusive: cannot tell at this size (the interval holds zero; low power at the paper's effect)"
     return "inconclusive: the interval holds zero"
 

@@ -122,23 +122,25 @@ def summary_text(led: pd.DataFrame, plan) -> str:
     fam = led[led.p.notna()]
     if len(fam):
         sig = list(fam[fam.p_holm < 0.05].id)
-        text += (f" Each verdict is a test at 5 %; taken together as one family of {len(fam)} tests (Holm's "
-                 "adjustment, which keeps the chance of any false verdict at 5 %), "
-                 + (f"{len(sig)} remain{'s' if len(sig) == 1 else ''} significant: {', '.join(sig)}." if sig
-                    else "none remains significant."))
+        outside = [r.id for r in led.itertuples() if r.verdict not in ("not testable", BY_DESIGN) and r.id not in set(fam.id)]
+        text += (f" Each verdict is a test at 5 %. Holm's adjustment takes the {len(fam)} tests with a p value as one "
+                 f"family ({', '.join(fam.id)}) and keeps the chance of any false verdict among them at 5 %"
+                 + (f"; {', '.join(outside)} stand{'s' if len(outside) == 1 else ''} outside it (a verdict without a p "
+                    "value)" if outside else "")
+                 + ": " + (f"{len(sig)} remain{'s' if len(sig) == 1 else ''} significant: {', '.join(sig)}." if sig
+                           else "none remains significant."))
     folds = led[(led.design == "folds") & (led.n > 1)].n
     if len(folds):
         k = int(folds.max())
         text += (f" With {k} folds the exact sign-flip test cannot go below p = {2 / 2 ** k:.4f}"
                  + (", so a fold-level result significant at 5 % rests on the t test's assumption that fold differences "
                     "are normal." if 2 / 2 ** k > 0.05 else "."))
-    pw = led[led.power.notna()]
+    pw = led[led.power.notna() & (led.design == "folds")]
     if len(pw):
-        pc = pw.power_conservative
-        text += (f" At this size the design has {100 * pw.power.min():.0f} to {100 * pw.power.max():.0f} % power at the "
-                 f"paper's own effects at the measured SD ({100 * pc.min():.0f} to {100 * pc.max():.0f} % at a "
-                 "conservative one), so an inconclusive verdict is what it would most often show even if the paper "
-                 "were right: it means \"cannot tell\", not \"no effect\".")
+        text += (f" At this size the rule has {100 * pw.power.min():.0f} to {100 * pw.power.max():.0f} % power at the "
+                 "paper's own effects (simulated from the noise model with the rule itself), so an inconclusive verdict "
+                 "is what it would most often show even if the paper were right: it means \"cannot tell\", not \"no "
+                 "effect\".")
     cal = calibration_text()
     return text + (" " + cal if cal else "")
 

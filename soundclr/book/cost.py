@@ -11,53 +11,23 @@ grid the book shows, and :func:`hours` turns them into hours at a given throughp
 - estimated: :func:`flops_per_clip` counts the model's floating-point operations, and
   :func:`estimate` divides them by an assumed sustained rate, labelled as an assumption.
 
-The official fold sizes of the datasets are constants here, so the counts need no data.
+The counting itself lives in :mod:`soundclr.runs.counts` (the noise model's planning reads it too).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .. import datasets, schemes
+from ..runs.counts import Throughput, fold_sizes, hours, run_counts  # noqa: F401 (this module's vocabulary)
 from ..config import frames
 from ..model import build_model
 from .plan import make_plan
 
 
 
-def fold_sizes(dataset: str) -> list[int]:
-    """Clips per official fold, from the dataset's record (soundclr.datasets)."""
-    return list(datasets.get(dataset).fold_sizes)
-
 EXPERIMENTS = {"main": "Table III, Fig. 4, 5, UMAPs", "alpha": "Table II", "ablation": "Fig. 3",
                "masking": "Table I", "mask-fill": "mask fill"}
-
-
-@dataclass
-class Throughput:
-    """Clips per second of a training step, a stage-2 step and an evaluation."""
-    train: float
-    stage2: float
-    evaluate: float
-    label: str = ""
-
-
-def run_counts(cfg) -> dict:
-    """Clip counts of one run: ``train`` (training steps), ``stage2`` (stage-2 steps), ``evaluate``."""
-    sizes = fold_sizes(cfg.data.dataset)
-    r = cfg.run
-    test = sizes[r.test_fold - 1]
-    val = sizes[r.val_fold - 1] if r.val_fold else 0
-    train = sum(sizes) - test - val
-    train -= train % cfg.optim.batch_size           # the last partial batch is dropped
-    stages = cfg.stages()
-    e1 = stages[0]["epochs"]
-    e2 = stages[1]["epochs"] if len(stages) > 1 else 0
-    evaluated = e2 + (0 if schemes.get(r.scheme).two_stage and cfg.optim.stage2_start == "final" else e1)
-    return {"train": e1 * train, "stage2": e2 * train, "evaluate": evaluated * (test + val)}
 
 
 def grid_counts(plan) -> pd.DataFrame:
@@ -73,11 +43,6 @@ def grid_counts(plan) -> pd.DataFrame:
     out = pd.DataFrame(rows).T
     out.loc["the whole book"] = out.sum()
     return out.astype(int)
-
-
-def hours(counts: pd.DataFrame, speed: Throughput) -> pd.Series:
-    """Device-hours of each row of :func:`grid_counts` at the throughput ``speed``."""
-    return (counts["train"] / speed.train + counts["stage2"] / speed.stage2 + counts["evaluate"] / speed.evaluate) / 3600
 
 
 def flops_per_clip(cfg) -> dict[str, float]:

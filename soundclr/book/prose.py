@@ -49,22 +49,47 @@ def interval_text(row, *, plain: bool = True) -> str:
     return text + f", {n}"
 
 
+NOT_DETECTABLE = 100.0      # points: an effect this design would need beyond it is "not detectable"
+
+
+def _band_text(lo, hi, fmt) -> str:
+    if not (is_number(lo) and is_number(hi)) or not (math.isfinite(lo)):
+        return ""
+    return f"; band [{fmt(lo)}, {fmt(hi) if math.isfinite(hi) else 'not detectable'}]"
+
+
 def power_text(row) -> str:
-    """The effect this design detects with 80 % power and its power at the paper's effect, each at the
-    measured SD and at the conservative one."""
-    if row["verdict"] == "not testable" or not math.isfinite(row["detectable"]):
+    """The simulated figures of a row (:mod:`soundclr.analysis.power`): the effect the rule detects with 80 % power,
+    its size (the rate of a verdict at zero effect) and its power at the paper's effect, each with its Monte Carlo
+    error and the band from the noise components' uncertainty. An effect beyond 100 points reads "not detectable
+    with N folds"."""
+    if row["verdict"] == "not testable":
         return "n/a"
     unit = row["unit"]
 
     def size(x):
-        return "n/a" if not math.isfinite(x) else f"{abs(x):.0f}" if unit == "seconds" else f"{abs(x):.2f}"
-    cons = row.get("detectable_conservative", math.nan)
-    text = f"detects {size(row['detectable'])} {unit} (conservatively {size(cons) if is_number(cons) else 'n/a'})"
-    if is_number(row["power"]) and is_number(row["paper"]):
-        pc = row.get("power_conservative", math.nan)
-        text += (f"; power at the paper's {row['paper']:.2f}: {100 * row['power']:.0f} % (conservatively "
-                 + (f"{100 * pc:.0f} %)" if is_number(pc) else "n/a)"))
-    return text
+        return "n/a" if not is_number(x) or not math.isfinite(x) else f"{abs(x):.0f}" if unit == "seconds" else f"{abs(x):.2f}"
+
+    if row.get("design") == "clips per fold":       # C9: non-inferiority
+        if not is_number(row.get("power")):
+            return "n/a"
+        return (f"non-inferiority power at equal schemes (simulated): {100 * row['power']:.0f} % "
+                f"± {100 * row.get('power_mc', 0.0):.0f}")
+    det = row.get("detectable", math.nan)
+    if not is_number(det):
+        return "n/a"
+    if not math.isfinite(det) or abs(det) > NOT_DETECTABLE:
+        text = f"not detectable with {int(row['n'])} folds (no effect up to {NOT_DETECTABLE:.0f} {unit} reaches 80 % power)"
+    else:
+        text = f"detects {size(det)} {unit} with 80 % power" + _band_text(row.get("detectable_low"),
+                                                                        row.get("detectable_high"), size)
+    if is_number(row.get("size")):
+        text += f"; size {100 * row['size']:.1f} %"
+    if is_number(row.get("power")) and is_number(row["paper"]):
+        pct = lambda x: f"{100 * x:.0f} %"          # noqa: E731
+        text += (f"; power at the paper's {row['paper']:.2f}: {pct(row['power'])} ± {100 * row.get('power_mc', 0.0):.0f}"
+                 + _band_text(row.get("power_low"), row.get("power_high"), pct))
+    return text + " (simulated)"
 
 
 def tests_text(row) -> str:
@@ -76,7 +101,9 @@ def tests_text(row) -> str:
     if is_number(row.get("p_signflip")):
         parts.append(f"{row['p_signflip']:.3f} (exact sign-flip; smallest possible {2 / 2 ** int(row['n']):.3f})")
     if is_number(row.get("prob_improvement")):
-        parts.append(f"P(improvement) {row['prob_improvement']:.2f}, ahead on {int(row['folds_won'])} of "
+        ci = (f" [{row['prob_low']:.2f}, {row['prob_high']:.2f}]" if is_number(row.get("prob_low"))
+              and is_number(row.get("prob_high")) else "")
+        parts.append(f"P(improvement) {row['prob_improvement']:.2f}{ci}, ahead on {int(row['folds_won'])} of "
                      f"{int(row['folds'])} folds")
     return "; ".join(parts)
 
@@ -140,14 +167,16 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
             f"{PAGE_TITLE.get(r['evidence'], r['evidence'])}</a></small></td>"
             "</tr>")
     head = ("<tr><th>claim</th><th>the paper</th><th>this build: effect [corrected interval] (level); uncorrected "
-            "interval, folds; 80 % power (measured and conservative SD); tests</th><th>verdict, evidence</th></tr>")
+            "interval, folds; simulated power, size and detectable effect of the rule; tests</th><th>verdict, "
+            "evidence</th></tr>")
     return f"<table class=\"claims-ledger\">{head}{''.join(rows)}</table>"
 
 
 def _row_data(r) -> str:
     """The numbers behind a ledger row's interval, as data attributes (``make check-book`` recomputes the
     interval's width from them and its level label)."""
-    keys = {"level": "level", "sd": "sd", "n": "n", "ratio": "ratio", "design": "design", "verdict": "verdict"}
+    keys = {"level": "level", "sd": "sd", "floor": "sd_floor", "rule": "rule", "n": "n", "ratio": "ratio",
+            "design": "design", "verdict": "verdict", "detectable": "detectable"}
     return " ".join(f'data-{k}="{html.escape(str(r.get(v, "")))}"' for k, v in keys.items())
 
 

@@ -77,15 +77,15 @@ def decisive(page) -> None:
 
 
 def terms_text(terms: pd.DataFrame) -> str:
-    """Markdown: the sizes of the three variance terms behind the table, and what the build measured of the third."""
+    """Markdown: the sizes of the variance terms behind the table, on ESC-50."""
     if terms.empty:
         return ""
     esc = terms[terms.dataset == "ESC-50"]
-    parts = [f"{r.claim}: test clips {r.clip:.2f}, one seed {r.seed:.2f}, training sets {r.train:.2f}" for r in esc.itertuples()]
-    left = ", ".join(f"{r.claim} {r.train_build:+.2f}" for r in esc.itertuples())
-    return ("**The variance terms** of one ESC-50 fold's difference (points squared): " + "; ".join(parts) + ". The "
-            "training-set term is what this build's between-fold variance leaves after the clip and seed terms "
-            f"({left}; a negative remainder counts as zero): only it gets the Nadeau-Bengio factor.")
+    parts = [f"{r.claim}: test clips {r.clip:.2f}, one run of each side {r.seed:.2f}, training sets {r.train:.2f} "
+             f"fold to fold and {r.shared:.2f} shared by the folds" for r in esc.itertuples()]
+    return ("**The variance terms** of one ESC-50 fold's difference (points squared, `soundclr.analysis.noise`): "
+            + "; ".join(parts) + ". Seeds average out over the runs of a fold; the clip term over the folds; the "
+            "training-set term's shared part never averages out over the official folds.")
 
 
 def left_out(page) -> None:
