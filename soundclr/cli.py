@@ -35,6 +35,7 @@ from .book.reproduce import check_settings, parse_set, reproduce, train_plan
 from .cli_parser import build_parser
 from .config import ConfigError, preset
 from .data.bank import load_bank
+from .datasets import get as dataset_record
 from .datasets import register_folder
 from .data.fetch import download
 from .files import read_json
@@ -152,6 +153,8 @@ def _dispatch(args) -> int:
     if args.command == "slurm":
         return _slurm(args)
 
+    if args.command == "plan":
+        return _plan(args)
     if args.command == "evaluate":
         accs = noise_accuracy(args.run, args.noise, device=args.device)
         for std, acc in accs.items():
@@ -289,6 +292,28 @@ def _slurm(args) -> int:
         print(f"submitted job array {job_id} ({args.workers} tasks); progress: soundclr status --results {results}")
     else:
         print(f"submit it with: sbatch {path}")
+    return 0
+
+
+def _plan(args) -> int:
+    """``soundclr plan``: the decisive design from a pilot's runs (soundclr.analysis.planning)."""
+    from .analysis.planning import plan_report, report_text
+    try:
+        report = plan_report(args.results, args.dataset, effect=args.effect)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    print(report_text(report))
+    if args.slurm and report["design"]:
+        k = len(dataset_record(args.dataset).fold_sizes)
+        seeds = report["design"]["need"] or 5
+        train = ["--dataset", args.dataset, "--preset", "paper", "--schemes", "ce,supcon,hybrid",
+                 "--folds", ",".join(str(f) for f in range(1, k + 1)), "--seeds", ",".join(str(s) for s in range(seeds)),
+                 "--results", str(Path(args.results).resolve()), "--quiet"]
+        job = f"soundclr-{args.dataset}-decisive"
+        text = sbatch_script(train, workers=args.workers, time_limit=args.time, partition=args.partition, command="train",
+                             job_name=job, output_dir=Path(args.results).resolve() / "slurm")
+        path = write_script(text, Path(args.results).resolve() / "slurm", job)
+        print(f"wrote {path}: submit it with sbatch {path}")
     return 0
 
 

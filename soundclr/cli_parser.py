@@ -128,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `soundclr train` (a grid), "
                     "or `reproduce` and its arguments (every run the book of a dataset needs)")
 
+    pn = sub.add_parser("plan", help="fit the noise model to a results folder's main grid (a pilot) and print the "
+                        "decisive design of the headline claims: power, seeds per fold, size and GPU-hours, simulated "
+                        "with the ledger's own rule")
+    pn.add_argument("--results", default="results", help="the results folder holding the pilot (default: results)")
+    pn.add_argument("--dataset", required=True, help="the pilot's dataset: its main grid is read from "
+                    "RESULTS/DATASET/main (ce, supcon and hybrid runs on two or more folds)")
+    pn.add_argument("--effect", type=float, default=None, metavar="POINTS",
+                    help="plan for this effect instead of the paper's (Table III) and half of it")
+    pn.add_argument("--slurm", action="store_true", help="also write the SLURM array job that trains the recommended "
+                    "design into RESULTS (the paper preset, every scheme, fold and seed); see `soundclr slurm --help`")
+    pn.add_argument("--workers", type=workers_count, default=8, help="array tasks of the --slurm job (default: 8)")
+    pn.add_argument("--partition", default=None, help="SLURM partition of the --slurm job")
+    pn.add_argument("--time", default="24:00:00", help="time limit of each array task (default: 24:00:00)")
+    dataset_folder_flag(pn)
+
     ev = sub.add_parser("evaluate", help="evaluate a finished run's final model on its test fold")
     ev.add_argument("run", help="a run folder, results/<dataset>/<experiment>/<run>")
     plugin_flag(ev)

@@ -58,6 +58,14 @@ VERDICTS = ("supported", "contradicted", "inconclusive", BY_DESIGN, "not testabl
 # point: the paper's own Table III seed-to-seed SDs (0.46 to 0.68 points on ESC-50) put smaller differences
 # within its runs' spread, and it is the size of its smallest reported advantage on ESC-50 (+0.88 over SupCon).
 NONINFERIORITY_MARGIN = 1.0
+
+
+def c9_margin(clips: int) -> float:
+    """C9's non-inferiority margin on folds of ``clips`` test clips: the paper's scale (NONINFERIORITY_MARGIN, one
+    point), but never below one clip of the fold, the smallest difference a fold can show."""
+    return max(NONINFERIORITY_MARGIN, 100.0 / clips)
+
+
 PROTOCOLS = {"final": "acc", "best_test": "acc_best_test", "best_val": "acc_best_val"}
 PROTOCOL_LABEL = {"final": "final epoch (ours)", "best_test": "best epoch on the test fold (the paper's)",
                   "best_val": "best epoch on a validation fold"}

@@ -18,7 +18,7 @@ from .claims import (
     CLAIMS,
     NEAR_FINAL,
     NOISE_DRAWS,
-    NONINFERIORITY_MARGIN,
+    c9_margin,
     PAPER_NOISE_LEVELS,
     PROTOCOLS,
 )
@@ -261,12 +261,6 @@ def add_speed(L: Evidence, main: pd.DataFrame) -> None:
         L.add(cid, L.paired(d, figures=not CLAIMS[cid].by_design), runs=2 * len(p),
               same_schedule=same_schedule(h_side, o_side), note=note, conv=L.paired(dc, figures=False),
               unconverged=int((~p.converged).sum()))
-
-
-def c9_margin(clips: int) -> float:
-    """C9's non-inferiority margin on folds of ``clips`` test clips: the paper's scale (NONINFERIORITY_MARGIN, one
-    point), but never below one clip of the fold, the smallest difference a fold can show."""
-    return max(NONINFERIORITY_MARGIN, 100.0 / clips)
 
 
 def add_per_fold(L: Evidence, main: pd.DataFrame) -> None:

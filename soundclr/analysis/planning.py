@@ -180,9 +180,11 @@ def plan_rows(model: NoiseModel, dataset: str, left: str, right: str, claim: str
         rows.append({"claim": claim, "dataset": dataset, "folds": len(datasets.get(dataset).fold_sizes),
                      "clips": float(np.mean(datasets.get(dataset).fold_sizes)), "effect": effect, "effect_label": label,
                      **f, "band": band_of(effect) if band_of else (math.nan, math.nan), **terms,
-                     "limit": limiting_term(model, left, right, None if f["need"] is None else f["need"]),
-                     "gpu_hours": grid_hours(dataset, (left, right), seeds), "runs": 2 * seeds * len(datasets.get(dataset).fold_sizes),
-                     "rates": H200[dataset]["source"]})
+                     "limit": ("the seeds" if f["need"] is None and f["ceiling"] >= POWER else
+                               limiting_term(model, left, right, f["need"])),
+                     "gpu_hours": grid_hours(dataset, (left, right), seeds) if dataset in H200 else math.nan,
+                     "runs": 2 * seeds * len(datasets.get(dataset).fold_sizes),
+                     "rates": H200[dataset]["source"] if dataset in H200 else ""})
     return rows
 
 
@@ -258,3 +260,45 @@ def decisive_design(rows: list[dict]) -> dict | None:
 
 __all__ = ["pilot", "carry", "fit_pilot", "plan_rows", "power_band", "paper_effects", "grid_hours", "decisive_design",
            "ratio_of", "POWER", "rule"]
+
+
+def plan_report(results: str | Path, dataset: str, *, effect: float | None = None, bands: bool = False) -> dict:
+    """``soundclr plan``: fit the noise model to ``results``' main grid of ``dataset`` (a pilot) and plan C1 and C2
+    on that dataset's own folds, at the pilot's accuracies: the paper's effect and half of it (or ``effect``).
+    Returns the rows and the recommended design."""
+    pl = pilot(results, dataset)
+    k = len(pl["folds"])
+    rows = []
+    for claim, left, right in HEADLINE:
+        model = fit_pilot(pl["sides"], left, right, shared=rule_ratio(k), dataset=dataset)
+        effects = ({"given": float(effect)} if effect is not None else
+                   paper_effects(claim, dataset if dataset in PAPER_TABLE3 else "esc50"))
+        rows += plan_rows(model, dataset, left, right, claim, effects=effects, ratio=rule_ratio(k))
+    return {"rows": rows, "design": decisive_design(rows) if effect is None else max(rows, key=lambda r: -(r["need"] or 99)),
+            "folds": pl["folds"], "dataset": dataset}
+
+
+def report_text(report: dict) -> str:
+    """The plan as lines for a terminal."""
+    lines = [f"Decisive design for {report['dataset']} (the noise model fitted to the pilot's runs; every figure "
+             f"simulated with the ledger's rule, {rule.RULE}):"]
+    for r in report["rows"]:
+        need = (f"{r['need']} seeds per fold" if r["need"] else
+                f"no number of seeds up to {r['most']} reaches {100 * POWER:.0f} % (at most {100 * r['ceiling']:.0f} % "
+                "with unlimited seeds)" if r["ceiling"] < POWER else
+                f"more than {r['most']} seeds per fold ({100 * r['at_most']:.0f} % at {r['most']})")
+        hours = f"; {r['gpu_hours']:,.0f} H200 GPU-hours ({r['runs']} runs)" if math.isfinite(r["gpu_hours"]) else ""
+        lines.append(f"  {r['claim']} at {r['effect']:+.2f} points ({r['effect_label']}): power with 5 seeds "
+                     f"{100 * r['power']:.0f} % ± {100 * r['power_mc']:.0f}, size {100 * r['size']:.1f} %; {need}{hours}; "
+                     f"limited by {r['limit']}; clip-level design: power {100 * r['clip_power']:.0f} %, size "
+                     f"{100 * r['clip_size']:.0f} %" + (" (not offered: above 5 %)" if r["clip_size"] > 0.05 + 2 * r["clip_size_mc"]
+                                                    else ""))
+        lines.append(f"      variance of one fold's difference (points²): clips {r['clip']:.2f}, one run of each side "
+                     f"{r['seed']:.2f}, training sets {r['train']:.2f} (+{r['shared']:.2f} shared)")
+    d = report["design"]
+    if d:
+        seeds = d["need"] or PAPER_SEEDS
+        lines.append(f"Recommended: {seeds} seed{'s' if seeds > 1 else ''} per fold of every scheme on every fold "
+                     f"({d['claim']} is the limiting claim)" + ("" if d["need"] else
+                                                               f": no number reaches {100 * POWER:.0f} %, so the paper's five"))
+    return "\n".join(lines)
