@@ -1,7 +1,7 @@
 """soundclr.analysis.stats against scipy, hand computations and a simulation: the fold-level paired interval,
-the Nadeau-Bengio correction, power and the detectable effect (measured and conservative), the sign-flip test,
-Wilson's interval, the probability of improvement, Holm's adjustment, verdicts; and
-soundclr.analysis.calibration on cases whose answer is known."""
+the Nadeau-Bengio correction and the floor-bounded rule, the analytic power (the simulator's cross-check), the
+sign-flip test, Wilson's interval, the probability of improvement and its bootstrap interval, Holm's adjustment,
+verdicts; and soundclr.analysis.calibration on cases whose answer is known."""
 import math
 
 import numpy as np
@@ -19,8 +19,8 @@ from soundclr.analysis.stats import (
     improvement_probability,
     one_sided_p,
     paper_position,
+    improvement_interval,
     power,
-    sd_upper_bound,
     sign_flip_p,
     verdict,
     verdict_words,
@@ -74,9 +74,6 @@ def test_the_detectable_effect_has_80_percent_power():
     d = detectable_effect(se, df)
     assert power(d, se, df) == pytest.approx(0.80, abs=1e-6)
     assert power(0.9 * d, se, df) < 0.80 < power(1.1 * d, se, df)
-    got = fold_interval([1.0, 2.0, 3.0, 4.0, 5.0], ratio=0.25, reference=1.0)
-    assert got.detectable == pytest.approx(detectable_effect(math.sqrt(2.5 * 0.45), 4))
-    assert got.power == pytest.approx(power(1.0, math.sqrt(2.5 * 0.45), 4))
 
 
 def test_holm_by_hand():
@@ -94,36 +91,40 @@ def test_cv_ratio():
         cv_ratio(1)
 
 
-def test_verdicts_use_the_corrected_interval_and_say_cannot_tell():
-    supported_plain_only = fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25, reference=1.0)
+def test_verdicts_use_the_rules_interval_and_say_cannot_tell():
+    supported_plain_only = fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25)
     assert supported_plain_only.low > 0 > supported_plain_only.low_nb
     assert verdict(supported_plain_only) == "inconclusive"
     assert verdict(FoldInterval(1.0, 0.5, 1.5, 0.2, 1.8, 0.01, 5, 0.5, 1.0)) == "supported"
     assert verdict(FoldInterval(-1.0, -1.5, -0.5, -1.8, -0.2, 0.01, 5, 0.5, 1.0)) == "contradicted"
-    # the words use the conservative power: low power at the paper's effect says "cannot tell"
-    assert supported_plain_only.power_conservative < 0.8
-    assert "cannot tell at this size" in verdict_words(supported_plain_only, "inconclusive", 1.0)
+    # the words use the simulated power: low power at the paper's effect says "cannot tell"
+    low = supported_plain_only.with_figures({"power": 0.3, "power_mc": 0.01, "detectable": 3.0})
+    assert "cannot tell at this size" in verdict_words(low, "inconclusive", 1.0)
+    high = supported_plain_only.with_figures({"power": 0.9, "power_mc": 0.01, "detectable": 0.5})
+    assert verdict_words(high, "inconclusive", 1.0) == "inconclusive: the interval holds zero"
     # no second, unadjusted verdict about the paper's effect: where it lies is a description
-    assert verdict_words(supported_plain_only, "inconclusive", None) == "inconclusive: the interval holds zero"
-    assert "paper" not in verdict_words(fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25, reference=50.0),
-                                        "inconclusive", 50.0).split(":")[0]
+    assert verdict_words(low, "inconclusive", None) == "inconclusive: the interval holds zero"
     assert paper_position(-1.0, 2.0, 5.0) == "the paper's effect lies above this interval"
     assert paper_position(-1.0, 2.0, 0.5) == "the paper's effect lies inside this interval"
     assert paper_position(-1.0, 2.0, None) == ""
 
 
-def test_the_conservative_sd_is_the_larger_of_the_upper_bound_and_the_clip_floor():
-    d = [1.0, 2.0, 3.0, 4.0, 5.0]
-    sd = math.sqrt(2.5)
-    upper = sd * math.sqrt(4 / scipy.stats.chi2.ppf(0.05, 4))       # one-sided 95 % upper bound, 4 df
-    assert sd_upper_bound(sd, 4) == pytest.approx(upper) and upper / sd == pytest.approx(2.3724, abs=1e-4)
-    got = fold_interval(d, ratio=0.25, reference=1.0)
-    assert got.sd_conservative == pytest.approx(upper)
-    assert got.power_conservative == pytest.approx(power(1.0, upper * math.sqrt(0.45), 4))
-    assert got.detectable_conservative == pytest.approx(detectable_effect(upper * math.sqrt(0.45), 4))
-    assert got.power_conservative < got.power and got.detectable_conservative > got.detectable
-    floored = fold_interval(d, ratio=0.25, reference=1.0, floor=10.0)
-    assert floored.sd_conservative == 10.0 and floored.power_conservative < got.power_conservative
+def test_the_floor_bounds_the_rules_sd_from_below():
+    """An SD of the fold differences below the noise floor is raised to it (floor-nb: then the Nadeau-Bengio factor);
+    the plain interval beside it keeps the SD measured; above the floor nothing changes."""
+    from soundclr.analysis import rule
+    d = [1.0, 2.0, 3.0, 4.0, 5.0]                          # sd^2 = 2.5
+    crit = scipy.stats.t.ppf(0.975, 4)
+    low_floor = fold_interval(d, ratio=0.25, floor_var=1.0, rule_name="floor-nb")
+    assert low_floor.high_nb - 3.0 == pytest.approx(crit * math.sqrt(2.5 * 0.45))
+    high_floor = fold_interval(d, ratio=0.25, floor_var=10.0, rule_name="floor-nb")
+    assert high_floor.high_nb - 3.0 == pytest.approx(crit * math.sqrt(10.0 * 0.45))
+    assert high_floor.high - 3.0 == pytest.approx(crit * math.sqrt(2.5 / 5))       # the plain one: measured SD
+    plain_floor = fold_interval(d, ratio=0.25, floor_var=10.0, rule_name="floor-plain")
+    assert plain_floor.high_nb - 3.0 == pytest.approx(crit * math.sqrt(10.0 / 5))
+    assert set(rule.RULES) == {"plain", "nb", "floor-plain", "floor-nb"} and rule.RULE in rule.RULES
+    with pytest.raises(ValueError, match="rule='x' is not valid"):
+        fold_interval(d, ratio=0.25, rule_name="x")
 
 
 def test_the_sign_flip_test_by_enumeration():
@@ -154,6 +155,23 @@ def test_probability_of_improvement_counts_pairs_within_folds():
     assert improvement_probability([[2.0]], [[1.0]]) == (1.0, 1, 1)
 
 
+def test_the_improvement_interval_is_a_stratified_bootstrap():
+    """Runs are resampled within their fold: a side that wins every pair in every resample has [1, 1]; a mixed
+    design's interval holds its estimate, and a brute-force resampling loop gives the same quantiles."""
+    assert improvement_interval([[3, 4], [5, 6]], [[1, 2], [0, 1]]) == (1.0, 1.0)
+    left, right = [[3.0, 1.0, 2.0], [5.0, 4.0]], [[2.0, 2.5], [4.5, 6.0, 3.0]]
+    lo, hi = improvement_interval(left, right, reps=4000, seed=1)
+    est = improvement_probability(left, right)[0]
+    assert lo <= est <= hi and lo < hi
+    rng = np.random.default_rng(2)
+    ref = []
+    for _ in range(4000):
+        a = [list(rng.choice(x, len(x))) for x in left]
+        b = [list(rng.choice(x, len(x))) for x in right]
+        ref.append(improvement_probability(a, b)[0])
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=0.04)
+
+
 def test_one_sided_p_from_the_two_sided_one():
     pos = fold_interval([1.0, 2.0, 3.0, 4.0, 5.0], ratio=0.25)
     neg = fold_interval([-1.0, -2.0, -3.0, -4.0, -5.0], ratio=0.25)
@@ -170,7 +188,7 @@ def test_clip_interval_is_a_plain_paired_interval_over_clips():
 def _table(acc_by_seed: dict[int, float], folds: int = 5, clips: int = 10):
     """A correctness table in which seed s gets the first round(acc * clips) clips of every fold right."""
     import pandas as pd
-    rows = [{"fold": f, "seed": s, "acc": 100 * a, "seconds": 1.0,
+    rows = [{"scheme": "ce", "fold": f, "seed": s, "acc": 100 * a, "seconds": 1.0,
              "correct": (np.arange(clips) < round(a * clips)).astype(float)}
             for f in range(1, folds + 1) for s, a in acc_by_seed.items()]
     return pd.DataFrame(rows)
@@ -178,39 +196,26 @@ def _table(acc_by_seed: dict[int, float], folds: int = 5, clips: int = 10):
 
 def test_calibration_counts_each_rule_on_a_case_with_a_known_answer():
     from soundclr.analysis.calibration import arms, calibrate
-    # comparison 0: seed 0 all wrong, seed 1 all right on every fold (arm A is 100 points worse);
+    # comparison 0: seed 0 at 20 %, seed 1 at 90 % on every fold (arm A is 70 points worse, the same on every fold);
     # comparison 1: seeds 2 and 3 identical (no difference at all)
-    got = calibrate(_table({0: 0.0, 1: 1.0, 2: 0.5, 3: 0.5}), arm_sizes=(1, 2))
+    got = calibrate(_table({0: 0.2, 1: 0.9, 2: 0.5, 3: 0.5}), arm_sizes=(1, 2), sims=200, planted_points=10.0)
     assert arms([0, 1, 2, 3], 1) == [([0], [1]), ([2], [3])] and arms([0, 1, 2, 3], 2) == [([0, 1], [2, 3])]
     one = got["arms"]["1"]
     assert one["comparisons"] == 2
-    fp = {rule: r["hits"] for rule, r in one["false_positive"].items()}
-    # the t tests and the pooled clip test reject comparison 0 only; the sign flip cannot reject with 5 folds
-    # (its smallest p is 2/32); C9's rule says "contradicted" where arm A is 100 points worse
-    assert fp == {"corrected": 1, "plain": 1, "signflip": 0, "clips": 1, "c9": 1}
-    assert one["coverage"]["hits"] == 1 and one["false_positive"]["corrected"]["rate"] == 0.5
-    assert one["fold_differences"] == [[-100.0] * 5, [0.0] * 5]
-    # two seeds per arm: (0, 1) against (2, 3) are both at 50 % on every fold: no rule rejects
-    assert {r["hits"] for r in got["arms"]["2"]["false_positive"].values()} == {0}
+    # every rule rejects comparison 0 (its folds all differ by -70, the floor is small beside that) and not 1
+    assert {r["hits"] for r in one["false_positive"].values()} == {1}
+    assert {r["hits"] for r in one["coverage"].values()} == {1}
+    assert one["fold_differences"] == [[-70.0] * 5, [0.0] * 5]
+    # two seeds per arm: (0, 1) against (2, 3): 55 % against 50 % on every fold, SD 0; only the floor-bounded
+    # rules see the clip-by-clip noise (seeds 0 and 1 disagree on 7 of 10 clips) and hold back
+    two = got["arms"]["2"]["false_positive"]
+    assert two["plain"]["hits"] == 1 and two["nb"]["hits"] == 1
+    assert two["floor-plain"]["hits"] == 0 and two["floor-nb"]["hits"] == 0
+    assert got["arms"]["2"]["c9"]["margin"] == 10.0          # one clip of a 10-clip fold
 
 
-def test_planting_lowers_an_arm_by_the_share_of_its_correct_clips():
+def test_planting_marks_the_chosen_clips_wrong_in_every_run():
     from soundclr.analysis.calibration import plant
-    rng = np.random.default_rng(0)
-    correct = (np.arange(100000) % 4 != 0).astype(float)           # 75 % right
-    got = plant(correct, 0.2, rng)
-    assert got.mean() == pytest.approx(0.75 * 0.8, abs=0.005)
-    assert not ((got == 1) & (correct == 0)).any()                  # a wrong clip never becomes right
-
-
-def test_the_corrected_tests_power_on_independent_folds_matches_a_simulation():
-    """calibration.independent_power: the Nadeau-Bengio test applied to independent fold differences, against
-    20,000 simulated five-fold experiments (and it is not the model's power: the statistic is the plain one / 1.5)."""
-    from soundclr.analysis.calibration import independent_power
-    rng = np.random.default_rng(5)
-    k, sd, effect = 5, 1.0, 0.8
-    x = rng.normal(effect, sd, size=(20000, k))
-    t_nb = x.mean(1) / (x.std(1, ddof=1) * math.sqrt(1 / k + 0.25))
-    simulated = float((np.abs(t_nb) > scipy.stats.t.ppf(0.975, k - 1)).mean())
-    assert independent_power(effect, sd, k, 0.25) == pytest.approx(simulated, abs=0.012)
-    assert abs(independent_power(effect, sd, k, 0.25) - power(effect, sd * math.sqrt(1 / k + 0.25), k - 1)) > 0.02
+    correct = np.array([[1, 1, 0, 1], [0, 1, 1, 1]], dtype=float)
+    got = plant(correct, np.array([1, 3]))
+    assert got.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]] and correct[0, 1] == 1      # a copy; wrong stays wrong
