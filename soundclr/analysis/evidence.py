@@ -105,7 +105,10 @@ def alpha_figures(L: Evidence, alpha: pd.DataFrame, others: list[str], paper: fl
     """C3's simulated figures: the intersection-union test on experiments drawn from one model of every weight's
     runs (one seed per fold: their seed terms borrowed from the main grid's hybrid runs)."""
     folds = sorted(set.intersection(*(set(alpha[alpha.variant == v].fold) for v in ["alpha0.5", *others])))
-    sides = {v: side_clips(alpha[alpha.variant == v], folds) for v in ["alpha0.5", *others]}
+    try:
+        sides = {v: side_clips(alpha[alpha.variant == v], folds) for v in ["alpha0.5", *others]}
+    except (OSError, KeyError, RuntimeError, TypeError, AttributeError):       # runs without per-clip outputs
+        return None
     lent = L.scheme_side("hybrid")
     borrow = {v: lent for v in sides} if lent is not None else {}
     try:

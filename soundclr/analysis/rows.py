@@ -192,12 +192,17 @@ class Evidence:
         if value == "acc":
             try:
                 clips = side_clips(left, folds), side_clips(right, folds)
-            except (OSError, KeyError, RuntimeError):
+            except (OSError, KeyError, RuntimeError, TypeError, AttributeError):     # runs without per-clip outputs
                 clips = None
         if clips is not None:
             terms = rule.fold_terms(*clips, clips=True)
         else:
-            terms = rule.fold_terms(side_values(left, folds, value), side_values(right, folds, value), clips=False)
+            lv, rv = side_values(left, folds, value), side_values(right, folds, value)
+            keep = [i for i in range(len(folds)) if len(lv[i]) and len(rv[i])]      # a value missing on a side: no fold
+            if not keep:
+                return fold_interval([], ratio=self.ratio, level=level), None
+            folds = [folds[i] for i in keep]
+            terms = rule.fold_terms([lv[i] for i in keep], [rv[i] for i in keep], clips=False)
         interval = fold_interval(terms["d"][0], ratio=self.ratio, level=level,
                                  floor_var=float(rule.floor_variance(terms)[0]))
         if not figures or interval.n < 2:
@@ -216,7 +221,7 @@ class Evidence:
             except ValueError:
                 figs = None
         else:
-            figs = value_figures({"left": side_values(left, folds, value), "right": side_values(right, folds, value)},
+            figs = value_figures({"left": [lv[i] for i in keep], "right": [rv[i] for i in keep]},
                                  ratio=self.ratio, paper=paper, shared=self.shared)
         return interval.with_figures(figs), figs
 
