@@ -30,6 +30,7 @@ import os
 import sys
 from pathlib import Path
 
+from .analysis.planning import plan_report, report_text
 from .book.plan import plan_schemes
 from .book.reproduce import check_settings, parse_set, reproduce, train_plan
 from .cli_parser import build_parser
@@ -297,7 +298,6 @@ def _slurm(args) -> int:
 
 def _plan(args) -> int:
     """``soundclr plan``: the decisive design from a pilot's runs (soundclr.analysis.planning)."""
-    from .analysis.planning import plan_report, report_text
     try:
         report = plan_report(args.results, args.dataset, effect=args.effect)
     except ValueError as err:

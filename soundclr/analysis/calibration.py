@@ -23,14 +23,15 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kstest
+from scipy.stats import chi2, kstest
 
 from ..files import read_json
 from ..runs.inference import clip_correctness
 from . import rule
 from .claims import c9_margin
 from .noise import NoiseModel, SideNoise, fit
-from .simulate import Design, clip_experiments
+from .simulate import Design, clip_experiments, detectable
+from .simulate import rate as sim_rate
 from .stats import wilson
 
 ALPHA = 0.05
@@ -172,7 +173,6 @@ def planted(cells: dict, folds: list[int], seeds: list[int], model: NoiseModel, 
     from fold to fold, as a training-set term would), of about ``points`` (default: the effect the simulated rule
     finds with 80 % power at this design). Each: the measured effect, the real rejection rate (Wilson) and the
     simulated power of the rule at that effect (for ``varying``, with the planted spread as a training-set term)."""
-    from .simulate import detectable, rate as sim_rate
     rng = np.random.default_rng([seed, 7])
     splits = arms(seeds, 1)
     design = Design(clips=tuple(len(next(iter(cells[f].values()))) for f in folds), runs={"A": 1, "B": 1})
@@ -224,7 +224,6 @@ def draws_check(draws: Sequence[dict], *, ratio: float, level: float = 0.95) -> 
     and each rule's coverage of the population difference (the mean of the other draws' means: leave one out), with
     Wilson intervals. The excess of the across-draw variance over the plain estimate is the part of the variance the
     folds of one dataset share (``shared_variance``)."""
-    from scipy.stats import chi2
     d = np.array([np.asarray(x["d"], float) for x in draws])             # (draws, k)
     floor = np.array([float(x["floor"]) for x in draws])
     J, k = d.shape

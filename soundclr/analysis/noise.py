@@ -49,6 +49,8 @@ from scipy.optimize import brentq
 from scipy.special import owens_t
 from scipy.stats import multivariate_normal, norm
 
+from .rule import floor_variance, fold_terms          # the ledger's floor: the same estimate as the verdicts
+
 EPS = 1e-6
 
 
@@ -207,8 +209,6 @@ def fit(sides: Mapping[str, Sequence[np.ndarray]], *, train_pairs: Sequence[tupl
     training-set term (by the method of moments, with the ledger's own noise floor). ``borrow[name]``: r_same and
     r_run for a side with one run per fold. ``shared``: the training term's shared part (see the module
     docstring)."""
-    from .rule import floor_variance, fold_terms          # the ledger's floor: the same estimate as the verdicts
-
     borrow = dict(borrow or {})
     names = list(sides)
     k = len(next(iter(sides.values())))

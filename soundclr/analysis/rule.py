@@ -30,6 +30,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import norm
 from scipy.stats import t as student_t
 
 LEVEL = 0.95
@@ -184,7 +185,6 @@ def noninferior(pairs: Sequence[dict], *, margin: float, level: float = LEVEL, w
     intersection needs no multiplicity correction) for the verdict +1. The claim fails (-1) where some fold's upper
     bound at the simultaneous one-sided ``worse_level`` (default: Bonferroni over every fold and rival) lies below
     ``-margin``. Returns ``(B,)`` ``verdict``, and ``(B, rivals * k)`` ``d``, ``low``, ``high``."""
-    from scipy.stats import norm
     m = sum(t["d"].shape[1] for t in pairs)
     worse_level = 1 - (1 - level) / m if worse_level is None else worse_level
     ds, lows, highs = [], [], []

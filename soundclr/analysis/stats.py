@@ -19,7 +19,7 @@ Everything here is plain numbers in, numbers out (no tensors, no runs).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +29,8 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
+
+from . import rule as rules
 
 LEVEL = 0.95
 POWER = 0.80
@@ -73,7 +75,6 @@ class FoldInterval:
         """This interval with the simulated figures of :mod:`soundclr.analysis.power` filled in."""
         if not figures:
             return self
-        from dataclasses import replace
         power = figures.get("power", math.nan)
         return replace(self, power=None if not math.isfinite(power) else power, power_mc=figures.get("power_mc", math.nan),
                        detectable=figures.get("detectable", math.nan), power_band=tuple(figures.get("power_band", (math.nan,) * 2)),
@@ -187,7 +188,6 @@ def fold_interval(differences: Sequence[float], *, ratio: float, level: float = 
     squared, NaN where unknown), and beside it the plain t interval, its p and the exact sign-flip p. ``ratio``:
     n_test / n_train of one fold's split (1/4 for five folds). ``level``: of both intervals (a simultaneous family
     passes 1 - 0.05 / m). The power figures are left empty (:meth:`FoldInterval.with_figures`)."""
-    from . import rule as rules
     name = rule_name or rules.RULE
     d = np.asarray(differences, dtype=float)
     k = len(d)
