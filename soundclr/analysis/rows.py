@@ -64,6 +64,15 @@ EXTRA_STATS = ("p_plain", "p_signflip", "sd", "sd_floor", "power_mc", "power_low
                "folds_won", "folds")
 
 
+def _with_position(words: str, verdict: str, interval, paper) -> str:
+    """An inconclusive verdict's words, with where the paper's effect lies when the interval excludes it (a
+    description beside "cannot tell", not a second verdict)."""
+    where = paper_position(interval.low_nb, interval.high_nb, paper)
+    if verdict == "inconclusive" and where and "inside" not in where:
+        return f"{words}; {where} (a description, not a test)"
+    return words
+
+
 def beats(scheme: str, rival: str = "ce"):
     """The measurement (``compute``) function of a claim "``scheme`` beats ``rival``" (a claim of your own,
     :func:`soundclr.analysis.claims.register`): ``scheme`` minus ``rival`` in final-epoch accuracy on the
@@ -155,7 +164,8 @@ class Evidence:
                "level": interval.level, "ratio": interval.ratio, "rule": interval.rule, "prob_improvement": prob, "folds_won": won, "folds": folds,
                "paper_position": paper_position(interval.low_nb, interval.high_nb, base["paper"]),
                "verdict": v, "verdict_text": (f"{BY_DESIGN} (not a test): {CLAIMS[cid].by_design}" if by_design else
-                                              words or verdict_words(interval, v, base["paper"])),
+                                              words or _with_position(verdict_words(interval, v, base["paper"]), v,
+                                                                      interval, base["paper"])),
                "same_schedule": same_schedule, "design": design, "note": note, "detail": detail, "unconverged": unconverged}
         for name in ("best_test", "best_val", "conv"):
             other = conv if name == "conv" else (protocols or {}).get(name)

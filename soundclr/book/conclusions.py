@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.claims import BY_DESIGN, VERDICTS
+from ..analysis.rule import RULE
 from ..analysis.convergence import (
     LAST_EVALS,
     LOSS_TOLERANCE,
@@ -146,34 +147,48 @@ def summary_text(led: pd.DataFrame, plan) -> str:
 
 
 CALIBRATION = SOURCE_ROOT / "studies" / "calibrate_claims.json"
+DRAWS = SOURCE_ROOT / "studies" / "nadeau_bengio.json"
 
 
-def calibration() -> dict | None:
-    """The committed output of ``studies/calibrate_claims.py`` (None where this checkout lacks it)."""
+def calibration(path=None) -> dict | None:
+    """The committed output of ``studies/calibrate_claims.py`` (or of the study at ``path``; None where this
+    checkout lacks it)."""
     try:
-        return json.loads(CALIBRATION.read_text(encoding="utf-8"))
+        return json.loads((path or CALIBRATION).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
 def _pct(r: dict) -> str:
-    return f"{100 * r['rate']:.0f} % [{100 * r['low']:.0f}, {100 * r['high']:.0f}] ({r['hits']} of {r['n']})"
+    return f"{r['hits']} of {r['n']} ({100 * r['rate']:.0f} %, 95 % interval [{100 * r['low']:.0f}, {100 * r['high']:.0f}])"
+
+
+SCHEME_WORDS = {"ce": "cross-entropy", "hybrid": "the hybrid", "supcon": "two-stage SupCon"}
 
 
 def calibration_text() -> str:
-    """Markdown: how the verdict rules behaved in the A/A calibration of this design (the book's page)."""
+    """Markdown: how the ledger's rule behaved in the calibration of this design (the book's calibration page): per
+    scheme, the real A/A comparisons of the book's two seeds per arm and the simulated size; the draws study's
+    coverage."""
     c = calibration()
-    if not c or "arms" not in c:
+    if not c or "schemes" not in c:
         return ("The verdict rules have not been calibrated in this checkout (`studies/calibrate_claims.py` writes "
                 "the calibration page).")
-    a = c["arms"][max(c["arms"], key=lambda m: c["arms"][m]["comparisons"])]
-    fp, pl = a["false_positive"], a["planted"]
-    return (f"**Calibrated on this design** ([the calibration page](../book/calibration.md)): in {a['comparisons']} A/A "
-            f"comparisons (one scheme against itself, {a['seeds_per_arm']} seed{'s' if a['seeds_per_arm'] > 1 else ''} per arm and fold) the corrected test "
-            f"called a difference in {_pct(fp['corrected'])}, the plain t test in {_pct(fp['plain'])} and a clip-level "
-            f"test over the pooled clips in {_pct(fp['clips'])}; the corrected interval held zero in "
-            f"{_pct(a['coverage'])}. At a planted effect of {pl['effect']:.2f} points, where the page's model promises "
-            f"{100 * pl['model_power']:.0f} % power, the corrected test found it in {_pct(pl['rejections']['corrected'])}.")
+    parts = []
+    for s, r in c["schemes"].items():
+        a = r["arms"].get("2") or next(iter(r["arms"].values()))
+        sim = a["simulated"][RULE]
+        parts.append(f"{SCHEME_WORDS.get(s, s)} {a['false_positive'][RULE]['hits']} of {a['comparisons']} real, "
+                     f"{100 * sim['rate']:.1f} % ± {100 * sim['mc']:.1f} simulated")
+    text = (f"**Calibrated on this design** ([the calibration page](../book/calibration.md)): in A/A comparisons (a "
+            f"scheme against itself, two seeds per arm and fold, the truth zero) the ledger's rule (`{RULE}`) gave a "
+            f"verdict in {'; '.join(parts)}.")
+    d = calibration(DRAWS)
+    if d and RULE in d.get("rules", {}):
+        cov = d["rules"][RULE]["coverage"]
+        text += (f" Over {d['draws']} independent draws of the dataset its interval held the population difference in "
+                 f"{_pct(cov)}.")
+    return text
 
 
 def page_conclusion(led: pd.DataFrame | None, ids: Sequence[str], plan, lead: str | None = None,

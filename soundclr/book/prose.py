@@ -153,7 +153,10 @@ def ledger_html(led: pd.DataFrame, dataset: str | None = None) -> str:
             mine += f"<br><small>{html.escape(tests)}</small>" if tests else ""
             if r.get("paper_position"):
                 mine += f"<br><small>{html.escape(r['paper_position'])} (a description, not a test)</small>"
-        rest = "not a test: true by construction" if r["verdict"] == BY_DESIGN else SHORT_WORDS.get(r["verdict_text"], "")
+        rest = ("not a test: true by construction" if r["verdict"] == BY_DESIGN else
+                SHORT_WORDS.get(r["verdict_text"].split("; the paper's effect")[0], "")
+                + ("; the paper's effect lies outside the interval" if "; the paper's effect lies" in r["verdict_text"]
+                   else ""))
         rows.append(
             f"<tr {_row_data(r)}>"
             f"<td><b>{r['id']}</b> {html.escape(r['claim'])}<br><small>{html.escape(r['measure'])}</small></td>"
