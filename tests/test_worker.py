@@ -325,3 +325,23 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_when_space_returns(syn
     whole = grid(cfg, "main", schemes=["ce"], folds=[1], seeds=[0], results=str(tmp_path / "whole"))
     run_grid(whole, progress=False, verbose=False, bank=synthetic_bank)
     assert _metrics(tmp_path / "r") == _metrics(tmp_path / "whole")
+
+
+def test_one_worker_trains_each_synthetic_draw_on_its_own_clips(tmp_path):
+    """A worker that trains runs of two synthetic draws in one process decodes each draw's folder: the same seed and
+    settings on another draw's clips give another model (a bank keyed by the dataset's name alone once trained every
+    draw on the first one's clips, and the draws study measured nothing)."""
+    from soundclr.book.plan import make_plan
+    runs = []
+    for draw in (2, 3):
+        plan = make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / f"draw{draw}"),
+                         data_root=str(tmp_path / "data"), folds=[1], seeds=[0], synthetic_draw=draw)
+        runs += plan.main_runs(schemes=["ce"])
+    run_grid(runs, progress=False, verbose=False)
+    probs = [torch.load(r.directory / "outputs.pt", weights_only=False)["probs"] for r in runs]
+    assert probs[0].shape == probs[1].shape and not torch.allclose(probs[0], probs[1])
+    # and each equals the run trained alone, in a process that saw only its own draw
+    alone = make_plan("synthetic", "quick", size="tiny", device="cpu", results=str(tmp_path / "alone"),
+                      data_root=str(tmp_path / "data"), folds=[1], seeds=[0], synthetic_draw=3).main_runs(schemes=["ce"])
+    run_grid(alone, progress=False, verbose=False)
+    assert torch.equal(torch.load(alone[0].directory / "outputs.pt", weights_only=False)["probs"], probs[1])

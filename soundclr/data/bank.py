@@ -63,6 +63,7 @@ class WaveBank:
     filenames: list[str]       # relative to the dataset folder
     sample_rate: int
     dataset: str
+    folder: str = ""           # the dataset folder it was decoded from (a synthetic draw has its own)
 
     @property
     def n_classes(self) -> int:
@@ -178,7 +179,7 @@ def load_bank(cfg: Any, *, progress: bool = True, cache_dir: str | os.PathLike |
     bank = WaveBank(waves=waves, lengths=torch.tensor(side["lengths"], dtype=torch.long),
                     labels=torch.from_numpy(meta.labels[kept]), folds=torch.from_numpy(meta.folds[kept]),
                     class_names=list(meta.class_names), filenames=[meta.files[i] for i in kept],
-                    sample_rate=sample_rate, dataset=source)
+                    sample_rate=sample_rate, dataset=source, folder=str(folder.resolve()))
     if record.subset_of:
         # The ESC-10 rows (a prefix of the bank), targets remapped to 0..9 in ascending ESC-50 order.
         bank = bank.subset(torch.nonzero(torch.from_numpy(meta.esc10[kept])).flatten())

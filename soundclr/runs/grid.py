@@ -21,6 +21,7 @@ import torch
 
 from ..config import Config
 from ..data.bank import load_bank
+from ..data.layouts import dataset_folder
 from ..files import atomic_write_json, read_json
 from ..train.checks import preflight
 from ..train.loop import train_run
@@ -135,8 +136,10 @@ def _run_grid_once(runs: list[Run], *, shard, progress, verbose, bank, leases, r
                 else:
                     say(f"[{n}/{len(mine)}] {run.directory.name}: {_why_skipped(run.directory)}", flush=True)
                 continue
-        key = (run.config.data.dataset, run.config.data.data_root, run.config.data.sample_rate)
-        if bank is not None and bank.dataset == key[0] and bank.sample_rate == key[2]:
+        # the dataset's folder, not only its name: each synthetic draw has its own clips (a worker training runs of
+        # several draws once trained them all on the first draw's bank)
+        key = (run.config.data.dataset, str(dataset_folder(run.config).resolve()), run.config.data.sample_rate)
+        if bank is not None and bank.dataset == key[0] and bank.sample_rate == key[2] and bank.folder in ("", key[1]):
             banks[key] = bank
         if key not in banks:
             # under torchrun, train_run loads the bank itself: rank 0 decodes into the cache first
