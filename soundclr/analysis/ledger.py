@@ -5,13 +5,15 @@
 statistics (:mod:`soundclr.analysis.stats`):
 
 - the fold is the unit: seeds are averaged within a fold, then a paired t interval over the folds,
-  and beside it the Nadeau-Bengio corrected interval (training sets overlap across folds). The
-  verdict uses the corrected one: ``supported``, ``contradicted``, ``inconclusive``, or
+  and beside it the interval of the ledger's rule (:mod:`soundclr.analysis.rule`: its SD never below
+  the noise floor of clips and seeds, with the Nadeau-Bengio factor where the rule names it). The
+  verdict uses the rule's: ``supported``, ``contradicted``, ``inconclusive``, or
   ``not testable`` here (the reason is given); a claim true by construction of the schemes is
   ``holds by design``: measured, not tested, outside the counts and Holm's family;
-- the effect this design detects with 80 % power, and its power at the paper's effect, at the
-  measured SD and at a conservative one; the exact sign-flip p beside the t test's, and the
-  probability of improvement;
+- the rule's power at the paper's effect, the effect it detects with 80 % power and its size, each
+  simulated from the noise model fitted to the comparison's runs (:mod:`soundclr.analysis.power`),
+  with Monte Carlo errors and a parametric-bootstrap band; the exact sign-flip p beside the t test's,
+  and the probability of improvement with its stratified-bootstrap interval;
 - Holm's adjustment over the family of claims tested (``p_holm``), a plugin's claims included;
 - the same comparison under the paper's protocol (the best epoch on the test fold) and, where the
   runs hold a validation fold, the best epoch chosen on it;

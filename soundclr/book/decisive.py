@@ -127,4 +127,7 @@ def table3_check(rows: list[dict]) -> str:
     return ("**Where the terms come from**: the seed term of each paper dataset is the paper's own Table III (the SD "
             f"of its five-fold means over five runs, so one fold's seed variance is the folds times its square); the "
             "clip and training-set terms are this build's, carried on the model's latent scale to the paper's "
-            "accuracies. GPU-hours: the paper preset's schedule for every fold, at " + "; ".join(sources) + ".")
+            "accuracies. GPU-hours: the paper preset's schedule for every fold, at " + "; ".join(sources) + ". **Other "
+            "designs**: more folds or repeated cross-validation would break the official folds (the clips of one "
+            "recording stay in one fold), so the seeds per fold are the one thing a GPU owner can add; the clip-level "
+            "design is shown with its size and offered only where that size stays at 5 %.")
