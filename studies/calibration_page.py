@@ -140,10 +140,16 @@ def draws_section(dr: dict) -> str:
         "",
         *rows,
         "",
-        f"The across-draw variance exceeds the plain estimate s²/k by {dr['shared_variance']:+.2f} points²: that is "
-        "the part of the variance the folds of one dataset share (their overlapping training sets, and the draw "
-        "itself), which no interval from one dataset's folds can see, and which the Nadeau-Bengio factor is meant "
-        "to add.",
+        f"The across-draw variance exceeds the plain estimate s²/k by {dr['shared_variance']:+.2f} points² (95 % "
+        f"interval [{dr['shared_interval'][0]:+.2f}, {dr['shared_interval'][1]:+.2f}]): the part of the variance the "
+        "folds of one dataset share (their overlapping training sets, and the draw itself), which no interval from "
+        "one dataset's folds can see, and which the Nadeau-Bengio factor is meant to add. The noise model's "
+        f"simulations assume the Nadeau-Bengio share of it ({dr['shared_assumed']:.2f} points² here: n_test / n_train "
+        "times the folds' variance beyond the noise floor), " + ("which this interval holds." if
+        dr['shared_interval'][0] <= dr['shared_assumed'] <= dr['shared_interval'][1] else
+        "which this interval does not hold: the simulated figures are approximate by as much.")
+        + f" {dr['draws']} draws measure a variance to within a factor of about two, so this study can rule out a "
+        "gross error of a rule, not a small one.",
         MARKERS["draws"][1]])
 
 
@@ -159,10 +165,12 @@ def rule_section(cal: dict | None, dr: dict | None) -> str:
         MARKERS["rule"][0],
         "## Which rule the verdicts use, and why",
         "",
-        "The candidates differ in the variance they give the fold differences' mean: " + "; ".join(
-            f"**{LABEL[n]}** (`{n}`)" for n in LABEL) + ". The floor-bounded ones never let the SD fall below the "
-        "noise floor that clip sampling and the seeds guarantee (what a mixed model with a non-negative "
-        "training-set term would give). The choice, from the two studies above:",
+        "An interval may not be narrower than the noise the design guarantees: five folds that happen to agree "
+        "must not shrink it below what sampling the test clips and the seeds' own spread add to every fold "
+        "difference. So the candidates are the floor-bounded rules, whose SD is the larger of the folds' SD and "
+        "that noise floor (what a mixed model with a non-negative training-set term gives): **"
+        f"{LABEL['floor-plain']}** (`floor-plain`) and **{LABEL['floor-nb']}** (`floor-nb`). The plain and "
+        "Nadeau-Bengio rules without a floor are measured above for reference. The choice, from the two studies:",
         "",
         *[f"- {w}." for w in why],
         "",

@@ -227,4 +227,7 @@ def test_the_draws_check_and_the_rule_choice_on_known_answers():
         "nb": {"rate": 0.01, "mc": 0.002}, "floor-nb": {"rate": 0.001, "mc": 0.001}}}},
         "planted": {"power_by_rule": {"plain": 0.9, "floor-plain": 0.8, "nb": 0.5, "floor-nb": 0.3}}}}}
     best, why = choose_rule(cal, got)
-    assert best == "floor-plain" and any("`plain` is ruled out" in w for w in why)
+    assert best == "floor-plain" and any("`floor-plain` passes" in w for w in why)
+    cal["schemes"]["ce"]["arms"]["2"]["simulated"]["floor-plain"] = {"rate": 0.09, "mc": 0.004}
+    best, why = choose_rule(cal, got)
+    assert best == "floor-nb" and any("`floor-plain` is ruled out: its simulated A/A size exceeds 5 %" in w for w in why)
