@@ -94,9 +94,9 @@ def section(cal: dict) -> str:
         *val,
         "",
         ("No test rejects the simulator at 5 %." if not low_ks else
-         f"The test rejects the simulator for {', '.join(low_ks)}: its rates there are approximate."),
-        " With ten comparisons a KS test only catches a gross mismatch; the fold SDs' quartiles show how close the "
-        "two are.",
+         f"The test rejects the simulator for {', '.join(low_ks)}: its rates there are approximate.")
+        + " With ten comparisons (five with two seeds per arm) a KS test only catches a gross mismatch; the fold SDs' "
+        "quartiles show how close the two are.",
         "",
         "## Planted effects that add no noise",
         "",
