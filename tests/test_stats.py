@@ -40,7 +40,7 @@ def test_the_plain_fold_interval_is_scipys_paired_t_interval():
 
 def test_the_nadeau_bengio_interval_and_p_by_hand():
     d = [1.0, 2.0, 3.0, 4.0, 5.0]              # mean 3, sd sqrt(2.5), t(0.975, 4) = 2.7764451
-    got = fold_interval(d, ratio=0.25)
+    got = fold_interval(d, ratio=0.25, rule_name="nb")
     se_nb = math.sqrt(2.5) * math.sqrt(1 / 5 + 0.25)
     half = 2.7764451051977987 * se_nb
     assert (got.low_nb, got.high_nb) == pytest.approx((3.0 - half, 3.0 + half))
@@ -48,7 +48,9 @@ def test_the_nadeau_bengio_interval_and_p_by_hand():
     # the correction widens the plain interval by sqrt((1/k + ratio) / (1/k)) = 1.5 for five folds
     assert (got.high_nb - got.low_nb) / (got.high - got.low) == pytest.approx(1.5)
     # without correction, the p value is the one-sample t test's
-    assert fold_interval(d, ratio=0.0).p == pytest.approx(scipy.stats.ttest_1samp(d, 0.0).pvalue)
+    assert fold_interval(d, ratio=0.0, rule_name="nb").p == pytest.approx(scipy.stats.ttest_1samp(d, 0.0).pvalue)
+    # the ledger's rule without a known floor is the plain test (floor-plain) or this one (floor-nb)
+    assert fold_interval(d, ratio=0.25, rule_name="floor-plain").p == pytest.approx(got.p_plain)
 
 
 def test_fewer_than_two_folds_give_no_interval():
@@ -92,7 +94,7 @@ def test_cv_ratio():
 
 
 def test_verdicts_use_the_rules_interval_and_say_cannot_tell():
-    supported_plain_only = fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25)
+    supported_plain_only = fold_interval([0.2, 1.8, 1.0, 0.6, 1.4], ratio=0.25, rule_name="nb")
     assert supported_plain_only.low > 0 > supported_plain_only.low_nb
     assert verdict(supported_plain_only) == "inconclusive"
     assert verdict(FoldInterval(1.0, 0.5, 1.5, 0.2, 1.8, 0.01, 5, 0.5, 1.0)) == "supported"
