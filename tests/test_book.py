@@ -482,7 +482,7 @@ def _ledger_problems(page: str, dataset: str) -> list[str]:
             problems.append(f"{dataset}: claim {cid} lacks its fold-level interval")
         if not re.search(r"[-+]?\d[\d.,]* \w+ \[[-+]?\d", cells[2]) and "no interval" not in cells[2]:
             problems.append(f"{dataset}: claim {cid} lacks its corrected interval")
-        if "detects" not in cells[2] and "not detectable" not in cells[2] and "no interval" not in cells[2]:
+        if not any(w in cells[2] for w in ("detects", "not detectable", "no interval", "non-inferiority power")):
             problems.append(f"{dataset}: claim {cid} lacks the effect it could detect")
         for figure in ("detects", "power at the paper's"):
             if figure in cells[2] and "(simulated)" not in cells[2]:

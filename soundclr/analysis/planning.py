@@ -2,7 +2,7 @@
 the most power any number of seeds reaches, the size of every design offered, and the GPU-hours.
 
 Every figure is simulated (:mod:`soundclr.analysis.simulate`) and decided by the ledger's rule
-(:mod:`soundclr.analysis.rule`). The model comes from a results folder: the build's own runs (the Claims page,
+(:mod:`soundclr.analysis.rule`). The model comes from a results folder: the build's own runs (the book's claims,
 carried to the paper's datasets by :func:`carry`) or a real-data pilot (``soundclr plan --results DIR --dataset
 NAME``, e.g. one seed x three schemes x every fold on a GPU). Two designs:
 

@@ -185,15 +185,14 @@ def band(simulate_build: Callable[[np.random.Generator], object], refit: Callabl
             continue
     if not values:
         return math.nan, math.nan
-    values = np.asarray(values, dtype=float)
-    values = np.where(np.isfinite(values), values, 1e9)
-    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi if hi < 1e9 else math.inf)
+    values = np.asarray(values, dtype=float)        # inf (not detectable) sorts last
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], method="nearest")
+    return float(lo), float(hi)
 
 
 def seeds_needed(power_with: Callable[[int | None], float], *, target: float = POWER, most: int = 20) -> dict:
-    """The fewest runs per fold and side with ``power_with(r) >= target`` (searching 1..``most``), the ceiling
-    (``power_with(None)``: infinitely many seeds) and the power at ``most``."""
+    """The fewest runs per fold and side with ``power_with(r) >= target``, searching from 1 to ``most``; the ceiling,
+    ``power_with(None)`` with infinitely many seeds; and the power at ``most``."""
     ceiling = power_with(None)
     out = {"ceiling": ceiling, "need": None, "at_most": math.nan, "most": most}
     if ceiling < target:

@@ -55,7 +55,9 @@ NOT_DETECTABLE = 100.0      # points: an effect this design would need beyond it
 def _band_text(lo, hi, fmt) -> str:
     if not (is_number(lo) and is_number(hi)) or not (math.isfinite(lo)):
         return ""
-    return f"; band [{fmt(lo)}, {fmt(hi) if math.isfinite(hi) else 'not detectable'}]"
+    if fmt(lo) == fmt(hi):
+        return f"; every refit of the band gave {fmt(lo)}"
+    return f"; band {fmt(lo)} to {fmt(hi) if math.isfinite(hi) else 'not detectable'}"
 
 
 def power_text(row) -> str:
@@ -101,8 +103,9 @@ def tests_text(row) -> str:
     if is_number(row.get("p_signflip")):
         parts.append(f"{row['p_signflip']:.3f} (exact sign-flip; smallest possible {2 / 2 ** int(row['n']):.3f})")
     if is_number(row.get("prob_improvement")):
-        ci = (f" [{row['prob_low']:.2f}, {row['prob_high']:.2f}]" if is_number(row.get("prob_low"))
-              and is_number(row.get("prob_high")) else "")
+        lo, hi = row.get("prob_low"), row.get("prob_high")
+        ci = ("" if not (is_number(lo) and is_number(hi)) else f" (every resample: {lo:.2f})" if f"{lo:.2f}" == f"{hi:.2f}"
+              else f" [{lo:.2f}, {hi:.2f}]")
         parts.append(f"P(improvement) {row['prob_improvement']:.2f}{ci}, ahead on {int(row['folds_won'])} of "
                      f"{int(row['folds'])} folds")
     return "; ".join(parts)

@@ -8,7 +8,7 @@ from ...analysis import tables
 from ...analysis.convergence import main_grid_convergence
 from .. import conclusions, figures, prose
 from ..page import show_lines
-from ..decisive import decisive_cost, decisive_meaning, decisive_rows, decisive_terms, table3_check
+from ..decisive import decisive_cost, decisive_designs, decisive_meaning, decisive_rows, decisive_terms, table3_check
 
 
 def convergence(page) -> pd.DataFrame:
@@ -72,7 +72,9 @@ def decisive(page) -> None:
     """The power, seeds and GPU-hours of a decisive test of the headline claims; what it means for the paper; the
     variance terms behind it and the cross-check of the seed term against Table III."""
     rows = page.cached("claims.decisive", lambda: decisive_rows(page.plan))
-    page.show(figures.tidy(decisive_cost(page.plan, rows=rows).set_index(["claim", "dataset"])), decisive_meaning(rows),
+    page.show(figures.tidy(decisive_cost(page.plan, rows=rows).set_index(["claim", "dataset", "effect"])),
+              "**The designs and their cost** (the same rows):",
+              figures.tidy(decisive_designs(rows).set_index(["claim", "dataset", "effect"])), decisive_meaning(rows),
               terms_text(decisive_terms(rows)), table3_check(rows))
 
 
