@@ -80,13 +80,13 @@ def decisive_cost(plan=None, *, rows: list[dict] | None = None) -> pd.DataFrame:
 
 
 def decisive_designs(rows: list[dict]) -> pd.DataFrame:
-    """:func:`decisive_rows` as the design table: folds x clips, the term that limits, the clip-level design's power
-    and size (not offered above 5 %), and the GPU-hours and runs of the grid that reaches 80 % (of five seeds where
-    none does)."""
-    return pd.DataFrame([{**_key(r), "folds x clips": f"{r['folds']} x {r['clips']:.0f}", "limited by": r["limit"],
+    """:func:`decisive_rows` as the design table: the term that limits, the clip-level design's power
+    and size (not offered above 5 %), and the H200 GPU-hours and runs of the grid that reaches 80 % (of five
+    seeds where none does)."""
+    return pd.DataFrame([{**_key(r), "limited by": r["limit"],
                           "clip-level: power; size": f"{_pct(r['clip_power'])}; {_pct(r['clip_size'])}"
                           + (" (not offered)" if r["clip_size"] > 0.05 + 2 * r["clip_size_mc"] else ""),
-                          "H200 GPU-hours (runs)": f"{r['gpu_hours']:,.0f} ({r['runs']})"} for r in rows])
+                          "GPU-hours (runs)": f"{r['gpu_hours']:,.0f} ({r['runs']})"} for r in rows])
 
 
 def decisive_meaning(rows: list[dict]) -> str:
