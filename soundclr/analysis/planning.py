@@ -172,7 +172,8 @@ def plan_rows(model: NoiseModel, dataset: str, left: str, right: str, claim: str
               ratio: float, band_of=None) -> list[dict]:
     """One row per planning effect (``effects``: label -> points) for one claim on ``dataset``: the figures of
     :func:`design_figures`, the variance terms, the limiting term, GPU-hours of the grid that reaches 80 % (of five
-    seeds where none does), and (with ``band_of``: a function of an effect giving the power band) a band."""
+    seeds where none does), and (with ``band_of``: a function of an effect and its power giving the power band) a band
+    at the paper's effect."""
     rows = []
     for label, effect in effects.items():
         f = design_figures(model, dataset, left, right, effect, ratio=ratio)
@@ -180,7 +181,8 @@ def plan_rows(model: NoiseModel, dataset: str, left: str, right: str, claim: str
         terms = model.terms(left, right)
         rows.append({"claim": claim, "dataset": dataset, "folds": len(datasets.get(dataset).fold_sizes),
                      "clips": float(np.mean(datasets.get(dataset).fold_sizes)), "effect": effect, "effect_label": label,
-                     **f, "band": band_of(effect) if band_of else (math.nan, math.nan), **terms,
+                     **f, "band": (band_of(effect, f["power"]) if band_of and label.startswith("the paper's") else
+                                   (math.nan, math.nan)), **terms,
                      "limit": ("the seeds" if f["need"] is None and f["ceiling"] >= POWER else
                                limiting_term(model, left, right, f["need"])),
                      "gpu_hours": grid_hours(dataset, (left, right), seeds) if dataset in H200 else math.nan,
@@ -190,7 +192,7 @@ def plan_rows(model: NoiseModel, dataset: str, left: str, right: str, claim: str
 
 
 def power_band(build_sides: dict, left: str, right: str, dataset: str, effect: float, *, ratio: float,
-               shared: float, replicates: int = BAND_REPLICATES) -> tuple[float, float]:
+               shared: float, replicates: int = BAND_REPLICATES, point: float | None = None) -> tuple[float, float]:
     """The power band of the five-seed fold-level design on ``dataset``: the build's own runs redrawn from the
     fitted model, refitted, carried and re-simulated (:func:`soundclr.analysis.simulate.band`)."""
     base = fit(build_sides, train_pairs=[(left, right)], shared=shared)
@@ -211,7 +213,7 @@ def power_band(build_sides: dict, left: str, right: str, dataset: str, effect: f
                     sims=BAND_SIMS, seed=11, chunk=100)["rate"]
 
     return band(simulate_build, lambda sim: fit(sim, train_pairs=[(left, right)], shared=shared), figure,
-                replicates=replicates)
+                replicates=replicates, point=point, bounds=(0.0, 1.0))
 
 
 def paper_effects(claim: str, dataset: str) -> dict[str, float]:

@@ -93,9 +93,10 @@ def _figures(model: NoiseModel, design: Design, decide, left: str, right: str, p
 
         if math.isfinite(out["power"]):
             out["power_band"] = band(simulate_build, refit, lambda m: power_at(paper, m, sims=BAND_SIMS)["rate"],
-                                     replicates=BAND_REPLICATES)
+                                     replicates=BAND_REPLICATES, point=out["power"], bounds=(0.0, 1.0))
         out["detectable_band"] = band(simulate_build, refit, lambda m: detectable(
-            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2)
+            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2,
+            point=out["detectable"])
     return out
 
 
@@ -157,9 +158,10 @@ def value_figures(sides: Mapping[str, Sequence[np.ndarray]], *, ratio: float, pa
         refit = lambda sim: fit_values(sim, shared=shared)       # noqa: E731
         if math.isfinite(out["power"]):
             out["power_band"] = band(simulate_build, refit, lambda m: power_at(paper, m, sims=BAND_SIMS)["rate"],
-                                     replicates=BAND_REPLICATES)
+                                     replicates=BAND_REPLICATES, point=out["power"], bounds=(0.0, 1.0))
         out["detectable_band"] = band(simulate_build, refit, lambda m: detectable(
-            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2)
+            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2,
+            point=out["detectable"])
     return out
 
 

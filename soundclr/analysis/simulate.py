@@ -172,10 +172,13 @@ def centred(model_acc: Mapping[str, float], left: str, right: str, effect: float
 
 
 def band(simulate_build: Callable[[np.random.Generator], object], refit: Callable[[object], object],
-         figure: Callable[[object], float], *, replicates: int = 40, seed: int = 1, level: float = 0.90) -> tuple[float, float]:
+         figure: Callable[[object], float], *, replicates: int = 40, seed: int = 1, level: float = 0.90,
+         point: float | None = None, bounds: tuple[float, float] = (0.0, math.inf)) -> tuple[float, float]:
     """A parametric-bootstrap band of a figure: ``replicates`` times, runs of the build's design are drawn from the
     fitted model (``simulate_build``), the model is refitted to them (``refit``) and the figure recomputed; the
-    central ``level`` share of those figures."""
+    central ``level`` share of those figures. With ``point`` (the figure at the fitted model) the band is centred
+    on it: the refits' spread below and above their median, laid around the point (a refit's own bias, e.g. a
+    variance term truncated at zero, then does not move the band off its figure), within ``bounds``."""
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(replicates):
@@ -186,8 +189,10 @@ def band(simulate_build: Callable[[np.random.Generator], object], refit: Callabl
     if not values:
         return math.nan, math.nan
     values = np.asarray(values, dtype=float)        # inf (not detectable) sorts last
-    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], method="nearest")
-    return float(lo), float(hi)
+    lo, mid, hi = np.quantile(values, [(1 - level) / 2, 0.5, (1 + level) / 2], method="nearest")
+    if point is not None and math.isfinite(point) and math.isfinite(mid):
+        lo, hi = point - (mid - lo), point + (hi - mid) if math.isfinite(hi) else math.inf
+    return float(max(lo, bounds[0])), float(min(hi, bounds[1]))
 
 
 def seeds_needed(power_with: Callable[[int | None], float], *, target: float = POWER, most: int = 20) -> dict:

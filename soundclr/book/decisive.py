@@ -36,13 +36,9 @@ def decisive_rows(plan, *, bands: bool = True) -> list[dict]:
             shared_of[ds] = ratio                     # the Nadeau-Bengio argument's shared part (see the model)
             model = planning.carry(fit(sides, train_pairs=[(left, right)], shared=ratio), ds, left, right)
             effects = planning.paper_effects(claim, ds)
-            band_of = (lambda e, ds=ds, ratio=ratio, sides=sides, left=left, right=right: planning.power_band(
-                sides, left, right, ds, e, ratio=ratio, shared=ratio)) if bands else None
-            for r in planning.plan_rows(model, ds, left, right, claim, effects=effects, ratio=ratio,
-                                        band_of=band_of if bands else None):
-                if not r["effect_label"].startswith("the paper's"):
-                    r["band"] = (math.nan, math.nan)      # the band is drawn for the paper's effect only
-                rows.append(r)
+            band_of = (lambda e, p, ds=ds, ratio=ratio, sides=sides, left=left, right=right: planning.power_band(
+                sides, left, right, ds, e, ratio=ratio, shared=ratio, point=p)) if bands else None
+            rows += planning.plan_rows(model, ds, left, right, claim, effects=effects, ratio=ratio, band_of=band_of)
     return rows
 
 
