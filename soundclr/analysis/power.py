@@ -91,13 +91,19 @@ def _figures(model: NoiseModel, design: Design, decide, left: str, right: str, p
             folds = clip_experiments(model.with_accuracy(acc), build, 1, rng)
             return {s: [f[s][0] for f in folds] for s in (left, right)}
 
-        if math.isfinite(out["power"]):
-            out["power_band"] = band(simulate_build, refit, lambda m: power_at(paper, m, sims=BAND_SIMS)["rate"],
-                                     replicates=BAND_REPLICATES, point=out["power"], bounds=(0.0, 1.0))
-        out["detectable_band"] = band(simulate_build, refit, lambda m: detectable(
-            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2,
-            point=out["detectable"])
+        add_bands(out, simulate_build, refit, power_at, paper)
     return out
+
+
+def add_bands(out: dict, simulate_build, refit, power_at, paper: float | None) -> None:
+    """The parametric-bootstrap bands of a row's power at the paper's effect and of its detectable effect, each
+    centred on its figure (:func:`soundclr.analysis.simulate.band`)."""
+    if math.isfinite(out["power"]):
+        out["power_band"] = band(simulate_build, refit, lambda m: power_at(paper, m, sims=BAND_SIMS)["rate"],
+                                 replicates=BAND_REPLICATES, point=out["power"], bounds=(0.0, 1.0))
+    out["detectable_band"] = band(simulate_build, refit, lambda m: detectable(
+        lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2,
+        point=out["detectable"])
 
 
 # -- claims measured on per-run values (no per-clip correctness) -----------------------------------------
@@ -156,12 +162,7 @@ def value_figures(sides: Mapping[str, Sequence[np.ndarray]], *, ratio: float, pa
             return {s: [f[s][0] for f in folds] for s in names}
 
         refit = lambda sim: fit_values(sim, shared=shared)       # noqa: E731
-        if math.isfinite(out["power"]):
-            out["power_band"] = band(simulate_build, refit, lambda m: power_at(paper, m, sims=BAND_SIMS)["rate"],
-                                     replicates=BAND_REPLICATES, point=out["power"], bounds=(0.0, 1.0))
-        out["detectable_band"] = band(simulate_build, refit, lambda m: detectable(
-            lambda e: power_at(e, m, sims=BAND_SIMS // 2)["rate"], tol=0.05), replicates=BAND_REPLICATES // 2,
-            point=out["detectable"])
+        add_bands(out, simulate_build, refit, power_at, paper)
     return out
 
 

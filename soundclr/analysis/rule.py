@@ -103,16 +103,22 @@ def pooled(var: np.ndarray) -> np.ndarray:
         return np.where(count > 0, np.where(ok, var, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
 
 
-def floor_variance(terms: dict) -> np.ndarray:
-    """The noise floor of one fold difference's variance (points squared, ``(B,)``), averaged over the folds:
-    the clip part plus each side's pooled seed variance over its runs (sides with one run: in the clip part)."""
+def fold_floor(terms: dict) -> np.ndarray:
+    """Each fold's noise floor (points squared, ``(B, k)``): its clip part plus each side's pooled seed variance over
+    its runs (sides with one run: in the clip part)."""
     phi = terms["clip"].copy()
     for side in ("left", "right"):
         r = terms[f"r_{side}"]
         v = pooled(terms[f"var_{side}"])
         if np.all(r > 1):
             phi = phi + np.where(np.isfinite(v), v, 0.0)[:, None] / r[None, :]
-    return np.maximum(phi.mean(axis=1), 0.0)
+    return phi
+
+
+def floor_variance(terms: dict) -> np.ndarray:
+    """The noise floor of one fold difference's variance (points squared, ``(B,)``), averaged over the folds
+    (:func:`fold_floor`)."""
+    return np.maximum(fold_floor(terms).mean(axis=1), 0.0)
 
 
 def interval(d: np.ndarray, floor: np.ndarray | None, *, ratio: float, rule: str = RULE, level: float = LEVEL) -> dict:
@@ -189,13 +195,7 @@ def noninferior(pairs: Sequence[dict], *, margin: float, level: float = LEVEL, w
     worse_level = 1 - (1 - level) / m if worse_level is None else worse_level
     ds, lows, highs = [], [], []
     for terms in pairs:
-        phi = terms["clip"].copy()
-        for side in ("left", "right"):
-            r = terms[f"r_{side}"]
-            v = pooled(terms[f"var_{side}"])
-            if np.all(r > 1):
-                phi = phi + np.where(np.isfinite(v), v, 0.0)[:, None] / r[None, :]
-        se = np.sqrt(np.maximum(phi, 0.0))
+        se = np.sqrt(np.maximum(fold_floor(terms), 0.0))
         ds.append(terms["d"])
         lows.append(terms["d"] - float(norm.ppf(level)) * se)
         highs.append(terms["d"] + float(norm.ppf(worse_level)) * se)
