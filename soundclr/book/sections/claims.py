@@ -72,6 +72,11 @@ def decisive(page) -> None:
     """The power, seeds and GPU-hours of a decisive test of the headline claims; what it means for the paper; the
     variance terms behind it and the cross-check of the seed term against Table III."""
     rows = page.cached("claims.decisive", lambda: decisive_rows(page.plan))
+    if not rows:
+        page.show("This build's main grid cannot fit the noise model (it needs two or more folds and two seeds per "
+                  "fold of each scheme), so no decisive test is planned here; `soundclr plan --results DIR --dataset "
+                  "NAME` plans one from any results folder that has them.")
+        return
     page.show(figures.tidy(decisive_cost(page.plan, rows=rows).set_index(["claim", "dataset", "effect"])),
               "**The designs and their cost** (the same rows; GPU-hours on one H200; ESC-50 and ESC-10: five folds of 400 "
               "and 80 clips, UrbanSound8K: ten of about 873):",
