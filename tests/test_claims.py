@@ -69,7 +69,8 @@ def test_the_spread_tolerance_scales_with_the_test_fold():
 def _floor_by_hand(plan) -> float:
     """C1's noise floor (points squared), written out: per fold, the variance over clips of the seed-averaged
     per-clip difference less each side's binomial seed spread (m (1 - m) / (r - 1) per clip), over the clips; plus
-    each side's within-fold seed variance of run accuracies, pooled over the folds, over its runs; mean over folds."""
+    each side's within-fold seed variance of run accuracies, pooled over the folds, over its runs, but at least its
+    binomial spread; mean over folds."""
     from soundclr.runs.inference import clip_correctness
     runs = {s: {f: np.stack([clip_correctness(r.directory) for r in plan.main_runs([s]) if r.config.run.test_fold == f])
                 for f in (1, 2)} for s in ("hybrid", "ce")}
@@ -79,8 +80,9 @@ def _floor_by_hand(plan) -> float:
         m = {s: runs[s][f].mean(axis=0) for s in runs}
         r = {s: runs[s][f].shape[0] for s in runs}
         n = len(m["ce"])
-        clip = np.var(m["hybrid"] - m["ce"], ddof=1) - sum(np.mean(m[s] * (1 - m[s])) / (r[s] - 1) for s in runs)
-        out.append(1e4 * clip / n + sum(seed_var[s] / r[s] for s in runs))
+        binom = {s: 1e4 * np.mean(m[s] * (1 - m[s])) / (r[s] - 1) / n for s in runs}
+        clip = 1e4 * np.var(m["hybrid"] - m["ce"], ddof=1) / n - sum(binom.values())
+        out.append(clip + sum(max(seed_var[s] / r[s], binom[s]) for s in runs))
     return max(float(np.mean(out)), 0.0)
 
 

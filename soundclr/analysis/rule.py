@@ -15,7 +15,8 @@ One comparison holds, for each of its ``k`` folds, the runs of two sides: per-cl
   divided by its runs (a side with one run per fold has none to measure). Its clip part is the variance over
   the fold's clips of the seed-averaged per-clip difference, divided by the clips, less the binomial spread of
   each side's seed average that the seed part already holds (``m (1 - m) / (r - 1)`` per clip, an unbiased
-  estimate); with one run on a side that spread stays in the clip part, which then holds its seed noise.
+  estimate); with one run on a side that spread stays in the clip part, which then holds its seed noise. A side's
+  seed part is never below that binomial spread (a run's shift can only add to it).
 
 The rule (:data:`RULE`): the fold-level paired t interval over the ``k`` fold differences, ``k - 1`` degrees of
 freedom, its standard error from the larger of the fold differences' SD and the floor (item 7 of issue 32: an
@@ -67,7 +68,8 @@ def fold_terms(left: Sequence[np.ndarray], right: Sequence[np.ndarray] | None, *
         raise ValueError("a comparison needs at least one fold")
     if right is not None and len(right) != k:
         raise ValueError(f"the two sides hold {k} and {len(right)} folds")
-    out = {"d": [], "clip": [], "var_left": [], "var_right": [], "r_left": [], "r_right": []}
+    out = {"d": [], "clip": [], "var_left": [], "var_right": [], "r_left": [], "r_right": [], "binom_left": [],
+           "binom_right": []}
     for f in range(k):
         sides = [_as_batch(left[f], clips)] + ([] if right is None else [_as_batch(right[f], clips)])
         values = [100 * s.mean(axis=2) if clips else s for s in sides]                       # (B, r) points
@@ -83,13 +85,19 @@ def fold_terms(left: Sequence[np.ndarray], right: Sequence[np.ndarray] | None, *
             diff = m[0] - (m[1] if len(m) > 1 else 0.0)
             n = diff.shape[1]
             spread = diff.var(axis=1, ddof=1) if n > 1 else np.zeros(diff.shape[0])
+            binoms = []
             for s, ms in zip(sides, m):        # the seeds' binomial spread, counted by the seed part instead
                 r = s.shape[1]
-                if r > 1:
-                    spread = spread - (ms * (1 - ms)).mean(axis=1) / (r - 1)
+                binom = (ms * (1 - ms)).mean(axis=1) / (r - 1) if r > 1 else np.zeros(diff.shape[0])
+                spread = spread - binom
+                binoms.append(1e4 * binom / n)
             out["clip"].append(1e4 * spread / n)
+            out["binom_left"].append(binoms[0])
+            out["binom_right"].append(binoms[1] if len(binoms) > 1 else np.zeros_like(binoms[0]))
         else:
             out["clip"].append(np.zeros_like(out["d"][-1]))
+            out["binom_left"].append(np.zeros_like(out["d"][-1]))
+            out["binom_right"].append(np.zeros_like(out["d"][-1]))
     res = {key: np.stack(v, axis=1) for key, v in out.items() if key not in ("r_left", "r_right")}
     res["r_left"], res["r_right"] = np.array(out["r_left"]), np.array(out["r_right"])
     return res
@@ -104,14 +112,17 @@ def pooled(var: np.ndarray) -> np.ndarray:
 
 
 def fold_floor(terms: dict) -> np.ndarray:
-    """Each fold's noise floor (points squared, ``(B, k)``): its clip part plus each side's pooled seed variance over
-    its runs (sides with one run: in the clip part)."""
+    """Each fold's noise floor (points squared, ``(B, k)``): its clip part plus each side's seed part, the side's
+    pooled within-fold seed variance over its runs but never less than the binomial spread its clip-by-clip
+    disagreement implies (a run's shift can only add to that; two runs of equal accuracy must not erase it); a side
+    with one run per fold keeps it in the clip part."""
     phi = terms["clip"].copy()
     for side in ("left", "right"):
         r = terms[f"r_{side}"]
         v = pooled(terms[f"var_{side}"])
         if np.all(r > 1):
-            phi = phi + np.where(np.isfinite(v), v, 0.0)[:, None] / r[None, :]
+            seed = np.where(np.isfinite(v), v, 0.0)[:, None] / r[None, :]
+            phi = phi + np.maximum(seed, terms.get(f"binom_{side}", np.zeros_like(seed)))
     return phi
 
 
