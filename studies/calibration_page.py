@@ -4,7 +4,6 @@ section and then the rule's, from both studies' committed json."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +183,3 @@ def read(name: str) -> dict | None:
     except (OSError, ValueError):
         return None
 
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

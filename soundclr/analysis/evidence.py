@@ -25,10 +25,10 @@ from .claims import (
 from .convergence import epochs_to_reach
 from . import rule
 from .noise import fit
-from .power import CRN, value_figures
+from .power import CRN
 from .simulate import SEARCH_SIMS, SIMS, Design, clip_experiments, detectable, rate
 from .stats import FoldInterval, one_sided_p, verdict
-from .rows import Evidence, fold_differences, improvement, same_schedule, side_clips
+from .rows import Evidence, improvement, same_schedule, side_clips
 
 
 def add_alpha(L: Evidence, alpha: pd.DataFrame) -> None:
@@ -290,7 +290,7 @@ def add_per_fold(L: Evidence, main: pd.DataFrame) -> None:
     res = decide_on([{s: sides[s][i] for s in sides} for i in range(len(folds))])
     v = rule.verdict_name(res["verdict"][0])
     keys = [(f, r) for r in rivals for f in folds]
-    lows, highs, ds = res["low"][0], res["high"][0], res["d"][0]
+    lows, ds = res["low"][0], res["d"][0]
     worst = int(np.argmin(lows))
     ahead = sum(all(ds[keys.index((f, r))] >= 0 for r in rivals) for f in folds)
     figures = c9_figures(L, sides, rivals, margin, decide_on)

@@ -35,6 +35,7 @@ from .claims import CLAIMS, PAPER_TABLE3
 from .noise import NoiseModel, SideNoise, fit, r_run_from, r_same_from, seed_variance
 from .power import pair_decider
 from .simulate import POWER, Design, band, clip_experiments, rate, rates, seeds_needed
+from .stats import cv_ratio
 
 PAPER_SEEDS = 5
 HEADLINE = (("C1", "hybrid", "ce"), ("C2", "hybrid", "supcon"))
@@ -244,11 +245,8 @@ def fit_pilot(sides: dict, left: str, right: str, *, shared: float, dataset: str
 
 
 def ratio_of(dataset: str) -> float:
-    return rule_ratio(len(datasets.get(dataset).fold_sizes))
-
-
-def rule_ratio(k: int) -> float:
-    return 1 / (k - 1)
+    """The Nadeau-Bengio n_test / n_train of ``dataset``'s official folds."""
+    return cv_ratio(len(datasets.get(dataset).fold_sizes))
 
 
 def decisive_design(rows: list[dict]) -> dict | None:
@@ -261,11 +259,7 @@ def decisive_design(rows: list[dict]) -> dict | None:
     return min(reach, key=lambda r: r["need"]) if reach else max(main, key=lambda r: r["ceiling"])
 
 
-__all__ = ["pilot", "carry", "fit_pilot", "plan_rows", "power_band", "paper_effects", "grid_hours", "decisive_design",
-           "ratio_of", "POWER", "rule"]
-
-
-def plan_report(results: str | Path, dataset: str, *, effect: float | None = None, bands: bool = False) -> dict:
+def plan_report(results: str | Path, dataset: str, *, effect: float | None = None) -> dict:
     """``soundclr plan``: fit the noise model to ``results``' main grid of ``dataset`` (a pilot) and plan C1 and C2
     on that dataset's own folds, at the pilot's accuracies: the paper's effect and half of it (or ``effect``).
     Returns the rows and the recommended design."""
@@ -273,10 +267,10 @@ def plan_report(results: str | Path, dataset: str, *, effect: float | None = Non
     k = len(pl["folds"])
     rows = []
     for claim, left, right in HEADLINE:
-        model = fit_pilot(pl["sides"], left, right, shared=rule_ratio(k), dataset=dataset)
+        model = fit_pilot(pl["sides"], left, right, shared=cv_ratio(k), dataset=dataset)
         effects = ({"given": float(effect)} if effect is not None else
                    paper_effects(claim, dataset if dataset in PAPER_TABLE3 else "esc50"))
-        rows += plan_rows(model, dataset, left, right, claim, effects=effects, ratio=rule_ratio(k))
+        rows += plan_rows(model, dataset, left, right, claim, effects=effects, ratio=cv_ratio(k))
     return {"rows": rows, "design": decisive_design(rows) if effect is None else max(rows, key=lambda r: -(r["need"] or 99)),
             "folds": pl["folds"], "dataset": dataset}
 

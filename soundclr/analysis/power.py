@@ -16,7 +16,6 @@ import numpy as np
 from . import rule
 from .noise import NoiseModel, fit
 from .simulate import (
-    POWER,
     SEARCH_SIMS,
     SIMS,
     Design,
@@ -165,6 +164,3 @@ def value_figures(sides: Mapping[str, Sequence[np.ndarray]], *, ratio: float, pa
         add_bands(out, simulate_build, refit, power_at, paper)
     return out
 
-
-def power_target() -> float:
-    return POWER

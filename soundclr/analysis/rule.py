@@ -27,7 +27,6 @@ one was chosen.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -217,11 +216,3 @@ def noninferior(pairs: Sequence[dict], *, margin: float, level: float = LEVEL, w
 
 def verdict_name(code: int) -> str:
     return {1: "supported", -1: "contradicted", 0: "inconclusive"}[int(code)]
-
-
-def describe(rule: str = RULE) -> str:
-    return RULES[rule]
-
-
-def finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)

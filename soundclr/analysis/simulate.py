@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy.stats import norm
@@ -110,16 +110,8 @@ Decider = Callable[[list[dict]], np.ndarray]
 def rate(draw: Callable[[int, np.random.Generator], list[dict]], decide: Decider, *, verdicts=(1,),
          sims: int = SIMS, seed: int = 0, chunk: int = 500) -> dict:
     """The share of ``sims`` simulated experiments (``draw(batch, rng)``) whose verdict code (``decide``) is in
-    ``verdicts``, with its Monte Carlo standard error."""
-    rng = np.random.default_rng(seed)
-    hits = done = 0
-    while done < sims:
-        b = min(chunk, sims - done)
-        v = decide(draw(b, rng))
-        hits += int(np.isin(v, verdicts).sum())
-        done += b
-    p = hits / sims
-    return {"rate": p, "mc": math.sqrt(max(p * (1 - p), 0.25 / sims) / sims), "sims": sims}
+    ``verdicts``, with its Monte Carlo standard error (:func:`rates` with one decider)."""
+    return rates(draw, {"one": (decide, verdicts)}, sims=sims, seed=seed, chunk=chunk)["one"]
 
 
 def rates(draw: Callable[[int, np.random.Generator], list[dict]], deciders: Mapping[str, tuple[Decider, tuple]], *,

@@ -25,7 +25,6 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import nct as noncentral_t
-from scipy.stats import norm
 from scipy.stats import t as student_t
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -130,16 +129,6 @@ def wilson(successes: int, n: int, *, level: float = LEVEL) -> tuple[float, floa
         return math.nan, math.nan
     lo, hi = proportion_confint(successes, n, alpha=1 - level, method="wilson")
     return max(0.0, float(lo)), min(1.0, float(hi))
-
-
-def clip_floor(per_clip: Sequence[np.ndarray]) -> float:
-    """The clip-sampling floor of the fold differences' SD, in points: ``per_clip[f]`` holds fold f's per-clip
-    differences in correctness (fractions, seeds averaged); per fold their variance over the clips divided by the
-    clips, pooled over the folds as a root mean square. Two models tested on n clips differ by this much from clip
-    sampling alone. NaN without folds."""
-    if not len(per_clip):
-        return math.nan
-    return 100 * math.sqrt(float(np.mean([float(np.var(d, ddof=1)) / len(d) for d in per_clip])))
 
 
 def improvement_probability(left: Sequence[Sequence[float]], right: Sequence[Sequence[float]]) -> tuple[float, int, int]:

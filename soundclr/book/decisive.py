@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..analysis import planning
 from ..analysis.noise import fit
-from ..analysis.planning import HEADLINE, PAPER_SEEDS
+from ..analysis.planning import HEADLINE
 from ..analysis.simulate import POWER
 from ..datasets import PAPER_DATASETS, title_of
 from ..runs.counts import H200
@@ -131,7 +131,7 @@ def table3_check(rows: list[dict]) -> str:
         return ""
     sources = sorted({H200[r["dataset"]]["source"] for r in rows})
     return ("**Where the terms come from**: the seed term of each paper dataset is the paper's own Table III (the SD "
-            f"of its five-fold means over five runs, so one fold's seed variance is the folds times its square); the "
+            "of its five-fold means over five runs, so one fold's seed variance is the folds times its square); the "
             "clip and training-set terms are this build's, carried on the model's latent scale to the paper's "
             "accuracies. GPU-hours: the paper preset's schedule for every fold, at " + "; ".join(sources) + ". **Other "
             "designs**: more folds or repeated cross-validation would break the official folds (the clips of one "
